@@ -1,0 +1,222 @@
+"""The Node base class, typed node parameters, and the registry of node kinds.
+
+A node is a loop over typed inputs with an explicit stop (the runtime in
+:mod:`respike.nodes.runtime` owns the loop). A node kind subclasses :class:`Node`, declares its
+``inputs`` and ``outputs`` ports and a frozen ``Params`` dataclass, and implements some of:
+
+- :meth:`Node.start`: open devices, warm up kernels (before the first message, not on it);
+- :meth:`Node.on_message`: handle one input message (transforms and sinks);
+- :meth:`Node.produce`: emit the next output and say when to be called again (sources);
+- :meth:`Node.finish`: flush and close, at the end of input or on shutdown.
+
+Outputs go through :meth:`Node.publish`, which the runtime routes to sockets and tests route
+to a list (see :class:`respike.nodes.runtime.MockIO`), so node code never touches a socket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import numpy as np
+from respike.stream.messages import Message
+
+NODE_MODULES = (
+    "respike.nodes.testsource",
+    "respike.nodes.jsonl",
+)
+"""Modules that define node kinds; importing them fills the registry. Heavy dependencies
+(torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""
+
+
+def param(default: Any, help: str) -> Any:
+    """A node parameter: a dataclass field with a default and the help text shown by the CLI."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """For node kinds without parameters."""
+
+
+class Output(Protocol):
+    """Where a node's messages go: sockets in a pipeline, a list in tests."""
+
+    def publish(self, port: str, message: Message) -> None: ...
+
+
+class Node:
+    """Base of every node kind; see the module docstring for the life cycle."""
+
+    kind: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
+    optional_inputs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, params: Any, output: Output) -> None:
+        self.name = name
+        self.params = params
+        self._output = output
+
+    @classmethod
+    def is_source(cls) -> bool:
+        """Sources override :meth:`produce`; the runtime calls it on their schedule."""
+        return cls.produce is not Node.produce
+
+    def start(self) -> None:
+        """Prepare to run: open devices and files, compile kernels. Errors here are fatal."""
+
+    def on_message(self, port: str, message: Message) -> None:
+        """Handle one validated message that arrived on input ``port``."""
+
+    def produce(self) -> float | None:
+        """Emit output; return seconds until the next call, or None when the source is done."""
+        return None
+
+    def finish(self) -> None:
+        """Flush and release resources; called once at the end of input or on shutdown."""
+
+    def stats(self) -> dict[str, float]:
+        """Node-specific numbers for the stats topic (e.g. events/s, kernel ms)."""
+        return {}
+
+    def publish(
+        self,
+        port: str,
+        kind: str,
+        t: int,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        **meta: Any,
+    ) -> None:
+        """Publish on output ``port`` a message of ``kind`` referring to capture time ``t`` (µs)."""
+        if port not in self.outputs:
+            raise ValueError(f"node {self.name!r} has no output {port!r}; outputs: {self.outputs}")
+        topic = f"{self.name}/{port}"
+        self._output.publish(port, Message(topic, kind, t, dict(arrays or {}), meta))
+
+
+N = TypeVar("N", bound=type[Node])
+
+_KINDS: dict[str, type[Node]] = {}
+
+
+def register(kind: str) -> Callable[[N], N]:
+    """Class decorator adding a node kind to the registry; a duplicate name is an error."""
+
+    def add(cls: N) -> N:
+        if kind in _KINDS and _KINDS[kind] is not cls:
+            raise ValueError(
+                f"node kind {kind!r} is already registered by {_KINDS[kind].__module__}"
+            )
+        if not (dataclasses.is_dataclass(cls.Params) and cls.Params.__dataclass_params__.frozen):  # type: ignore[attr-defined]
+            raise TypeError(f"{cls.__name__}.Params must be a frozen dataclass")
+        cls.kind = kind
+        _KINDS[kind] = cls
+        return cls
+
+    return add
+
+
+def node_kinds() -> dict[str, type[Node]]:
+    """All registered node kinds by name."""
+    for module in NODE_MODULES:
+        importlib.import_module(module)
+    return dict(sorted(_KINDS.items()))
+
+
+def get_node_kind(kind: str) -> type[Node]:
+    """The node class registered as ``kind``; the error lists the known kinds."""
+    kinds = node_kinds()
+    if kind not in kinds:
+        raise KeyError(f"unknown node kind {kind!r}; known kinds: {', '.join(kinds)}")
+    return kinds[kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of a node kind, as the CLI and the pipeline checker see it."""
+
+    name: str
+    type: type
+    optional: bool
+    default: Any
+    help: str
+
+
+_SCALARS = (bool, int, float, str, Path)
+
+
+def param_infos(params_cls: type) -> list[ParamInfo]:
+    """Describe the fields of a node's Params dataclass (scalars, optionally ``| None``)."""
+    hints = typing.get_type_hints(params_cls)
+    infos = []
+    for f in dataclasses.fields(params_cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = isinstance(hint, types.UnionType) and type(None) in args
+        base = next(a for a in args if a is not type(None)) if optional else hint
+        if base not in _SCALARS:
+            raise TypeError(f"parameter {f.name!r} has type {hint}; expected one of {_SCALARS}")
+        infos.append(ParamInfo(f.name, base, optional, f.default, f.metadata.get("help", "")))
+    return infos
+
+
+class ParamError(ValueError):
+    """A parameter value that does not fit its declaration."""
+
+
+def coerce_param(info: ParamInfo, value: Any) -> Any:
+    """Check (TOML values) or parse (CLI strings) ``value`` for parameter ``info``."""
+    if value is None or (isinstance(value, str) and info.optional and value.lower() == "none"):
+        if info.optional:
+            return None
+        raise ParamError(f"parameter {info.name!r} may not be empty; expected {info.type.__name__}")
+    if isinstance(value, str) and info.type is not str:
+        return _parse(info, value)
+    if info.type is bool and not isinstance(value, bool):
+        raise ParamError(f"parameter {info.name!r} is {value!r}; expected true or false")
+    if info.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ParamError(f"parameter {info.name!r} is {value!r}; expected an integer")
+    if info.type is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ParamError(f"parameter {info.name!r} is {value!r}; expected a number")
+    if info.type is str and not isinstance(value, str):
+        raise ParamError(f"parameter {info.name!r} is {value!r}; expected a string")
+    return info.type(value)
+
+
+def _parse(info: ParamInfo, text: str) -> Any:
+    if info.type is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ParamError(f"parameter {info.name!r} is {text!r}; expected true or false")
+    try:
+        return info.type(text)
+    except ValueError:
+        raise ParamError(
+            f"parameter {info.name!r} is {text!r}; expected {info.type.__name__}"
+        ) from None
+
+
+def build_params(node_cls: type[Node], values: Mapping[str, Any]) -> Any:
+    """Make ``node_cls.Params`` from raw values, naming any unknown or ill-typed parameter."""
+    infos = {info.name: info for info in param_infos(node_cls.Params)}
+    unknown = sorted(set(values) - set(infos))
+    if unknown:
+        known = ", ".join(infos) or "none"
+        raise ParamError(
+            f"unknown parameter(s) {', '.join(unknown)}; {node_cls.kind} takes: {known}"
+        )
+    typed = {name: coerce_param(infos[name], value) for name, value in values.items()}
+    try:
+        return node_cls.Params(**typed)
+    except (TypeError, ValueError) as exc:
+        raise ParamError(str(exc)) from exc

@@ -1,0 +1,203 @@
+"""The `respike` command line: run pipelines, run single nodes, list node kinds, make keys."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from respike.nodes.base import ParamError, build_params, get_node_kind, node_kinds, param_infos
+from respike.nodes.pipeline import PipelineError, load_pipeline
+from respike.nodes.runtime import InputWire, NodeRunner, Wiring
+from respike.stream.security import Security, generate_keys
+from respike.stream.sockets import Delivery
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``respike`` console script."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    parser = argparse.ArgumentParser(prog="respike", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a pipeline file, one process per node")
+    run.add_argument("pipeline", type=Path, help="TOML pipeline file")
+    run.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    run.add_argument(
+        "--status",
+        choices=("auto", "table", "plain", "off"),
+        default="auto",
+        help="status display (auto: table on a terminal)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override a node parameter",
+    )
+    run.add_argument("--keys", type=Path, help="CURVE key folder for tcp endpoints off this host")
+    run.add_argument("--insecure", action="store_true", help="allow unencrypted tcp off this host")
+
+    node = commands.add_parser(
+        "node", help="run one node on its own (`respike node KIND --help`)", add_help=False
+    )
+    node.add_argument("kind", nargs="?", help="node kind (see `respike nodes`)")
+    node.add_argument("rest", nargs=argparse.REMAINDER)
+
+    commands.add_parser("nodes", help="list node kinds with their parameters")
+
+    keys = commands.add_parser("keys", help="create CURVE server/client keys in a folder")
+    keys.add_argument("folder", type=Path)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "node":
+            return _node(args.kind, args.rest)
+        if args.command == "nodes":
+            return _list_nodes()
+        if args.command == "keys":
+            folder = generate_keys(args.folder)
+            print(f"CURVE keys written to {folder}: keep server.key_secret on the publishing host")
+            return 0
+    except (PipelineError, ParamError, KeyError, FileNotFoundError, ValueError) as exc:
+        print(
+            f"respike: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr
+        )
+        return 2
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from respike.nodes.launcher import Launcher
+
+    overrides: dict[str, dict[str, str]] = {}
+    for item in args.set:
+        target, _, value = item.partition("=")
+        node_name, _, param_name = target.partition(".")
+        if not (node_name and param_name and _):
+            raise ValueError(f"--set {item!r}; expected NODE.PARAM=VALUE")
+        overrides.setdefault(node_name, {})[param_name.replace("-", "_")] = value
+    pipeline = load_pipeline(args.pipeline, overrides)
+    status = "plain" if args.status == "off" else args.status
+    launcher = Launcher(
+        pipeline, duration=args.duration, status=status, keys=args.keys, insecure=args.insecure
+    )
+    return launcher.run()
+
+
+def _node(kind: str | None, rest: Sequence[str]) -> int:
+    if kind is None or kind in ("-h", "--help"):
+        print(
+            "usage: respike node KIND [--name NAME] [--output ENDPOINT] [--input PORT=NODE/TOPIC@ENDPOINT] [PARAMS]\n"
+            f"kinds: {', '.join(node_kinds())}"
+        )
+        return 0
+    node_cls = get_node_kind(kind)
+    parser = argparse.ArgumentParser(
+        prog=f"respike node {kind}", description=(node_cls.__doc__ or "").strip()
+    )
+    wiring = parser.add_argument_group("wiring")
+    wiring.add_argument("--name", default=kind, help="node name; topics are NAME/PORT")
+    wiring.add_argument(
+        "--output",
+        help=f"endpoint to publish on (outputs: {', '.join(node_cls.outputs) or 'none'})",
+    )
+    wiring.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="PORT=NODE/TOPIC@ENDPOINT",
+        help=f"wire an input (inputs: {', '.join(node_cls.inputs) or 'none'})",
+    )
+    wiring.add_argument("--delivery", action="append", default=[], metavar="PORT=live|lossless")
+    wiring.add_argument(
+        "--queue", action="append", default=[], metavar="PORT=N", help="live inputs: newest N kept"
+    )
+    wiring.add_argument(
+        "--lossless-outputs", action="store_true", help="block (backpressure) instead of dropping"
+    )
+    wiring.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="PORT=N",
+        help="wait for N subscribers before the first message",
+    )
+    wiring.add_argument("--keys", type=Path, help="CURVE key folder")
+    wiring.add_argument(
+        "--insecure", action="store_true", help="allow unencrypted tcp off this host"
+    )
+    wiring.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    params = parser.add_argument_group(f"{kind} parameters")
+    for info in param_infos(node_cls.Params):
+        params.add_argument(
+            f"--{info.name.replace('_', '-')}",
+            dest=f"param_{info.name}",
+            metavar=info.type.__name__.upper(),
+            help=f"{info.help} (default: {info.default})",
+        )
+    args = parser.parse_args(rest)
+    values = {
+        key[len("param_") :]: value
+        for key, value in vars(args).items()
+        if key.startswith("param_") and value is not None
+    }
+    node_params = build_params(node_cls, values)
+    delivery = _port_map(args.delivery, "--delivery")
+    queue = _port_map(args.queue, "--queue")
+    inputs = {}
+    for item in args.input:
+        port, _, source = item.partition("=")
+        topic, _, endpoint = source.partition("@")
+        if not (port and topic and endpoint):
+            raise ValueError(f"--input {item!r}; expected PORT=NODE/TOPIC@ENDPOINT")
+        inputs[port] = InputWire(
+            endpoint, topic, Delivery(delivery.get(port, "live")), int(queue.get(port, 1))
+        )
+    wiring_spec = Wiring(
+        output=args.output,
+        inputs=inputs,
+        lossless_outputs=args.lossless_outputs,
+        expect_subscribers={port: int(n) for port, n in _port_map(args.expect, "--expect").items()},
+        security=Security(keys_dir=args.keys, insecure=args.insecure),
+        parent_pid=args.parent_pid,
+    )
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    return NodeRunner(node_cls, args.name, node_params, wiring_spec).run()
+
+
+def _port_map(items: Sequence[str], flag: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        port, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} {item!r}; expected PORT=VALUE")
+        result[port] = value
+    return result
+
+
+def _list_nodes() -> int:
+    for kind, node_cls in node_kinds().items():
+        summary = (node_cls.__doc__ or "").strip().splitlines()[0] if node_cls.__doc__ else ""
+        print(f"{kind}: {summary}")
+        print(
+            f"  inputs: {', '.join(node_cls.inputs) or '-'}   outputs: {', '.join(node_cls.outputs) or '-'}"
+        )
+        for info in param_infos(node_cls.Params):
+            print(
+                f"  --{info.name.replace('_', '-')} {info.type.__name__} = {info.default!r}: {info.help}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""`respike run`: one process per node, wired endpoints, restarts with backoff, a live status table.
+
+The launcher owns the processes of the nodes that run on this host. Each is started as
+``respike node KIND ...`` with flags that the launcher derives from the pipeline (the same
+command a person would type on another host), so a node behaves the same under the launcher
+and alone. Endpoints are ipc sockets in a private runtime folder when the whole pipeline is on
+this host, and tcp on each node's host otherwise. A node that exits non-zero or dies by a signal
+is restarted after a backoff that doubles up to 10 s; one that exits 0 has finished. The
+launcher ends when every node has finished, when ``--for`` elapses, or on Ctrl-C/SIGTERM, and
+always stops its children (SIGTERM, then SIGKILL after a grace period) and removes the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import zmq
+from respike.nodes.pipeline import NodeSpec, PipelineSpec
+from respike.nodes.runtime import STATS_PORT
+from respike.stream.security import Security
+from respike.stream.sockets import Delivery, Subscriber
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 5.0
+MAX_BACKOFF_S = 10.0
+STABLE_AFTER_S = 30.0
+
+
+def node_command(
+    spec: NodeSpec,
+    pipeline: PipelineSpec,
+    endpoints: dict[str, str],
+    *,
+    keys: Path | None = None,
+    insecure: bool = False,
+) -> list[str]:
+    """The ``respike node`` arguments that run ``spec`` wired into ``pipeline``."""
+    argv = ["node", spec.kind, "--name", spec.name, "--output", endpoints[spec.name]]
+    for wire in spec.inputs:
+        argv += ["--input", f"{wire.port}={wire.full_topic}@{endpoints[wire.source]}"]
+        if wire.delivery is not Delivery.LIVE:
+            argv += ["--delivery", f"{wire.port}={wire.delivery}"]
+        if wire.queue != 1:
+            argv += ["--queue", f"{wire.port}={wire.queue}"]
+    consumers = pipeline.consumers(spec.name)
+    if any(wire.delivery is Delivery.LOSSLESS for _, wire in consumers):
+        argv.append("--lossless-outputs")
+    for port in spec.node_cls.outputs:
+        count = sum(1 for _, wire in consumers if wire.topic == port)
+        if count:
+            argv += ["--expect", f"{port}={count}"]
+    if keys is not None:
+        argv += ["--keys", str(keys)]
+    if insecure:
+        argv.append("--insecure")
+    for name, value in spec.raw_params.items():
+        text = (
+            "none"
+            if value is None
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+        argv += [f"--{name.replace('_', '-')}", text]
+    return argv
+
+
+@dataclass
+class NodeProcess:
+    """A node this launcher runs, its process and what its stats last said."""
+
+    spec: NodeSpec
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    state: str = "starting"
+    restarts: int = 0
+    failures: int = 0
+    started: float = 0.0
+    restart_at: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+    rates: tuple[float, float] = (0.0, 0.0)
+
+    def update_stats(self, stats: dict[str, Any]) -> None:
+        previous, self.stats = self.stats, stats
+        if previous and stats["uptime_s"] > previous["uptime_s"]:
+            span = stats["uptime_s"] - previous["uptime_s"]
+            self.rates = (
+                (_received(stats) - _received(previous)) / span,
+                (_sent(stats) - _sent(previous)) / span,
+            )
+
+
+def _received(stats: dict[str, Any]) -> int:
+    return sum(port["received"] for port in stats.get("inputs", {}).values())
+
+
+def _sent(stats: dict[str, Any]) -> int:
+    return sum(
+        n for topic, n in stats.get("outputs", {}).items() if not topic.endswith(f"/{STATS_PORT}")
+    )
+
+
+class Launcher:
+    """Runs the local nodes of a :class:`PipelineSpec` until done, ``duration`` or a signal."""
+
+    def __init__(
+        self,
+        pipeline: PipelineSpec,
+        *,
+        duration: float | None = None,
+        status: str = "auto",
+        keys: Path | None = None,
+        insecure: bool = False,
+        max_failures: int = 20,
+        out: TextIO = sys.stderr,
+    ) -> None:
+        self.pipeline = pipeline
+        self.duration = duration
+        self.max_failures = max_failures
+        self.out = out
+        self.security = Security(keys_dir=keys, insecure=insecure)
+        self.status = ("table" if out.isatty() else "plain") if status == "auto" else status
+        self.stopping = False
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"respike-{pipeline.name}-"))
+        self.endpoints = self._endpoints()
+        self.nodes = [
+            NodeProcess(
+                spec, node_command(spec, pipeline, self.endpoints, keys=keys, insecure=insecure)
+            )
+            for spec in pipeline.nodes
+        ]
+        for spec in pipeline.nodes:
+            if not spec.local:
+                log.warning(
+                    "node %s runs on %s: start it there with\n  respike %s",
+                    spec.name,
+                    spec.host,
+                    " ".join(
+                        node_command(spec, pipeline, self.endpoints, keys=keys, insecure=insecure)
+                    ),
+                )
+        self.local = [node for node in self.nodes if node.spec.local]
+
+    def _endpoints(self) -> dict[str, str]:
+        if not self.pipeline.multi_host:
+            return {
+                spec.name: f"ipc://{self.runtime_dir}/{spec.name}.sock"
+                for spec in self.pipeline.nodes
+            }
+        return {
+            spec.name: f"tcp://{spec.host or '127.0.0.1'}:{spec.port}"
+            for spec in self.pipeline.nodes
+        }
+
+    def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        """Start everything, supervise, and stop; 0 unless a node failed for good."""
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        context = zmq.Context()
+        monitors = {
+            node.spec.name: Subscriber(
+                self.endpoints[node.spec.name],
+                f"{node.spec.name}/{STATS_PORT}",
+                security=self.security,
+                context=context,
+            )
+            for node in self.nodes
+        }
+        deadline = None if self.duration is None else time.monotonic() + self.duration
+        display = StatusDisplay(self, self.status, self.out)
+        try:
+            for node in self.local:
+                self._start(node)
+            while not self.stopping:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                for name, monitor in monitors.items():
+                    for message in monitor.receive():
+                        self._by_name(name).update_stats(dict(message.meta))
+                self._supervise()
+                display.update()
+                if all(node.state in ("done", "failed") for node in self.local):
+                    break
+                time.sleep(0.05)
+        finally:
+            self._stop_all()
+            display.close()
+            for monitor in monitors.values():
+                monitor.close()
+            context.term()
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        return 1 if any(node.state == "failed" for node in self.local) else 0
+
+    def _by_name(self, name: str) -> NodeProcess:
+        return next(node for node in self.nodes if node.spec.name == name)
+
+    def _start(self, node: NodeProcess) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "respike.nodes.cli",
+            *node.argv,
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        node.process = subprocess.Popen(argv, start_new_session=True)
+        node.state = "running"
+        node.started = time.monotonic()
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        for node in self.local:
+            if node.state == "restarting" and now >= node.restart_at:
+                node.restarts += 1
+                self._start(node)
+            if node.state != "running" or node.process is None:
+                continue
+            code = node.process.poll()
+            if code is None:
+                continue
+            if code == 0:
+                node.state = "done"
+                continue
+            node.failures = 1 if now - node.started > STABLE_AFTER_S else node.failures + 1
+            if node.failures > self.max_failures:
+                node.state = "failed"
+                log.error(
+                    "node %s failed %d times in a row; giving up", node.spec.name, node.failures
+                )
+                continue
+            backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** (node.failures - 1))
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            log.warning("node %s died (%s); restarting in %.1f s", node.spec.name, how, backoff)
+            node.state = "restarting"
+            node.restart_at = now + backoff
+
+    def _stop_all(self) -> None:
+        running = [n for n in self.local if n.process is not None and n.process.poll() is None]
+        for node in running:
+            assert node.process is not None
+            node.process.terminate()
+        deadline = time.monotonic() + GRACE_S
+        for node in running:
+            assert node.process is not None
+            try:
+                node.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "node %s ignored SIGTERM for %.0f s; killing it", node.spec.name, GRACE_S
+                )
+                node.process.kill()
+                node.process.wait()
+            if node.state == "running":
+                node.state = "stopped"
+
+
+class StatusDisplay:
+    """The per-node status: a live table on a terminal, plain log lines otherwise."""
+
+    COLUMNS = (
+        "node",
+        "kind",
+        "state",
+        "restarts",
+        "in/s",
+        "out/s",
+        "hop p50/p99 ms",
+        "dropped",
+        "gaps",
+        "invalid",
+        "errors",
+    )
+
+    def __init__(self, launcher: Launcher, mode: str, out: TextIO, interval: float = 5.0) -> None:
+        self.launcher = launcher
+        self.mode = mode
+        self.out = out
+        self.interval = interval
+        self._next = time.monotonic() + interval
+        self._live: Any = None
+        if mode == "table":
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(self._table(), console=Console(file=out), refresh_per_second=2)
+            self._live.start()
+
+    def rows(self) -> list[tuple[str, ...]]:
+        rows = []
+        for node in self.launcher.nodes:
+            stats = node.stats
+            inputs = stats.get("inputs", {}).values()
+            hop = stats.get("hop_ms", {})
+            rows.append(
+                (
+                    node.spec.name,
+                    node.spec.kind,
+                    node.state if node.spec.local else f"on {node.spec.host}",
+                    str(node.restarts),
+                    f"{node.rates[0]:.1f}",
+                    f"{node.rates[1]:.1f}",
+                    f"{hop['p50']:.2f}/{hop['p99']:.2f}" if hop else "-",
+                    str(sum(i["dropped"] for i in inputs)),
+                    str(sum(i["gaps"] for i in inputs)),
+                    str(sum(sum(i["invalid"].values()) for i in inputs)),
+                    str(sum(stats.get("errors", {}).values())),
+                )
+            )
+        return rows
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"respike: {self.launcher.pipeline.name}")
+        for column in self.COLUMNS:
+            table.add_column(
+                column, justify="left" if column in ("node", "kind", "state") else "right"
+            )
+        for row in self.rows():
+            table.add_row(*row)
+        return table
+
+    def update(self) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+        elif self.mode == "plain" and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self.interval
+            self._print_lines()
+
+    def _print_lines(self) -> None:
+        for row in self.rows():
+            fields = " ".join(f"{k}={v}" for k, v in zip(self.COLUMNS, row, strict=True))
+            print(f"[status] {fields}", file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.stop()
+        elif self.mode == "plain":
+            self._print_lines()

@@ -1,0 +1,241 @@
+"""Publisher and subscriber: typed messages over ZeroMQ with `live` or `lossless` delivery.
+
+Delivery modes:
+
+- ``live`` (camera, viewer): the subscriber drains everything that has arrived and keeps only
+  the newest ``queue`` messages, so a slow consumer always works on fresh data; what it skips is
+  counted as ``dropped``. The publisher never waits for anyone.
+- ``lossless`` (replay, recording, benchmarks): the publisher socket is an XPUB with
+  ``XPUB_NODROP``, so when a subscriber's queue is full ``send`` waits (backpressure) instead of
+  discarding; nothing is dropped and sequence numbers stay contiguous.
+
+Publishers bind, subscribers connect. Every received message goes through
+:func:`respike.stream.messages.decode`; a bad one is counted by cause in :class:`InputHealth`,
+logged once per cause, and dropped, so input never raises out of :meth:`Subscriber.receive`.
+Sequence gaps are counted per topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import zmq
+from respike.stream.messages import Message, MessageError, decode, encode, now_us
+from respike.stream.security import Security, authorize_clients
+
+log = logging.getLogger(__name__)
+
+
+class Delivery(StrEnum):
+    LIVE = "live"
+    LOSSLESS = "lossless"
+
+
+class Stopped(RuntimeError):
+    """Raised by a blocking send or wait when the caller's stop condition became true."""
+
+
+@dataclass
+class InputHealth:
+    """What one input received: counts, drops, sequence gaps and bad messages by cause."""
+
+    name: str
+    received: int = 0
+    dropped: int = 0
+    gaps: int = 0
+    restarts: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    last_seq: int | None = None
+
+    def reject(self, error: MessageError) -> None:
+        """Count a bad message; log only the first of each cause so floods stay quiet."""
+        if not self.invalid[error.cause]:
+            log.warning(
+                "input %s: dropped a bad message (%s); further ones are counted", self.name, error
+            )
+        self.invalid[error.cause] += 1
+
+    def accept(self, message: Message) -> None:
+        """Count a valid message and check its sequence number against the previous one."""
+        self.received += 1
+        if self.last_seq is not None:
+            if message.seq > self.last_seq + 1:
+                self.gaps += message.seq - self.last_seq - 1
+            elif message.seq <= self.last_seq:
+                self.restarts += 1  # the publisher restarted and counts from 0 again
+        self.last_seq = message.seq
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "dropped": self.dropped,
+            "gaps": self.gaps,
+            "restarts": self.restarts,
+            "invalid": dict(self.invalid),
+        }
+
+
+class Publisher:
+    """Binds ``endpoint`` and publishes :class:`Message` s with per-topic sequence numbers."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        source: str,
+        delivery: Delivery = Delivery.LIVE,
+        security: Security | None = None,
+        context: zmq.Context | None = None,
+        hwm: int = 64,
+    ) -> None:
+        security = security or Security()
+        security.check(endpoint)
+        self.source = source
+        self.delivery = Delivery(delivery)
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.XPUB)
+        self._socket.linger = 0
+        self._socket.sndhwm = hwm
+        self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # report every (un)subscription
+        if self.delivery is Delivery.LOSSLESS:
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        if security.curve:
+            authorize_clients(self._context, security)
+            security.apply_server(self._socket)
+        self._socket.bind(endpoint)
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._seq: Counter[str] = Counter()
+        self._subscriptions: Counter[bytes] = Counter()
+        self.sent: Counter[str] = Counter()
+
+    def subscribers(self, topic: str) -> int:
+        """How many subscriptions currently match ``topic`` (after reading pending notices)."""
+        self._read_subscriptions()
+        encoded = topic.encode()
+        return sum(n for prefix, n in self._subscriptions.items() if encoded.startswith(prefix))
+
+    def wait_for_subscribers(
+        self, topic: str, count: int, timeout: float, stop: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """Wait until ``count`` subscribers match ``topic``; False on timeout.
+
+        A lossless source calls this before its first message so the subscribers that the
+        pipeline wired to it do not miss the start (ZeroMQ's slow-joiner problem).
+        """
+        deadline = time.monotonic() + timeout
+        while self.subscribers(topic) < count:
+            if stop():
+                raise Stopped(f"stopped while waiting for subscribers of {topic}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._socket.poll(min(100, int(remaining * 1000) + 1), zmq.POLLIN)
+        return True
+
+    def send(self, message: Message, stop: Callable[[], bool] = lambda: False) -> None:
+        """Stamp ``message`` with the next sequence number and publish time, and send it.
+
+        In lossless mode this blocks while a subscriber is full; ``stop`` is checked every
+        100 ms so shutdown still works under backpressure (raises :class:`Stopped`).
+        """
+        frames = encode(message, seq=self._seq[message.topic], pt=now_us(), source=self.source)
+        self._seq[message.topic] += 1
+        if self.delivery is Delivery.LIVE:
+            self._socket.send_multipart(frames, copy=False)
+        else:
+            while True:
+                try:
+                    self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                    break
+                except zmq.Again:
+                    if stop():
+                        raise Stopped(f"stopped while {message.topic} was blocked") from None
+                    self._socket.poll(100, zmq.POLLOUT)
+        self.sent[message.topic] += 1
+
+    def _read_subscriptions(self) -> None:
+        while True:
+            try:
+                notice = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if notice[:1] == b"\x01":
+                self._subscriptions[notice[1:]] += 1
+            elif notice[:1] == b"\x00" and self._subscriptions[notice[1:]] > 0:
+                self._subscriptions[notice[1:]] -= 1
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+
+class Subscriber:
+    """Connects to a publisher's ``endpoint`` and receives one ``topic``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        topic: str,
+        *,
+        delivery: Delivery = Delivery.LIVE,
+        queue: int = 1,
+        security: Security | None = None,
+        context: zmq.Context | None = None,
+        name: str | None = None,
+    ) -> None:
+        if queue < 1:
+            raise ValueError(f"queue must be ≥ 1, got {queue}")
+        security = security or Security()
+        security.check(endpoint)
+        self.topic = topic
+        self.delivery = Delivery(delivery)
+        self.queue = queue
+        self.health = InputHealth(name or topic)
+        self._context = context or zmq.Context.instance()
+        self.socket = self._context.socket(zmq.SUB)
+        self.socket.linger = 0
+        self.socket.rcvhwm = 4 if self.delivery is Delivery.LIVE else 256
+        security.apply_client(self.socket)
+        self.socket.connect(endpoint)
+        self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+
+    def receive(self, timeout: float | None = None) -> list[Message]:
+        """Messages that arrived, oldest first; waits up to ``timeout`` seconds for the first.
+
+        ``live`` keeps only the newest ``queue`` of everything pending; ``lossless`` returns
+        everything pending (at most 256 at a time).
+        """
+        if timeout is not None and not self.socket.poll(int(timeout * 1000), zmq.POLLIN):
+            return []
+        limit = 256 if self.delivery is Delivery.LOSSLESS else None
+        kept: deque[Message] = deque(maxlen=self.queue if limit is None else None)
+        for frames in self._drain(limit):
+            try:
+                message = decode(frames)
+            except MessageError as error:
+                self.health.reject(error)
+                continue
+            if message.topic != self.topic:  # a longer topic sharing our prefix
+                continue
+            self.health.accept(message)
+            if len(kept) == kept.maxlen:
+                self.health.dropped += 1
+            kept.append(message)
+        return list(kept)
+
+    def _drain(self, limit: int | None) -> Iterable[list[zmq.Frame]]:
+        count = 0
+        while limit is None or count < limit:
+            try:
+                yield self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            count += 1
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
