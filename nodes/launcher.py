@@ -301,7 +301,7 @@ class StatusDisplay:
             self._live.start()
 
     def rows(self) -> list[tuple[str, ...]]:
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for node in self.launcher.nodes:
             stats = node.stats
             inputs = stats.get("inputs", {}).values()

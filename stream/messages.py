@@ -131,7 +131,7 @@ def encode(
         if not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)
         descriptors.append([name, wire_dtype, list(array.shape)])
-        buffers.append(memoryview(array.reshape(-1).view(np.uint8)) if array.size else b"")
+        buffers.append(array.reshape(-1).view(np.uint8).data if array.size else b"")
     header = {
         "v": SCHEMA_VERSION,
         "kind": message.kind,

@@ -92,7 +92,7 @@ class Publisher:
         delivery: Delivery = Delivery.LIVE,
         security: Security | None = None,
         context: zmq.Context | None = None,
-        hwm: int = 64,
+        hwm: int | None = None,
     ) -> None:
         security = security or Security()
         security.check(endpoint)
@@ -101,7 +101,9 @@ class Publisher:
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.linger = 0
-        self._socket.sndhwm = hwm
+        # live: a short queue per subscriber so a slow one never works through stale data;
+        # lossless: a deeper one so bursts flow before backpressure reaches the sender.
+        self._socket.sndhwm = hwm or (256 if self.delivery is Delivery.LOSSLESS else 2)
         self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # report every (un)subscription
         if self.delivery is Delivery.LOSSLESS:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
@@ -146,18 +148,25 @@ class Publisher:
         """
         frames = encode(message, seq=self._seq[message.topic], pt=now_us(), source=self.source)
         self._seq[message.topic] += 1
+        self._send(frames, stop)
+        self.sent[message.topic] += 1
+
+    def _send(self, frames: list[Any], stop: Callable[[], bool]) -> None:
         if self.delivery is Delivery.LIVE:
             self._socket.send_multipart(frames, copy=False)
-        else:
-            while True:
-                try:
-                    self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                    break
-                except zmq.Again:
-                    if stop():
-                        raise Stopped(f"stopped while {message.topic} was blocked") from None
-                    self._socket.poll(100, zmq.POLLOUT)
-        self.sent[message.topic] += 1
+            return
+        while True:
+            try:
+                self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                if stop():
+                    raise Stopped("stopped while a lossless send was blocked") from None
+                self._socket.poll(100, zmq.POLLOUT)
+
+    def send_raw(self, frames: list[Any], stop: Callable[[], bool] = lambda: False) -> None:
+        """Send already-encoded frames unchanged (replay of recorded bytes), with backpressure."""
+        self._send(frames, stop)
 
     def _read_subscriptions(self) -> None:
         while True:
@@ -170,8 +179,9 @@ class Publisher:
             elif notice[:1] == b"\x00" and self._subscriptions[notice[1:]] > 0:
                 self._subscriptions[notice[1:]] -= 1
 
-    def close(self) -> None:
-        self._socket.close(linger=0)
+    def close(self, linger: float = 0.0) -> None:
+        """Close the socket, waiting up to ``linger`` seconds for queued messages to leave."""
+        self._socket.close(linger=int(linger * 1000))
 
 
 class Subscriber:
@@ -199,7 +209,7 @@ class Subscriber:
         self._context = context or zmq.Context.instance()
         self.socket = self._context.socket(zmq.SUB)
         self.socket.linger = 0
-        self.socket.rcvhwm = 4 if self.delivery is Delivery.LIVE else 256
+        self.socket.rcvhwm = max(2, queue) if self.delivery is Delivery.LIVE else 256
         security.apply_client(self.socket)
         self.socket.connect(endpoint)
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())

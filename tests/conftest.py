@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,3 +31,35 @@ def shared_data() -> Path:
 def rng() -> np.random.Generator:
     """A seeded generator so numeric tests are repeatable."""
     return np.random.default_rng(20261127)
+
+
+@pytest.fixture
+def ipc_dir() -> Iterator[Path]:
+    """A short private folder for ipc sockets (unix socket paths must stay under ~100 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``respike ARGS...`` processes that are always killed at the end of the test."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "respike.nodes.cli", *args]
+        process = subprocess.Popen(
+            command, stdout=stdout, stderr=subprocess.PIPE, start_new_session=True
+        )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+        if process.stdout is not None:
+            process.stdout.close()

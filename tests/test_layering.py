@@ -1,0 +1,66 @@
+"""The layering of ARCHITECTURE.md, read from the source: light transport, offline models."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FORBIDDEN = {
+    "events": (
+        "torch",
+        "torchvision",
+        "norse",
+        "zmq",
+        "respike.stream",
+        "respike.models",
+        "respike.nodes",
+        "respike.recorders",
+    ),
+    "stream": (
+        "torch",
+        "torchvision",
+        "norse",
+        "respike.models",
+        "respike.nodes",
+        "respike.recorders",
+    ),
+    "models": ("zmq", "respike.stream", "respike.nodes", "respike.recorders"),
+    "recorders": ("torch", "torchvision", "norse", "respike.models", "respike.nodes"),
+}
+
+
+def imported_modules(path: Path) -> list[str]:
+    modules = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.append(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_packages_import_only_what_their_layer_allows(package: str) -> None:
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"{package}/ has no Python files"
+    violations = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in files
+        for module in imported_modules(path)
+        if any(module == banned or module.startswith(banned + ".") for banned in FORBIDDEN[package])
+    ]
+    assert not violations, "layering broken (see ARCHITECTURE.md):\n" + "\n".join(violations)
+
+
+def test_the_transport_and_node_runtime_start_without_torch() -> None:
+    code = "import sys, respike.stream, respike.nodes.cli, respike.nodes.base; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False", "a camera node must start without importing torch"

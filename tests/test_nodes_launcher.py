@@ -1,0 +1,129 @@
+"""`respike run`: whole pipelines as processes: completion, restarts after SIGKILL, clean stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+PIPELINE = """
+[pipeline]
+name = "{name}"
+
+[nodes.counter]
+kind = "counter"
+params = {{ rate = {rate}, count = {count}, shape = "8x8" }}
+
+[nodes.print]
+kind = "jsonl"
+inputs = {{ in = {{ from = "counter/ticks", delivery = "lossless" }} }}
+"""
+
+
+def write_pipeline(tmp_path: Path, rate: float, count: int) -> tuple[Path, str]:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "pipeline.toml"
+    path.write_text(PIPELINE.format(name=name, rate=rate, count=count))
+    return path, name
+
+
+def node_pids(pipeline_name: str, node: str) -> list[int]:
+    """PIDs of the processes running ``node`` of the pipeline (found by their command line)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        in_pipeline = any(f"respike-{pipeline_name}-".encode() in a for a in argv)
+        if in_pipeline and b"--name" in argv and argv[argv.index(b"--name") + 1] == node.encode():
+            pids.append(int(entry.name))
+    return pids
+
+
+def read_records(process: subprocess.Popen[bytes], count: int, timeout: float) -> list[dict]:
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    records: list[dict] = []
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    while len(records) < count and time.monotonic() < deadline:
+        chunk = process.stdout.read() or b""
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        records += [json.loads(line) for line in lines if line]
+        if not chunk:
+            time.sleep(0.05)
+    return records
+
+
+def test_a_finite_pipeline_runs_to_completion_and_exits_cleanly(tmp_path: Path, spawn) -> None:
+    path, _ = write_pipeline(tmp_path, rate=0, count=500)
+    process = spawn("run", str(path), "--for", "60", stdout=subprocess.PIPE)
+    stdout, stderr = process.communicate(timeout=90)
+    assert process.returncode == 0, stderr.decode()
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["meta"]["i"] for r in records] == list(range(500)), (
+        "a lossless pipeline delivers every message in order"
+    )
+    assert b"state=done" in stderr and b"gaps=0" in stderr
+
+
+def test_a_killed_node_is_restarted_and_messages_flow_again(tmp_path: Path, spawn) -> None:
+    path, name = write_pipeline(tmp_path, rate=50, count=0)
+    process = spawn("run", str(path), "--for", "60", stdout=subprocess.PIPE)
+    assert len(read_records(process, 10, timeout=30)) >= 10, "the pipeline never produced output"
+    (pid,) = node_pids(name, "counter")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not [p for p in node_pids(name, "counter") if p != pid]:
+        time.sleep(0.1)
+    assert [p for p in node_pids(name, "counter") if p != pid], (
+        "the launcher did not restart the node"
+    )
+    read_records(process, 10_000, timeout=0.5)  # drop what was already printed
+    after = read_records(process, 10, timeout=20)
+    assert len(after) >= 10, "messages must flow again after the restart"
+    assert min(r["seq"] for r in after) < 50, "the restarted counter counts from the start again"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert b"died (signal 9); restarting" in stderr
+    assert b"node=counter kind=counter state=stopped restarts=1" in stderr
+    assert node_pids(name, "counter") == [] and node_pids(name, "print") == [], (
+        "Ctrl-C must stop every node"
+    )
+
+
+def test_for_stops_an_endless_pipeline(tmp_path: Path, spawn) -> None:
+    path, name = write_pipeline(tmp_path, rate=100, count=0)
+    begin = time.monotonic()
+    process = spawn("run", str(path), "--for", "3")
+    assert process.wait(timeout=30) == 0
+    assert 3 <= time.monotonic() - begin < 20
+    assert node_pids(name, "counter") == []
+
+
+def test_bad_pipeline_is_reported_before_anything_starts(tmp_path: Path, spawn) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[nodes.a]\nkind = "counter"\nparams = { rate = "x" }\n')
+    process = spawn("run", str(path))
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert f"{path}: node 'a' (counter): parameter 'rate' is 'x'" in stderr.decode()
+
+
+@pytest.mark.parametrize("args", [("nodes",), ("node", "counter", "--help")])
+def test_cli_lists_kinds_and_parameters(spawn, args: tuple[str, ...]) -> None:
+    process = spawn(*args, stdout=subprocess.PIPE)
+    stdout, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert b"messages per second" in stdout, "parameters are listed with their help"

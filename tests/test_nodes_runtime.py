@@ -1,0 +1,124 @@
+"""The node runtime: nodes driven without sockets, errors counted not fatal, end propagation."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from respike.nodes.base import (
+    Node,
+    ParamError,
+    build_params,
+    get_node_kind,
+    node_kinds,
+    param,
+    register,
+)
+from respike.nodes.jsonl import JsonlSink
+from respike.nodes.runtime import InputWire, MockIO, NodeRunner, Wiring
+from respike.nodes.testsource import CounterSource
+from respike.stream.messages import Message, now_us
+from respike.stream.sockets import Delivery, Publisher, Subscriber
+
+
+@register("test-fragile")
+class FragileNode(Node):
+    """Raises on odd messages and forwards even ones (a node with a bug on some input)."""
+
+    @dataclass(frozen=True)
+    class Params:
+        factor: int = param(2, "multiplier")
+
+    inputs = ("in",)
+    outputs = ("out",)
+
+    def on_message(self, port: str, message: Message) -> None:
+        if message.meta["i"] % 2:
+            raise ZeroDivisionError("odd input")
+        self.publish("out", "frame", message.t, i=message.meta["i"] * self.params.factor)
+
+
+def test_registry_lists_kinds_and_rejects_duplicates() -> None:
+    kinds = node_kinds()
+    assert {"counter", "jsonl"} <= set(kinds)
+    with pytest.raises(ValueError, match="already registered"):
+        register("counter")(FragileNode)
+    with pytest.raises(KeyError, match=r"known kinds: .*counter.*jsonl"):
+        get_node_kind("nope")
+
+
+def test_params_are_checked_by_name_and_type() -> None:
+    assert build_params(CounterSource, {"rate": "2.5", "count": 3}).rate == 2.5
+    with pytest.raises(ParamError, match="unknown parameter"):
+        build_params(CounterSource, {"speed": 1})
+    with pytest.raises(ParamError, match="dtype 'O'"):
+        build_params(CounterSource, {"dtype": "O"})
+
+
+def test_counter_source_driven_without_sockets() -> None:
+    io = MockIO(CounterSource, "c", CounterSource.Params(rate=0, count=5, shape="2x3", dtype="<f4"))
+    io.run_source()
+    assert [m.meta["i"] for _, m in io.outputs] == [0, 1, 2, 3, 4]
+    port, last = io.outputs[-1]
+    assert port == "ticks" and last.topic == "c/ticks"
+    np.testing.assert_array_equal(last.arrays["data"], np.full((2, 3), 4, np.float32))
+
+
+def test_jsonl_prints_one_json_object_per_message(capsys: pytest.CaptureFixture[str]) -> None:
+    io = MockIO(JsonlSink, "j", JsonlSink.Params())
+    io.send(
+        "in",
+        Message(
+            "c/ticks", "frame", now_us(), {"data": np.zeros((2, 2), np.uint8)}, {"i": 7}, seq=3
+        ),
+    )
+    record = json.loads(capsys.readouterr().out)
+    assert record["meta"] == {"i": 7} and record["seq"] == 3
+    assert record["arrays"] == {"data": {"dtype": "uint8", "shape": [2, 2]}}
+
+
+def test_publishing_on_an_undeclared_port_is_an_error() -> None:
+    io = MockIO(CounterSource, "c", CounterSource.Params())
+    with pytest.raises(ValueError, match="has no output 'frames'"):
+        io.node.publish("frames", "frame", 0)
+
+
+def test_errors_in_a_node_are_counted_and_end_finishes_it(ipc_dir: Path) -> None:
+    feed, out = f"ipc://{ipc_dir}/feed.sock", f"ipc://{ipc_dir}/out.sock"
+    publisher = Publisher(feed, source="src", delivery=Delivery.LOSSLESS)
+    wiring = Wiring(
+        output=out,
+        inputs={"in": InputWire(feed, "src/x", Delivery.LOSSLESS)},
+        lossless_outputs=True,
+        expect_subscribers={"out": 1},
+    )
+    runner = NodeRunner(FragileNode, "frag", FragileNode.Params(factor=3), wiring)
+    results = Subscriber(out, "frag/out", delivery=Delivery.LOSSLESS)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        assert publisher.wait_for_subscribers("src/x", 1, timeout=10)
+        for i in range(10):
+            publisher.send(Message("src/x", "frame", now_us(), meta={"i": i}))
+        publisher.send(Message("src/x", "end", now_us()))
+        got: list[Message] = []
+        while not (got and got[-1].end):
+            batch = results.receive(timeout=10.0)
+            assert batch, f"no output; got {got}"
+            got += batch
+        results.close()  # a lossless node waits for its consumers to leave after `end`
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the node must finish after `end` on every input"
+        assert [m.meta["i"] for m in got[:-1]] == [0, 6, 12, 18, 24]
+        assert runner.errors == {"ZeroDivisionError": 5}, (
+            "each failing message is counted, none is fatal"
+        )
+    finally:
+        runner.request_stop()
+        thread.join(timeout=10)
+        publisher.close()
+        results.close()
