@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
+
 from respike.stream.messages import Message
 
 NODE_MODULES = (
     "respike.nodes.testsource",
     "respike.nodes.jsonl",
+    "respike.nodes.camera",
 )
 """Modules that define node kinds; importing them fills the registry. Heavy dependencies
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""

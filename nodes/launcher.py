@@ -26,8 +26,9 @@ from types import FrameType
 from typing import Any, TextIO
 
 import zmq
+
 from respike.nodes.pipeline import NodeSpec, PipelineSpec
-from respike.nodes.runtime import STATS_PORT
+from respike.nodes.runtime import EXIT_CANNOT_START, STATS_PORT
 from respike.stream.security import Security
 from respike.stream.sockets import Delivery, Subscriber
 
@@ -235,6 +236,12 @@ class Launcher:
                 continue
             if code == 0:
                 node.state = "done"
+                continue
+            if code == EXIT_CANNOT_START:
+                node.state = "failed"
+                log.error(
+                    "node %s cannot start (see its error above); not restarting it", node.spec.name
+                )
                 continue
             node.failures = 1 if now - node.started > STABLE_AFTER_S else node.failures + 1
             if node.failures > self.max_failures:

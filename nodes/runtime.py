@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 import zmq
+
 from respike.nodes.base import Node
 from respike.stream.messages import Message, now_us
 from respike.stream.security import Security, stop_authenticators
@@ -33,6 +34,8 @@ from respike.stream.sockets import Delivery, Publisher, Stopped, Subscriber
 log = logging.getLogger(__name__)
 
 STATS_PORT = "stats"
+EXIT_CANNOT_START = 78
+"""Exit code of a node whose ``start`` failed (bad source, missing file): restarting won't help."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,11 @@ class NodeRunner:
             signal.signal(signal.SIGTERM, self.request_stop)
         try:
             self.node.start()
+        except Exception as exc:
+            log.error("%s (%s) cannot start: %s", self.name, self.node.kind, exc)
+            self._close_sockets()
+            return EXIT_CANNOT_START
+        try:
             self._wait_for_subscribers()
             self._loop()
             if not self.stopping:
@@ -280,11 +288,15 @@ class NodeRunner:
             if self.publisher is not None:
                 with contextlib.suppress(Stopped):
                     self._publish_stats()
-                self.publisher.close(linger=0.0 if self.stopping else self._linger_s())
-            for subscriber in self.subscribers.values():
-                subscriber.close()
-            stop_authenticators()
-            self._context.term()
+            self._close_sockets(linger=0.0 if self.stopping else self._linger_s())
+
+    def _close_sockets(self, linger: float = 0.0) -> None:
+        if self.publisher is not None:
+            self.publisher.close(linger=linger)
+        for subscriber in self.subscribers.values():
+            subscriber.close()
+        stop_authenticators()
+        self._context.term()
 
 
 @dataclass

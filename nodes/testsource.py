@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from respike.nodes.base import Node, param, register
 from respike.stream.messages import DTYPES, now_us
 

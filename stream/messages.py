@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import msgpack
 import numpy as np
+
 from respike.events.types import EVENT_DTYPE
 
 SCHEMA_VERSION: Final = 1

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 import zmq
+
 from respike.stream.messages import Message, MessageError, decode, encode, now_us
 from respike.stream.security import Security, authorize_clients
 

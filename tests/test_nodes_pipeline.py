@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from respike.nodes.launcher import node_command
 from respike.nodes.pipeline import PipelineError, load_pipeline
 from respike.stream.sockets import Delivery

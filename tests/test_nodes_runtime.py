@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from respike.nodes.base import (
     Node,
     ParamError,

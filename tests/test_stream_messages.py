@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
 from respike.events.types import EVENT_DTYPE, make_events
 from respike.stream.messages import (
     DTYPES,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+
 from respike.stream.messages import Message
 from respike.stream.security import Security, generate_keys, is_local_endpoint, stop_authenticators
 from respike.stream.sockets import Delivery, Publisher, Subscriber

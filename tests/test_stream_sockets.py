@@ -9,6 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+
 from respike.stream.messages import Message, MessageError, decode, encode, now_us
 from respike.stream.security import InsecureEndpointError
 from respike.stream.sockets import Delivery, Publisher, Subscriber

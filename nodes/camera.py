@@ -1,0 +1,162 @@
+"""`camera`: OpenCV capture from a device index, a video file or a URL, as timestamped RGB frames."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from respike.nodes.base import Node, param, register
+from respike.stream.messages import now_us
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
+
+
+class CaptureError(RuntimeError):
+    """A camera, file or stream that cannot be opened or read."""
+
+
+def source_kind(source: str) -> str:
+    """``device`` for an integer index, ``url`` for scheme://…, otherwise ``file``."""
+    if source.isdigit():
+        return "device"
+    if "://" in source:
+        return "url"
+    return "file"
+
+
+def open_capture(source: str, width: int = 0, height: int = 0, fps: float = 0.0) -> Any:
+    """Open ``source`` with OpenCV and apply the requested mode; raise :class:`CaptureError`."""
+    import cv2
+
+    kind = source_kind(source)
+    if kind == "file" and not Path(source).is_file():
+        raise CaptureError(f"video file {source!r} does not exist")
+    capture = cv2.VideoCapture(int(source) if kind == "device" else source)
+    if not capture.isOpened():
+        what = {"device": "camera device", "url": "video stream", "file": "video file"}[kind]
+        raise CaptureError(
+            f"cannot open {what} {source!r} (no such device, unreachable or unreadable)"
+        )
+    if kind == "device":
+        if width and height:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if fps:
+            capture.set(cv2.CAP_PROP_FPS, fps)
+    return capture
+
+
+@register("camera")
+class CameraNode(Node):
+    """Publishes RGB frames (H, W, 3) uint8 on ``frames``, stamped with their capture time in µs.
+
+    Files are paced by their own frame rate times ``speed`` (0 = as fast as the consumers take
+    them: use lossless delivery), loop if asked, and send ``end`` at their end. A live camera or
+    stream that stops delivering is reopened with a backoff up to 5 s instead of ending.
+    """
+
+    @dataclass(frozen=True)
+    class Params:
+        source: str = param("0", "device index, video file or URL (rtsp://, http://)")
+        width: int = param(0, "output width in pixels; 0 = the source's")
+        height: int = param(0, "output height in pixels; 0 = the source's")
+        fps: float = param(
+            0.0, "frame rate: asked of a device, or the pace of a file; 0 = the source's"
+        )
+        speed: float = param(
+            1.0, "files: playback speed factor; 0 = as fast as consumers take frames"
+        )
+        loop: bool = param(False, "files: start again at the end instead of sending `end`")
+
+        def __post_init__(self) -> None:
+            if self.width < 0 or self.height < 0 or (self.width == 0) != (self.height == 0):
+                raise ValueError("width and height must both be 0 (source size) or both positive")
+            if self.fps < 0 or self.speed < 0:
+                raise ValueError("fps and speed must be ≥ 0")
+
+    outputs = ("frames",)
+
+    def start(self) -> None:
+        self._kind = source_kind(self.params.source)
+        self._capture = open_capture(
+            self.params.source, self.params.width, self.params.height, self.params.fps
+        )
+        self._index = 0
+        self._failures = 0
+        self._reopen = False
+        self._period = self._frame_period()
+
+    def _frame_period(self) -> float:
+        import cv2
+
+        if self._kind != "file" or self.params.speed == 0:
+            return 0.0  # devices and streams deliver at their own pace; read() blocks
+        fps = self.params.fps or self._capture.get(cv2.CAP_PROP_FPS) or 30.0
+        return 1.0 / (fps * self.params.speed)
+
+    def produce(self) -> float | None:
+        if self._reopen:
+            self._reopen = False
+            try:
+                self._capture = open_capture(
+                    self.params.source, self.params.width, self.params.height, self.params.fps
+                )
+            except CaptureError as exc:
+                log.warning("%s: %s", self.name, exc)
+                return self._on_read_failure()
+        ok, frame = self._capture.read()
+        if not ok:
+            return self._on_read_failure()
+        self._failures = 0
+        self.publish(
+            "frames",
+            "frame",
+            now_us(),
+            {"frame": self._to_rgb(frame)},
+            index=self._index,
+            source=self.params.source,
+        )
+        self._index += 1
+        return self._period
+
+    def _to_rgb(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if self.params.width and frame.shape[:2] != (self.params.height, self.params.width):
+            frame = cv2.resize(
+                frame, (self.params.width, self.params.height), interpolation=cv2.INTER_AREA
+            )
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def _on_read_failure(self) -> float | None:
+        import cv2
+
+        if self._kind == "file":
+            if self._index == 0:
+                raise CaptureError(f"video file {self.params.source!r} holds no readable frame")
+            if not self.params.loop:
+                return None
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            return 0.0
+        self._failures += 1
+        backoff = min(MAX_BACKOFF_S, 0.1 * 2**self._failures)
+        log.warning(
+            "%s: %s stopped delivering; reopening in %.1f s", self.name, self.params.source, backoff
+        )
+        self._capture.release()
+        self._reopen = True
+        return backoff
+
+    def stats(self) -> dict[str, float]:
+        return {"frames": float(self._index)}
+
+    def finish(self) -> None:
+        self._capture.release()
