@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ NODE_MODULES = (
     "respike.nodes.testsource",
     "respike.nodes.jsonl",
     "respike.nodes.camera",
+    "respike.nodes.recorder",
 )
 """Modules that define node kinds; importing them fills the registry. Heavy dependencies
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""
@@ -51,6 +53,8 @@ class Output(Protocol):
 
     def publish(self, port: str, message: Message) -> None: ...
 
+    def publish_frames(self, port: str, frames: list[Any]) -> None: ...
+
 
 class Node:
     """Base of every node kind; see the module docstring for the life cycle."""
@@ -60,6 +64,10 @@ class Node:
     inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ()
     optional_inputs: ClassVar[frozenset[str]] = frozenset()
+    any_inputs: ClassVar[bool] = False
+    """True for nodes that take any set of named inputs (the recorder)."""
+    tick_interval: ClassVar[float | None] = None
+    """Seconds between calls of :meth:`tick`, for periodic work such as flushing a file."""
 
     def __init__(self, name: str, params: Any, output: Output) -> None:
         self.name = name
@@ -78,8 +86,14 @@ class Node:
         """Handle one validated message that arrived on input ``port``."""
 
     def produce(self) -> float | None:
-        """Emit output; return seconds until the next call, or None when the source is done."""
+        """Emit output; return seconds from now until the next call, or None when done.
+
+        Sources that keep a rate use a :class:`Pacer` so their schedule does not drift.
+        """
         return None
+
+    def tick(self) -> None:
+        """Periodic work every ``tick_interval`` seconds, whether or not input arrives."""
 
     def finish(self) -> None:
         """Flush and release resources; called once at the end of input or on shutdown."""
@@ -97,10 +111,38 @@ class Node:
         **meta: Any,
     ) -> None:
         """Publish on output ``port`` a message of ``kind`` referring to capture time ``t`` (µs)."""
+        self._output.publish(port, Message(self.topic(port), kind, t, dict(arrays or {}), meta))
+
+    def publish_frames(self, port: str, frames: list[Any]) -> None:
+        """Publish already-encoded ``[topic, header, *buffers]`` on ``port`` with header and
+        buffers unchanged (replay of recorded bytes); only the topic frame is replaced."""
+        self._output.publish_frames(port, [self.topic(port).encode(), *frames[1:]])
+
+    def topic(self, port: str) -> str:
+        """The wire topic of output ``port``: ``name/port``."""
         if port not in self.outputs:
             raise ValueError(f"node {self.name!r} has no output {port!r}; outputs: {self.outputs}")
-        topic = f"{self.name}/{port}"
-        self._output.publish(port, Message(topic, kind, t, dict(arrays or {}), meta))
+        return f"{self.name}/{port}"
+
+
+class Pacer:
+    """Paces a source on a fixed schedule from its start, without drift.
+
+    ``delay_until(offset)`` is the time to wait until ``offset`` seconds after the start; a
+    source that falls more than ``max_lag`` behind (a stalled consumer) is re-anchored instead
+    of bursting to catch up.
+    """
+
+    def __init__(self, max_lag: float = 1.0) -> None:
+        self.max_lag = max_lag
+        self.start = time.monotonic()
+
+    def delay_until(self, offset: float) -> float:
+        delay = self.start + offset - time.monotonic()
+        if delay < -self.max_lag:
+            self.start -= delay
+            return 0.0
+        return max(0.0, delay)
 
 
 N = TypeVar("N", bound=type[Node])

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from respike.nodes.base import Node, param, register
+from respike.nodes.base import Node, Pacer, param, register
 from respike.stream.messages import now_us
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ class CameraNode(Node):
             except CaptureError as exc:
                 log.warning("%s: %s", self.name, exc)
                 return self._on_read_failure()
+        if self._index == 0:
+            self._pacer = Pacer()  # the schedule starts with the first frame, after wiring
         ok, frame = self._capture.read()
         if not ok:
             return self._on_read_failure()
@@ -123,7 +125,7 @@ class CameraNode(Node):
             source=self.params.source,
         )
         self._index += 1
-        return self._period
+        return self._pacer.delay_until(self._index * self._period)
 
     def _to_rgb(self, frame: np.ndarray) -> np.ndarray:
         import cv2

@@ -162,7 +162,7 @@ def _parse_node(where: str, name: str, table: Any, override: dict[str, Any], por
     default_queue = table.get("queue", 1)
     inputs = []
     for input_port, value in table.get("inputs", {}).items():
-        if input_port not in node_cls.inputs:
+        if input_port not in node_cls.inputs and not node_cls.any_inputs:
             raise PipelineError(
                 f"{at}: {node_cls.kind} has no input {input_port!r}; inputs: {list(node_cls.inputs)}"
             )

@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 
 from respike.nodes.base import Node
-from respike.stream.messages import Message, now_us
+from respike.stream.messages import Message, decode, now_us
 from respike.stream.security import Security, stop_authenticators
 from respike.stream.sockets import Delivery, Publisher, Stopped, Subscriber
 
@@ -116,7 +116,7 @@ class NodeRunner:
             )
             for port, wire in wiring.inputs.items()
         }
-        missing = set(node_cls.inputs) - set(self.subscribers)
+        missing = set(node_cls.inputs) - set(self.subscribers) - node_cls.optional_inputs
         if missing and not node_cls.is_source():
             raise ValueError(
                 f"node {name!r} ({node_cls.kind}) has unwired input(s): {sorted(missing)}"
@@ -127,6 +127,10 @@ class NodeRunner:
         """Route a node's output to the socket (the node's :class:`Output`)."""
         if self.publisher is not None:
             self.publisher.send(message, stop=lambda: self.stopping)
+
+    def publish_frames(self, port: str, frames: list[Any]) -> None:
+        if self.publisher is not None:
+            self.publisher.send_raw(frames, stop=lambda: self.stopping)
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stopping = True
@@ -174,6 +178,8 @@ class NodeRunner:
             by_socket[subscriber.socket] = port
         ended: set[str] = set()
         source_due: float | None = time.monotonic() if self.node.is_source() else None
+        tick = self.node.tick_interval
+        next_tick = time.monotonic() + tick if tick else math.inf
         next_stats = time.monotonic()
         while not self.stopping:
             now = time.monotonic()
@@ -183,7 +189,10 @@ class NodeRunner:
                 if self.wiring.parent_pid is not None and os.getppid() != self.wiring.parent_pid:
                     log.warning("%s: the launcher is gone; stopping", self.name)
                     return
-            wake = next_stats if source_due is None else min(next_stats, source_due)
+            if now >= next_tick:
+                self._timed(self.node.tick)
+                next_tick = now + (tick or math.inf)
+            wake = min(next_stats, next_tick, math.inf if source_due is None else source_due)
             timeout_ms = max(0.0, (wake - time.monotonic()) * 1000)
             ready = (
                 dict(poller.poll(math.ceil(timeout_ms))) if by_socket else self._sleep(timeout_ms)
@@ -201,7 +210,7 @@ class NodeRunner:
                 delay = self._timed(self.node.produce)
                 if delay is None:
                     return
-                source_due = max(source_due + delay, time.monotonic() - 1.0)
+                source_due = time.monotonic() + delay
 
     def _sleep(self, timeout_ms: float) -> dict[Any, int]:
         if timeout_ms > 0:  # sleep(0) still yields the core: ~80 µs per message at full rate
@@ -319,8 +328,11 @@ class MockIO:
     def publish(self, port: str, message: Message) -> None:
         self.outputs.append((port, message))
 
+    def publish_frames(self, port: str, frames: list[Any]) -> None:
+        self.outputs.append((port, decode(frames)))
+
     def send(self, port: str, message: Message) -> None:
-        if port not in self.node_cls.inputs:
+        if port not in self.node_cls.inputs and not self.node_cls.any_inputs:
             raise ValueError(f"{self.node_cls.kind} has no input {port!r}")
         self.node.on_message(port, message)
 

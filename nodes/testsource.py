@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from respike.nodes.base import Node, param, register
+from respike.nodes.base import Node, Pacer, param, register
 from respike.stream.messages import DTYPES, now_us
 
 
@@ -56,9 +56,11 @@ class CounterSource(Node):
     def produce(self) -> float | None:
         if self.params.count and self._i >= self.params.count:
             return None
+        if self._i == 0:
+            self._pacer = Pacer()  # the schedule starts with the first message, after wiring
         arrays = {}
         if self._shape:
             arrays["data"] = np.full(self._shape, self._i % 256, dtype=DTYPES[self.params.dtype])
         self.publish("ticks", "frame", now_us(), arrays, i=self._i)
         self._i += 1
-        return 1.0 / self.params.rate if self.params.rate else 0.0
+        return self._pacer.delay_until(self._i / self.params.rate) if self.params.rate else 0.0

@@ -83,7 +83,8 @@ class Message:
 
     ``arrays`` maps buffer names to arrays; ``meta`` holds small plain values (numbers,
     strings, lists, maps) such as labels, scores or counters. ``seq`` and ``pt`` are filled in
-    by the publisher when it sends.
+    by the publisher when it sends. A decoded message keeps its received ``frames`` so a
+    recorder can store the exact bytes without encoding them again.
     """
 
     topic: str
@@ -94,6 +95,7 @@ class Message:
     seq: int = 0
     pt: int = 0
     source: str = ""
+    frames: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -154,14 +156,14 @@ def decode(frames: Sequence[Any]) -> Message:
     """
     if len(frames) < 2:
         raise MessageError("too-few-frames", f"got {len(frames)} frames; expected topic, header")
-    topic_bytes = _frame_bytes(frames[0])
+    topic_bytes = frame_bytes(frames[0])
     if len(topic_bytes) > MAX_TOPIC_BYTES:
         raise MessageError("bad-topic", f"topic of {len(topic_bytes)} bytes exceeds the limit")
     try:
         topic = bytes(topic_bytes).decode()
     except UnicodeDecodeError as exc:
         raise MessageError("bad-topic", "topic is not UTF-8") from exc
-    header_bytes = _frame_bytes(frames[1])
+    header_bytes = frame_bytes(frames[1])
     if len(header_bytes) > MAX_HEADER_BYTES:
         raise MessageError("header-too-large", f"{len(header_bytes)} bytes > {MAX_HEADER_BYTES}")
     header = _unpack_header(header_bytes)
@@ -173,7 +175,7 @@ def decode(frames: Sequence[Any]) -> Message:
         )
     arrays = {}
     for descriptor, frame in zip(descriptors, frames[2:], strict=True):
-        name, array = _decode_buffer(descriptor, _frame_bytes(frame))
+        name, array = _decode_buffer(descriptor, frame_bytes(frame))
         if name in arrays:
             raise MessageError("bad-buffer", f"buffer name {name!r} appears twice")
         arrays[name] = array
@@ -186,10 +188,12 @@ def decode(frames: Sequence[Any]) -> Message:
         seq=header["seq"],
         pt=header["pt"],
         source=header["src"],
+        frames=tuple(frames),
     )
 
 
-def _frame_bytes(frame: Any) -> memoryview:
+def frame_bytes(frame: Any) -> memoryview:
+    """The memory of one received frame (bytes, memoryview or ``zmq.Frame``) without a copy."""
     buffer = getattr(frame, "buffer", None)  # zmq.Frame exposes its memory without a copy
     return memoryview(buffer if buffer is not None else frame).cast("B")
 

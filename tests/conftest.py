@@ -63,3 +63,25 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             process.stderr.close()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _node_pids(pipeline_name: str, node: str) -> list[int]:
+    """PIDs of the processes running ``node`` of a launched pipeline (found by command line)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        in_pipeline = any(f"respike-{pipeline_name}-".encode() in a for a in argv)
+        if in_pipeline and b"--name" in argv and argv[argv.index(b"--name") + 1] == node.encode():
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def node_pids() -> Callable[[str, str], list[int]]:
+    """Find node processes of a pipeline started by ``respike run`` (to kill them in tests)."""
+    return _node_pids

@@ -43,7 +43,8 @@ def test_resizing_and_pacing_follow_the_parameters(clip: Path) -> None:
         CameraNode, "cam", CameraNode.Params(source=str(clip), width=64, height=48, speed=2.0)
     )
     delay = io.node.produce()
-    assert delay == pytest.approx(1 / (29.97 * 2), rel=1e-3), (
+    period = 1 / (29.97 * 2)
+    assert delay is not None and period - 0.01 < delay <= period, (
         "files are paced by their fps times speed"
     )
     assert io.outputs[0][1].arrays["frame"].shape == (48, 64, 3)

@@ -33,22 +33,6 @@ def write_pipeline(tmp_path: Path, rate: float, count: int) -> tuple[Path, str]:
     return path, name
 
 
-def node_pids(pipeline_name: str, node: str) -> list[int]:
-    """PIDs of the processes running ``node`` of the pipeline (found by their command line)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        in_pipeline = any(f"respike-{pipeline_name}-".encode() in a for a in argv)
-        if in_pipeline and b"--name" in argv and argv[argv.index(b"--name") + 1] == node.encode():
-            pids.append(int(entry.name))
-    return pids
-
-
 def read_records(process: subprocess.Popen[bytes], count: int, timeout: float) -> list[dict]:
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), False)
@@ -77,7 +61,9 @@ def test_a_finite_pipeline_runs_to_completion_and_exits_cleanly(tmp_path: Path, 
     assert b"state=done" in stderr and b"gaps=0" in stderr
 
 
-def test_a_killed_node_is_restarted_and_messages_flow_again(tmp_path: Path, spawn) -> None:
+def test_a_killed_node_is_restarted_and_messages_flow_again(
+    tmp_path: Path, spawn, node_pids
+) -> None:
     path, name = write_pipeline(tmp_path, rate=50, count=0)
     process = spawn("run", str(path), "--for", "60", stdout=subprocess.PIPE)
     assert len(read_records(process, 10, timeout=30)) >= 10, "the pipeline never produced output"
@@ -103,7 +89,7 @@ def test_a_killed_node_is_restarted_and_messages_flow_again(tmp_path: Path, spaw
     )
 
 
-def test_for_stops_an_endless_pipeline(tmp_path: Path, spawn) -> None:
+def test_for_stops_an_endless_pipeline(tmp_path: Path, spawn, node_pids) -> None:
     path, name = write_pipeline(tmp_path, rate=100, count=0)
     begin = time.monotonic()
     process = spawn("run", str(path), "--for", "3")

@@ -12,6 +12,7 @@ import pytest
 
 from respike.nodes.base import (
     Node,
+    Pacer,
     ParamError,
     build_params,
     get_node_kind,
@@ -58,6 +59,25 @@ def test_params_are_checked_by_name_and_type() -> None:
         build_params(CounterSource, {"speed": 1})
     with pytest.raises(ParamError, match="dtype 'O'"):
         build_params(CounterSource, {"dtype": "O"})
+
+
+def test_pacer_keeps_a_fixed_schedule_and_reanchors_after_a_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("respike.nodes.base.time.monotonic", lambda: clock[0])
+    pacer = Pacer(max_lag=1.0)
+    clock[0] = 100.03  # the work of one step took 30 ms
+    assert pacer.delay_until(0.1) == pytest.approx(0.07), (
+        "the schedule counts from the start, not from now"
+    )
+    clock[0] = 100.5
+    assert pacer.delay_until(0.2) == 0.0, "a late source runs at once"
+    clock[0] = 105.0  # stalled for seconds: no burst to catch up
+    assert pacer.delay_until(0.3) == 0.0
+    assert pacer.delay_until(0.4) == pytest.approx(0.1), (
+        "after a stall the schedule restarts from now"
+    )
 
 
 def test_counter_source_driven_without_sockets() -> None:
