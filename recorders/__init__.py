@@ -1,0 +1,43 @@
+"""Event-file readers of respike: one entry point, :func:`open_events`, for every format.
+
+>>> from respike.recorders import open_events
+>>> reader = open_events("recording.raw")                    # doctest: +SKIP
+>>> print(reader.format, reader.sensor_size, reader.summary().event_count)  # doctest: +SKIP
+>>> for window in reader.windows(10_000):                     # doctest: +SKIP
+...     ...                                                   # 10 ms packets for replay
+"""
+
+from respike.recorders.base import (
+    EventReader,
+    EventWindow,
+    Frame,
+    ReadOptions,
+    RecordingSummary,
+    concat_events,
+)
+from respike.recorders.errors import EventFileError, UnknownFormatError
+from respike.recorders.formats import (
+    FORMATS,
+    FormatSpec,
+    detect_format,
+    open_events,
+    register_format,
+    supported_formats,
+)
+
+__all__ = [
+    "FORMATS",
+    "EventFileError",
+    "EventReader",
+    "EventWindow",
+    "FormatSpec",
+    "Frame",
+    "ReadOptions",
+    "RecordingSummary",
+    "UnknownFormatError",
+    "concat_events",
+    "detect_format",
+    "open_events",
+    "register_format",
+    "supported_formats",
+]

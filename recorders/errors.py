@@ -1,0 +1,48 @@
+"""The errors the event-file readers raise: one class for damaged files, one for unknown formats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class EventFileError(ValueError):
+    """A recording cannot be read past some point: truncated, corrupted or inconsistent.
+
+    It names the file, the format and, where the format has one, the byte offset of the first
+    bad byte (for a bag: the offset inside the named message's payload), so a user can cut the
+    file there or report it. Readers raise it only after they have yielded every event that lies
+    before the damage, so the valid prefix is never lost; with ``strict=False`` the reader stops
+    quietly instead and keeps this error in ``reader.error``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        format: str,
+        reason: str,
+        *,
+        offset: int | None = None,
+        where: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.format = format
+        self.reason = reason
+        self.offset = offset
+        self.where = where
+        at = f" at byte {offset}" if offset is not None else ""
+        inside = f" ({where})" if where else ""
+        super().__init__(f"{self.path}: {format} file cannot be read{at}{inside}: {reason}")
+
+
+class UnknownFormatError(EventFileError):
+    """No reader recognises the file; the message lists the formats that are supported."""
+
+    def __init__(self, path: str | Path, reason: str, supported: Iterable[str]) -> None:
+        self.supported = tuple(supported)
+        listing = "; ".join(self.supported)
+        super().__init__(path, "unknown", f"{reason}. Supported formats: {listing}")
+        self.args = (f"{self.path}: unknown event-file format: {reason}. Supported: {listing}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -1,0 +1,236 @@
+"""Decoders for the event payloads of ROS messages: evt3 / libcaer / mono packets, dvs_msgs arrays.
+
+``event_camera_msgs/EventPacket`` and ``event_array_msgs/EventArray`` carry packed events in an
+``encoding``; only the C++ event_camera_codecs decodes them, so they are decoded here after its
+definitions (include/event_camera_codecs/{evt3,libcaer,mono}_decoder.h): evt3 through the numba
+kernel shared with Prophesee RAW files, libcaer and mono with vectorised numpy. Times come out in
+nanoseconds as the codec reports them (evt3: sensor time; libcaer: time_base + sensor time,
+unwrapped at 2**31 µs inside a packet; mono: time_base + 32-bit offset), so the checksums of
+../shared/data/README.md can be checked exactly; the bag reader turns them into µs.
+
+``dvs_msgs/EventArray`` holds one struct per event; deserialising those one Python object at a
+time is slow, so its ROS 1 and CDR byte layouts are read directly with numpy.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from respike.events import EVENT_DTYPE
+from respike.recorders.kernels import ERROR_TEXT, decode_evt3, evt3_state, record_words
+
+ENCODINGS = ("evt3", "libcaer", "mono")
+
+
+class DecodedEvents(NamedTuple):
+    """Columns of one decoded message; ``t_ns`` in nanoseconds."""
+
+    t_ns: npt.NDArray[np.int64]
+    x: npt.NDArray[np.uint16]
+    y: npt.NDArray[np.uint16]
+    p: npt.NDArray[np.uint8]
+
+
+class Triggers(NamedTuple):
+    """External trigger events of an evt3 message; ``t_ns`` in nanoseconds."""
+
+    t_ns: npt.NDArray[np.int64]
+    edge: npt.NDArray[np.uint8]
+    id: npt.NDArray[np.uint8]
+
+
+class PayloadError(ValueError):
+    """A message payload cannot be decoded; ``offset`` is the byte inside the payload."""
+
+    def __init__(self, reason: str, offset: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.offset = offset
+
+
+class PacketDecoder:
+    """Decodes the packets of one topic in order (evt3 carries time state across packets).
+
+    ``width``/``height`` of the messages bound the coordinates for evt3 (0 disables the check).
+    After each evt3 packet, :attr:`triggers` holds its external trigger events.
+    """
+
+    def __init__(self, encoding: str, width: int = 0, height: int = 0) -> None:
+        if encoding not in ENCODINGS:
+            raise PayloadError(
+                f"event encoding {encoding!r} is not supported; supported: {', '.join(ENCODINGS)}"
+            )
+        self.encoding = encoding
+        self.width = width
+        self.height = height
+        self._state = evt3_state()
+        self.triggers = Triggers(
+            np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.uint8)
+        )
+
+    def decode(self, payload: npt.NDArray[np.uint8], time_base: int) -> DecodedEvents:
+        """Decode one message's ``events`` bytes; raises PayloadError on damage."""
+        if self.encoding == "evt3":
+            return self._evt3(payload)
+        if self.encoding == "libcaer":
+            return decode_libcaer(payload, time_base)
+        return decode_mono(payload, time_base)
+
+    def _evt3(self, payload: npt.NDArray[np.uint8]) -> DecodedEvents:
+        if payload.shape[0] % 2:
+            raise PayloadError("evt3 payload has an odd number of bytes", payload.shape[0] - 1)
+        words = payload.view("<u2")
+        packet = np.empty(words.shape[0] * 12 + 12, dtype=EVENT_DTYPE)
+        tt = np.empty(words.shape[0], np.int64)
+        te = np.empty(words.shape[0], np.uint8)
+        ti = np.empty(words.shape[0], np.uint8)
+        n, nt, stop, err = decode_evt3(
+            words, 0, self._state, record_words(packet), 0, self.width, self.height, tt, te, ti, 0
+        )
+        self.triggers = Triggers(tt[:nt] * 1000, te[:nt], ti[:nt])
+        if err:
+            raise PayloadError(ERROR_TEXT[err], stop * 2)
+        out = packet[:n]
+        return DecodedEvents(out["t"] * 1000, out["x"], out["y"], out["p"])
+
+
+def decode_libcaer(payload: npt.NDArray[np.uint8], time_base: int) -> DecodedEvents:
+    """libcaer polarity events: 8 bytes each (u32 data, i32 µs); ns = time_base + µs * 1000.
+
+    data bits: 1 polarity, 2-16 y, 17-31 x. A µs value lower than the one before wraps at 2**31
+    (the codec's rule: rollovers are tracked inside one packet only).
+    """
+    if payload.shape[0] % 8:
+        raise PayloadError(
+            "libcaer payload is not a whole number of 8-byte events",
+            payload.shape[0] - payload.shape[0] % 8,
+        )
+    rec = payload.view("<u4").reshape(-1, 2)
+    data = rec[:, 0]
+    low = rec[:, 1].view("<i4").astype(np.int64)
+    if low.shape[0] and low.min() < 0:
+        bad = int(np.flatnonzero(low < 0)[0])
+        raise PayloadError("libcaer event has a negative timestamp", bad * 8 + 4)
+    wraps = np.zeros(low.shape[0], np.int64)
+    if low.shape[0] > 1:
+        wraps[1:] = np.cumsum(low[1:] < low[:-1])
+    t_ns = np.int64(time_base) + (low + (wraps << 31)) * 1000
+    x = ((data >> 17) & 0x7FFF).astype(np.uint16)
+    y = ((data >> 2) & 0x7FFF).astype(np.uint16)
+    p = ((data >> 1) & 1).astype(np.uint8)
+    return DecodedEvents(t_ns, x, y, p)
+
+
+def decode_mono(payload: npt.NDArray[np.uint8], time_base: int) -> DecodedEvents:
+    """mono events: one little-endian u64 each: bits 0-31 ns offset, 32-47 x, 48-62 y, 63 p."""
+    if payload.shape[0] % 8:
+        raise PayloadError(
+            "mono payload is not a whole number of 8-byte events",
+            payload.shape[0] - payload.shape[0] % 8,
+        )
+    v = payload.view("<u8")
+    t_ns = np.int64(time_base) + (v & 0xFFFFFFFF).astype(np.int64)
+    x = ((v >> 32) & 0xFFFF).astype(np.uint16)
+    y = ((v >> 48) & 0x7FFF).astype(np.uint16)
+    p = (v >> 63).astype(np.uint8)
+    return DecodedEvents(t_ns, x, y, p)
+
+
+# dvs_msgs/Event {uint16 x; uint16 y; time ts; bool polarity}: 13 packed bytes in ROS 1.
+_DVS_ROS1 = np.dtype(
+    {
+        "names": ["x", "y", "sec", "nsec", "p"],
+        "formats": ["<u2", "<u2", "<u4", "<u4", "u1"],
+        "offsets": [0, 2, 4, 8, 12],
+        "itemsize": 13,
+    }
+)
+# In CDR every member is aligned to its size; from the second element on the stride is 16.
+_DVS_CDR_FIRST = np.dtype(
+    {
+        "names": ["x", "y", "sec", "nsec", "p"],
+        "formats": ["<u2", "<u2", "<i4", "<u4", "u1"],
+        "offsets": [0, 2, 4, 8, 12],
+        "itemsize": 13,
+    }
+)
+_DVS_CDR_REST = np.dtype(
+    {
+        "names": ["x", "y", "sec", "nsec", "p"],
+        "formats": ["<u2", "<u2", "<i4", "<u4", "u1"],
+        "offsets": [0, 2, 6, 10, 14],
+        "itemsize": 15,
+    }
+)
+
+
+class DvsArray(NamedTuple):
+    """A decoded ``dvs_msgs/EventArray``: sensor size and event columns."""
+
+    width: int
+    height: int
+    events: DecodedEvents
+
+
+def decode_dvs_array(raw: bytes | memoryview, *, cdr: bool) -> DvsArray:
+    """Decode a serialised ``dvs_msgs/EventArray`` (ROS 1 when ``cdr`` is False, else ROS 2).
+
+    Reads the header to find the array, then views the event structs with numpy.
+    """
+    buf = bytes(raw)
+    try:
+        if cdr:
+            return _dvs_cdr(buf)
+        return _dvs_ros1(buf)
+    except struct.error:
+        raise PayloadError("dvs_msgs/EventArray message is shorter than its header says") from None
+
+
+def _dvs_ros1(buf: bytes) -> DvsArray:
+    (flen,) = struct.unpack_from("<I", buf, 12)
+    pos = 16 + flen
+    height, width, n = struct.unpack_from("<III", buf, pos)
+    pos += 12
+    if pos + 13 * n > len(buf):
+        raise PayloadError(f"{n} events announced but the message holds fewer", pos)
+    rec = np.frombuffer(buf, dtype=_DVS_ROS1, count=n, offset=pos)
+    return DvsArray(width, height, _columns(rec))
+
+
+def _dvs_cdr(buf: bytes) -> DvsArray:
+    if len(buf) < 4 or buf[1] != 1:
+        raise PayloadError("only little-endian CDR messages are supported", 0)
+    body = memoryview(buf)[4:]
+    (flen,) = struct.unpack_from("<I", body, 8)
+    pos = 12 + flen
+    pos += -pos % 4
+    height, width, n = struct.unpack_from("<III", body, pos)
+    pos += 12
+    if n == 0:
+        return DvsArray(width, height, _columns(np.zeros(0, _DVS_CDR_FIRST)))
+    end = pos + 16 * n - 3 if n > 1 else pos + 13
+    if end > len(body):
+        raise PayloadError(f"{n} events announced but the message holds fewer", 4 + pos)
+    first = np.frombuffer(body, dtype=_DVS_CDR_FIRST, count=1, offset=pos)
+    rest = (
+        np.ndarray((n - 1,), dtype=_DVS_CDR_REST, buffer=body, offset=pos + 14, strides=(16,))
+        if n > 1
+        else np.zeros(0, _DVS_CDR_REST)
+    )
+    cols = [_columns(first), _columns(rest)]
+    return DvsArray(
+        width,
+        height,
+        DecodedEvents(*(np.concatenate([c[i] for c in cols]) for i in range(4))),
+    )
+
+
+def _columns(rec: np.ndarray) -> DecodedEvents:
+    t_ns = rec["sec"].astype(np.int64) * 1_000_000_000 + rec["nsec"].astype(np.int64)
+    return DecodedEvents(
+        t_ns, rec["x"].astype(np.uint16), rec["y"].astype(np.uint16), rec["p"].astype(np.uint8)
+    )

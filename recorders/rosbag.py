@@ -1,0 +1,390 @@
+"""ROS bags (ROS 2 sqlite3 / MCAP storage, ROS 1): event topics as packets, image topics as frames.
+
+Bags are read with ``rosbags``; event message types are registered from their ``.msg``
+definitions (../shared/data/README.md) so bags without embedded definitions still deserialise.
+One packet per message, decoded by :mod:`respike.recorders.ros_codecs`; times in µs (the
+nanosecond times of the codecs floored). The event clock depends on the encoding: evt3 packets
+carry sensor time, libcaer and dvs_msgs carry ROS (epoch) time; frames carry their header stamp.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from respike.events import empty_events
+from respike.events.types import EventArray
+from respike.recorders.base import EventReader, Frame, ReadOptions
+from respike.recorders.ros_codecs import (
+    DecodedEvents,
+    PacketDecoder,
+    PayloadError,
+    decode_dvs_array,
+)
+
+PACKET_TYPES = ("event_camera_msgs/msg/EventPacket", "event_array_msgs/msg/EventArray")
+DVS_TYPE = "dvs_msgs/msg/EventArray"
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+PACKET_MSG = """std_msgs/Header header
+uint32 height
+uint32 width
+uint64 seq
+uint64 time_base
+string encoding
+bool is_bigendian
+uint8[] events
+"""
+DVS_EVENT_MSG = "uint16 x\nuint16 y\ntime ts\nbool polarity\n"
+DVS_ARRAY_MSG = "std_msgs/Header header\nuint32 height\nuint32 width\ndvs_msgs/Event[] events\n"
+
+# sensor_msgs/Image encodings turned into frames: (dtype, channels)
+_IMAGE_ENCODINGS = {
+    "mono8": ("u1", 1),
+    "8UC1": ("u1", 1),
+    "bayer_rggb8": ("u1", 1),
+    "bayer_bggr8": ("u1", 1),
+    "bayer_gbrg8": ("u1", 1),
+    "bayer_grbg8": ("u1", 1),
+    "mono16": ("u2", 1),
+    "16UC1": ("u2", 1),
+    "rgb8": ("u1", 3),
+    "bgr8": ("u1", 3),
+    "8UC3": ("u1", 3),
+    "rgba8": ("u1", 4),
+    "bgra8": ("u1", 4),
+    "8UC4": ("u1", 4),
+}
+
+
+def event_typestore(ros2: bool) -> Any:
+    """A small rosbags typestore: the event-camera messages, images and what they use.
+
+    Small on purpose: ``AnyReader`` re-registers every type of its default store on each open,
+    which for a full ROS distribution store costs about 0.1 s per open.
+    """
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.EMPTY)
+    store.register(_event_types(ros2))
+    return store
+
+
+@functools.cache
+def _event_types(ros2: bool) -> dict[str, Any]:
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    full = get_typestore(Stores.ROS2_HUMBLE if ros2 else Stores.ROS1_NOETIC)
+    types: dict[str, Any] = {name: full.fielddefs[name] for name in _BASE_TYPES}
+    for name in PACKET_TYPES:
+        types.update(get_types_from_msg(PACKET_MSG, name))
+    types.update(get_types_from_msg(DVS_EVENT_MSG, "dvs_msgs/msg/Event"))
+    types.update(get_types_from_msg(DVS_ARRAY_MSG, DVS_TYPE))
+    return types
+
+
+_BASE_TYPES = ("builtin_interfaces/msg/Time", "std_msgs/msg/Header", IMAGE_TYPE)
+
+
+class RosBagReader(EventReader):
+    """One event topic of a ROS 1 or ROS 2 bag (``topic`` option; default: the first by name).
+
+    ``path`` may be the bag folder (ROS 2, with metadata.yaml), a file inside it, a lone ROS 2
+    ``.mcap`` file, or a ROS 1 ``.bag`` file. Frames come from the ``sensor_msgs/Image`` topic
+    that shares the longest name prefix with the event topic.
+    """
+
+    def __init__(self, path: str | Path, options: ReadOptions | None = None) -> None:
+        super().__init__(path, options)
+        self._bag = self._bag_path(self._path)
+        self._ros2 = self._bag.suffix != ".bag"
+        self.format_name = "rosbag2" if self._ros2 else "rosbag1"
+        self._size_seen = False
+        reader = self._open()
+        try:
+            conns = list(reader.connections)
+            self._all_topics = {c.topic: (c.msgtype, int(c.msgcount)) for c in conns}
+            event_topics = sorted(
+                {c.topic for c in conns if c.msgtype in (*PACKET_TYPES, DVS_TYPE)}
+            )
+            if self._options.topic is not None:
+                if self._options.topic not in event_topics:
+                    raise self._damaged(
+                        f"topic {self._options.topic!r} has no event messages; event topics: "
+                        f"{', '.join(event_topics) or 'none'}"
+                    )
+                self._topic: str | None = self._options.topic
+            else:
+                self._topic = event_topics[0] if event_topics else None
+            self._image_topic = _closest(
+                self._topic or "", sorted({c.topic for c in conns if c.msgtype == IMAGE_TYPE})
+            )
+        finally:
+            reader.close()
+
+    def _lookup_sensor_size(self) -> tuple[int, int] | None:
+        """(width, height) of the first event message (EventPacket/EventArray carry them)."""
+        if self._topic is None:
+            return None
+        reader = self._open()
+        try:
+            return self._first_size(reader)
+        finally:
+            reader.close()
+
+    @property
+    def topic(self) -> str | None:
+        """The event topic read (None when the bag has none)."""
+        return self._topic
+
+    @property
+    def image_topic(self) -> str | None:
+        """The image topic frames come from (None when the bag has none)."""
+        return self._image_topic
+
+    @property
+    def has_frames(self) -> bool:
+        return self._image_topic is not None
+
+    def _topics(self) -> dict[str, tuple[str, int]]:
+        return dict(self._all_topics)
+
+    @staticmethod
+    def _bag_path(path: Path) -> Path:
+        if path.is_dir() or path.suffix == ".bag":
+            return path
+        if (path.parent / "metadata.yaml").exists():
+            return path.parent
+        return path
+
+    def _open(self) -> Any:
+        from rosbags.highlevel import AnyReader
+
+        try:
+            if self._ros2 and not self._bag.is_dir():
+                if self._bag.suffix != ".mcap":
+                    raise ValueError("a sqlite3 bag needs the metadata.yaml of its folder")
+                return McapBag(self._bag, event_typestore(True))
+            reader = AnyReader([self._bag], default_typestore=event_typestore(self._ros2))
+            reader.open()
+        except Exception as exc:
+            raise self._damaged(f"bag cannot be opened ({exc})") from None
+        return reader
+
+    def _first_size(self, reader: Any) -> tuple[int, int] | None:
+        """Width and height of the first event message (EventPacket/EventArray carry them)."""
+        if self._topic is None:
+            return None
+        conns = [c for c in reader.connections if c.topic == self._topic]
+        try:
+            for conn, _, raw in reader.messages(connections=conns):
+                if conn.msgtype == DVS_TYPE:
+                    arr = decode_dvs_array(raw, cdr=self._ros2)
+                    width, height = arr.width, arr.height
+                else:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    width, height = int(msg.width), int(msg.height)
+                return (width, height) if width and height else None
+        except Exception as exc:
+            raise self._damaged(f"first message on {self._topic} cannot be read ({exc})") from None
+        return None
+
+    def _learn_size(self, width: int, height: int) -> None:
+        """Keep the first message's geometry, so no extra bag open is needed for it later."""
+        if not self._size_seen and width and height:
+            self._sensor_size = (width, height)
+            self._size_seen = True
+
+    def _items(self) -> Iterator[EventArray | Frame]:
+        if self._topic is None:
+            return
+        reader = self._open()
+        try:
+            yield from self._messages(reader)
+        finally:
+            reader.close()
+
+    def _messages(self, reader: Any) -> Iterator[EventArray | Frame]:
+        topics = {self._topic, self._image_topic}
+        conns = [c for c in reader.connections if c.topic in topics]
+        decoders: dict[str, PacketDecoder] = {}
+        last_t = np.iinfo(np.int64).min
+        index = 0
+        messages = reader.messages(connections=conns)
+        while True:
+            where = f"message {index} on {self._topic}"
+            try:
+                item = next(messages, None)
+                if item is None:
+                    return
+                conn, _stamp, raw = item
+                if conn.topic == self._image_topic:
+                    frame = _frame(reader.deserialize(raw, conn.msgtype))
+                    if frame is not None:
+                        yield frame
+                    continue
+                if conn.msgtype == DVS_TYPE:
+                    array = decode_dvs_array(raw, cdr=self._ros2)
+                    decoded = array.events
+                    self._learn_size(array.width, array.height)
+                else:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    self._learn_size(int(msg.width), int(msg.height))
+                    decoder = decoders.get(msg.encoding)
+                    if decoder is None:
+                        decoder = PacketDecoder(msg.encoding, int(msg.width), int(msg.height))
+                        decoders[msg.encoding] = decoder
+                    decoded = decoder.decode(np.asarray(msg.events), int(msg.time_base))
+            except PayloadError as exc:
+                raise self._damaged(exc.reason, offset=exc.offset, where=where) from None
+            except Exception as exc:
+                raise self._damaged(f"message cannot be read ({exc})", where=where) from None
+            index += 1
+            packet = _packet(decoded)
+            if packet.shape[0]:
+                if packet["t"][0] < last_t or np.any(np.diff(packet["t"]) < 0):
+                    raise self._damaged("event times go backwards", where=where)
+                last_t = int(packet["t"][-1])
+            yield packet
+
+
+class BagConnection(NamedTuple):
+    """The part of a rosbags connection the reader uses."""
+
+    topic: str
+    msgtype: str
+    msgcount: int
+
+
+class McapBag:
+    """A ROS 2 MCAP file on its own (no metadata.yaml beside it), read with the mcap package.
+
+    Offers the subset of rosbags' ``AnyReader`` the bag reader uses (``connections``,
+    ``messages``, ``deserialize``, ``close``); channels that are not CDR with a ``ros2msg`` schema
+    are left out. A file without a summary section (a recorder that was killed) is scanned once
+    for its channels and then read in file order up to its torn end, which the pass reports.
+    """
+
+    def __init__(self, path: Path, typestore: Any) -> None:
+        from mcap.reader import NonSeekingReader, make_reader
+
+        self._path = path
+        self._store = typestore
+        counts: dict[str, int] = {}
+        types: dict[str, str] = {}
+        with path.open("rb") as f:
+            try:
+                summary = make_reader(f).get_summary()
+            except Exception:
+                summary = None
+            self.indexed = summary is not None and summary.statistics is not None
+            if summary is not None and summary.statistics is not None:
+                stats = summary.statistics.channel_message_counts
+                for cid, channel in summary.channels.items():
+                    msgtype = _ros2_type(summary.schemas.get(channel.schema_id), channel)
+                    if msgtype:
+                        types[channel.topic] = msgtype
+                        counts[channel.topic] = counts.get(channel.topic, 0) + stats.get(cid, 0)
+            else:
+                f.seek(0)
+                scan = NonSeekingReader(f).iter_messages(log_time_order=False)
+                try:
+                    for schema, channel, _ in scan:
+                        msgtype = _ros2_type(schema, channel)
+                        if msgtype:
+                            types[channel.topic] = msgtype
+                            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+                except Exception:
+                    if not types:
+                        raise ValueError(
+                            "MCAP file is truncated before its first complete chunk"
+                        ) from None
+                    # a torn tail: the channels before it are known, the pass reports the tear
+        self.connections = [BagConnection(t, types[t], counts[t]) for t in sorted(types)]
+
+    def messages(self, connections: list[BagConnection]) -> Iterator[tuple[Any, int, bytes]]:
+        """(connection, log time in ns, CDR bytes): in log-time order when the file has its
+        summary, in file order (the order it was written) when it does not."""
+        from mcap.reader import NonSeekingReader, make_reader
+
+        by_topic = {c.topic: c for c in connections}
+        with self._path.open("rb") as f:
+            reader = make_reader(f) if self.indexed else NonSeekingReader(f)
+            items = iter(reader.iter_messages(topics=list(by_topic), log_time_order=self.indexed))
+            while True:
+                try:
+                    _, channel, message = next(items)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise ValueError(
+                        f"the file ends inside an MCAP record (truncated) at byte {f.tell()}; "
+                        f"the messages up to its last complete chunk were read ({exc!r})"
+                    ) from None
+                yield by_topic[channel.topic], message.log_time, message.data
+            f.seek(-len(MCAP_MAGIC), 2)
+            if f.read() != MCAP_MAGIC:
+                raise ValueError(
+                    "the file ends without its MCAP footer (truncated); the messages up to its "
+                    "last complete chunk were read"
+                )
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        return self._store.deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        """Nothing stays open between calls (each ``messages`` pass opens the file)."""
+
+
+def _ros2_type(schema: Any, channel: Any) -> str | None:
+    """The ROS 2 message type of an MCAP channel, None when it is not CDR with a ros2msg schema."""
+    if schema is None or schema.encoding != "ros2msg" or channel.message_encoding != "cdr":
+        return None
+    return str(schema.name)
+
+
+def _packet(decoded: DecodedEvents) -> EventArray:
+    out = empty_events(decoded.t_ns.shape[0])
+    out["t"] = decoded.t_ns // 1000
+    out["x"] = decoded.x
+    out["y"] = decoded.y
+    out["p"] = decoded.p
+    return out
+
+
+def _frame(msg: Any) -> Frame | None:
+    """A Frame from a sensor_msgs/Image, or None for an encoding not listed above."""
+    spec = _IMAGE_ENCODINGS.get(str(msg.encoding))
+    if spec is None:
+        return None
+    kind, channels = spec
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    h, w = int(msg.height), int(msg.width)
+    rows = np.asarray(msg.data).reshape(h, int(msg.step))[:, : w * channels * dtype.itemsize]
+    image = (
+        np.ascontiguousarray(rows).view(dtype).reshape((h, w, channels) if channels > 1 else (h, w))
+    )
+    image.flags.writeable = False
+    stamp = msg.header.stamp
+    return Frame(int(stamp.sec) * 1_000_000 + int(stamp.nanosec) // 1000, image)
+
+
+def _closest(topic: str, candidates: list[str]) -> str | None:
+    """The candidate sharing the longest prefix with ``topic`` (first by name on ties)."""
+    if not candidates:
+        return None
+
+    def shared(name: str) -> int:
+        n = 0
+        for a, b in zip(topic, name, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    return max(candidates, key=lambda c: (shared(c), -candidates.index(c)))

@@ -1,0 +1,88 @@
+"""Format detection, the registry and the unknown-format error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from respike.recorders import (
+    FORMATS,
+    FormatSpec,
+    UnknownFormatError,
+    detect_format,
+    open_events,
+    register_format,
+    supported_formats,
+)
+
+EXPECTED = {
+    "prophesee/evt3_sample.raw": "evt3",
+    "prophesee/evt2_sample.raw": "evt2",
+    "prophesee/evt3_sample.npy": "npy",
+    "tonic_samples/sample.aedat4": "aedat4",
+    "tonic_samples/sample_nmnist.bin": "nmnist",
+    "tonic_samples/sample_ncars.dat": "dat",
+    "dvs_gesture10/1.bs2": "nmnist",
+    "rosbag2/test_data_mono_cd": "rosbag2",
+    "rosbag2/test_data_mono_cd/test_data_mono_cd_0.db3": "rosbag2",
+}
+
+
+def test_detects_every_real_sample(shared_data: Path) -> None:
+    for rel, name in EXPECTED.items():
+        assert detect_format(shared_data / rel) == name, rel
+
+
+def test_header_wins_over_extension(tmp_path: Path, shared_data: Path) -> None:
+    renamed = tmp_path / "capture.dat"
+    renamed.write_bytes((shared_data / "tonic_samples" / "sample.aedat4").read_bytes())
+    assert detect_format(renamed) == "aedat4"
+    assert open_events(renamed).summary().event_count == 111_954
+
+
+def test_unknown_format_lists_supported(tmp_path: Path) -> None:
+    path = tmp_path / "mystery.xyz"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UnknownFormatError) as info:
+        open_events(path)
+    message = str(info.value)
+    assert str(path) in message
+    for name in ("aedat4", "evt3", "evt2", "dat", "nmnist", "hdf5", "npy", "rosbag2", "rosbag1"):
+        assert f"{name} (" in message, f"{name} missing from the list of supported formats"
+    with pytest.raises(UnknownFormatError, match="folder without"):
+        open_events(tmp_path)
+
+
+def test_raw_without_event_format_asks_for_one(tmp_path: Path) -> None:
+    path = tmp_path / "headless.raw"
+    path.write_bytes(b"% camera something\n" + bytes(100))
+    with pytest.raises(UnknownFormatError, match="format='evt2' or 'evt3'"):
+        detect_format(path)
+
+
+def test_forced_format_and_missing_file(tmp_path: Path, shared_data: Path) -> None:
+    reader = open_events(shared_data / "prophesee" / "evt3_sample.raw", format="evt3")
+    assert reader.format == "evt3"
+    with pytest.raises(UnknownFormatError, match="'evt9' is not known"):
+        open_events(shared_data / "prophesee" / "evt3_sample.raw", format="evt9")
+    with pytest.raises(FileNotFoundError):
+        open_events(tmp_path / "absent.raw")
+
+
+def test_registry_rejects_duplicates() -> None:
+    spec = FORMATS["evt3"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_format(FormatSpec(spec.name, "again", (".raw",), spec.opener))
+    assert len(supported_formats()) == len(FORMATS)
+
+
+def test_summary_json_for_info(shared_data: Path) -> None:
+    summary = open_events(shared_data / "rosbag2" / "test_data_mono_cd").summary()
+    data = json.loads(json.dumps(summary.to_dict()))
+    assert data["format"] == "rosbag2" and data["sensor_size"] == [640, 480]
+    assert data["event_count"] == 100 and data["duration_us"] == data["last_t"] - data["first_t"]
+    assert data["topics"] == {
+        "/event_camera/events": {"type": "event_array_msgs/msg/EventArray", "count": 2}
+    }

@@ -1,0 +1,254 @@
+"""Bag reader: the real ROS 2 bags, MCAP storage, ROS 1 dvs_msgs, frames, topics, damage."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from respike.events import validate_events
+from respike.recorders import EventFileError, open_events
+from respike.recorders.base import concat_events
+from respike.recorders.rosbag import DVS_TYPE, IMAGE_TYPE, event_typestore
+
+TOPIC = "/event_camera/events"
+
+
+def _bag(shared_data: Path, name: str) -> Path:
+    return shared_data / "rosbag2" / name
+
+
+def test_real_bags_open_by_folder_or_file(shared_data: Path) -> None:
+    folder = _bag(shared_data, "test_data_libcaer_rollover")
+    for path in (folder, folder / "libcaer_rollover_0.db3"):
+        reader = open_events(path)
+        assert reader.format == "rosbag2" and reader.sensor_size == (640, 480)
+        summary = reader.summary()
+        assert summary.event_count == 334_331
+        assert summary.topics == {TOPIC: ("event_camera_msgs/msg/EventPacket", 201)}
+    packets = list(open_events(folder).packets())
+    assert len(packets) == 201, "one packet per message"
+    events = concat_events(packets)
+    validate_events(events, what="libcaer bag")
+    assert int(events["x"].sum()) == 111_651_612 and int(events["p"].sum()) == 181_908
+    assert events["t"][0] == 1_702_309_120_762_236, "µs since the epoch, floored from ns"
+
+
+def test_evt3_bag_in_us(shared_data: Path) -> None:
+    reader = open_events(_bag(shared_data, "test_data_evt3_trigger"))
+    events = reader.read_all()
+    assert reader.sensor_size == (1280, 720)
+    assert int(events["t"].sum()) * 1000 == 1_222_326_831_810_000, "evt3 ns are whole µs"
+    assert int(events["y"].sum()) == 31_656_267
+    windows = list(reader.windows(10_000))
+    assert all(w.end - w.start == 10_000 for w in windows)
+    assert sum(w.events.shape[0] for w in windows) == events.shape[0]
+    assert all(
+        w.events.shape[0] == 0 or (w.events["t"][0] >= w.start and w.events["t"][-1] < w.end)
+        for w in windows
+    )
+
+
+def _copy_bag(src: Path, dst: Path, storage: str) -> None:
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    store = event_typestore(True)
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with (
+        AnyReader([src], default_typestore=store) as reader,
+        Writer(dst, version=8, storage_plugin=plugin) as writer,
+    ):
+        conns = {}
+        for conn, stamp, raw in reader.messages():
+            if conn.topic not in conns:
+                conns[conn.topic] = writer.add_connection(conn.topic, conn.msgtype, typestore=store)
+            writer.write(conns[conn.topic], stamp, raw)
+
+
+def test_mcap_storage_and_lone_mcap_read_like_sqlite(tmp_path: Path, shared_data: Path) -> None:
+    src = _bag(shared_data, "test_data_evt3_trigger")
+    dst = tmp_path / "evt3_mcap"
+    _copy_bag(src, dst, "mcap")
+    mcap_files = list(dst.glob("*.mcap"))
+    assert mcap_files, "the copy must use MCAP storage"
+    lone = tmp_path / "lone.mcap"
+    shutil.copy(mcap_files[0], lone)
+    expected = open_events(src).read_all()
+    for path in (dst, mcap_files[0], lone):
+        assert np.array_equal(open_events(path).read_all(), expected), path
+    summary = open_events(lone).summary()
+    assert summary.topics == {TOPIC: ("event_camera_msgs/msg/EventPacket", 105)}
+    assert summary.sensor_size == (1280, 720)
+    torn = tmp_path / "torn.mcap"  # one big chunk cut in half: nothing complete to read
+    torn.write_bytes(lone.read_bytes()[: lone.stat().st_size // 2])
+    with pytest.raises(EventFileError, match="before its first complete chunk"):
+        open_events(torn)
+
+
+def test_killed_recording_mcap_keeps_complete_chunks(tmp_path: Path, shared_data: Path) -> None:
+    """An MCAP written in small chunks and cut mid-file (a recorder killed with SIGKILL) reads
+    up to its last complete chunk, then reports the truncation."""
+    from mcap.writer import Writer as McapWriter
+    from rosbags.highlevel import AnyReader
+
+    from respike.recorders.rosbag import PACKET_MSG
+
+    src = _bag(shared_data, "test_data_evt3_trigger")
+    path = tmp_path / "chunks.mcap"
+    with path.open("wb") as f, AnyReader([src], default_typestore=event_typestore(True)) as bag:
+        writer = McapWriter(f, chunk_size=64 * 1024)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(
+            name="event_camera_msgs/msg/EventPacket", encoding="ros2msg", data=PACKET_MSG.encode()
+        )
+        channel = writer.register_channel(topic=TOPIC, message_encoding="cdr", schema_id=schema)
+        for _, stamp, raw in bag.messages():
+            writer.add_message(channel, log_time=stamp, data=raw, publish_time=stamp)
+        writer.finish()
+    expected = open_events(src).read_all()
+    assert np.array_equal(open_events(path).read_all(), expected)
+    cut = tmp_path / "killed.mcap"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    reader = open_events(cut, strict=False)
+    prefix = reader.read_all()
+    assert reader.error is not None and "truncated" in str(reader.error)
+    assert 0 < prefix.shape[0] < expected.shape[0]
+    assert np.array_equal(prefix, expected[: prefix.shape[0]])
+
+
+def _write_dvs_bag(path: Path, ros2: bool, rng: np.random.Generator) -> dict[str, Any]:
+    store = event_typestore(ros2)
+    Time = store.types["builtin_interfaces/msg/Time"]
+    Header = store.types["std_msgs/msg/Header"]
+    Event = store.types["dvs_msgs/msg/Event"]
+    Array = store.types[DVS_TYPE]
+    Image = store.types[IMAGE_TYPE]
+    expected: dict[str, Any] = {"t": [], "x": [], "y": [], "p": [], "frames": []}
+
+    def header(sec: int, nsec: int) -> Any:
+        fields = {"stamp": Time(sec=sec, nanosec=nsec), "frame_id": "dvs"}
+        return Header(seq=0, **fields) if not ros2 else Header(**fields)
+
+    def serialize(msg: Any, typ: str) -> bytes:
+        return store.serialize_cdr(msg, typ) if ros2 else store.serialize_ros1(msg, typ)
+
+    if ros2:
+        from rosbags.rosbag2 import Writer as Writer2
+
+        writer: Any = Writer2(path, version=8)
+    else:
+        from rosbags.rosbag1 import Writer as Writer1
+
+        writer = Writer1(path)
+    with writer:
+        ev_conn = writer.add_connection("/dvs/events", DVS_TYPE, typestore=store)
+        img_conn = writer.add_connection("/dvs/image_raw", IMAGE_TYPE, typestore=store)
+        other = writer.add_connection("/other/events", DVS_TYPE, typestore=store)
+        for k in range(4):
+            n = int(rng.integers(1, 50))
+            xs = rng.integers(0, 240, n)
+            ys = rng.integers(0, 180, n)
+            ps = rng.integers(0, 2, n)
+            ts = np.sort(rng.integers(0, 10**9, n)) + (10 + k) * 10**9
+            events = [
+                Event(
+                    x=int(x),
+                    y=int(y),
+                    ts=Time(sec=int(t // 10**9), nanosec=int(t % 10**9)),
+                    polarity=bool(p),
+                )
+                for x, y, t, p in zip(xs, ys, ts, ps, strict=True)
+            ]
+            msg = Array(header=header(10 + k, 0), height=180, width=240, events=events)
+            stamp = int((10 + k) * 10**9)
+            writer.write(ev_conn, stamp, serialize(msg, DVS_TYPE))
+            writer.write(other, stamp, serialize(msg, DVS_TYPE))
+            expected["t"] += (ts // 1000).tolist()
+            expected["x"] += xs.tolist()
+            expected["y"] += ys.tolist()
+            expected["p"] += ps.tolist()
+            pixels = rng.integers(0, 256, (180, 240), dtype=np.uint8)
+            image = Image(
+                header=header(10 + k, 500_000),
+                height=180,
+                width=240,
+                encoding="mono8",
+                is_bigendian=0,
+                step=240,
+                data=pixels.ravel(),
+            )
+            writer.write(img_conn, stamp + 500_000, serialize(image, IMAGE_TYPE))
+            expected["frames"].append(((10 + k) * 10**6 + 500, pixels))
+    return expected
+
+
+@pytest.mark.parametrize("ros2", [False, True])
+def test_dvs_msgs_bag_with_frames(tmp_path: Path, ros2: bool, rng: np.random.Generator) -> None:
+    path = tmp_path / ("dvs_ros2" if ros2 else "dvs.bag")
+    expected = _write_dvs_bag(path, ros2, rng)
+    reader = open_events(path, topic="/dvs/events")
+    assert reader.format == ("rosbag2" if ros2 else "rosbag1")
+    assert reader.sensor_size == (240, 180) and reader.has_frames
+    events = reader.read_all()
+    for name in ("t", "x", "y", "p"):
+        assert events[name].tolist() == expected[name], f"{name} differs from what was written"
+    frames = list(reader.frames())
+    assert [f.t for f in frames] == [t for t, _ in expected["frames"]]
+    assert all(
+        np.array_equal(f.image, img) for f, (_, img) in zip(frames, expected["frames"], strict=True)
+    )
+    in_windows = [f.t for w in reader.windows(100_000) for f in w.frames]
+    assert in_windows == [t for t, _ in expected["frames"]], "frames ride along in the windows"
+    kinds = [type(item).__name__ for item in reader.stream()]
+    assert kinds.count("Frame") == 4 and len(kinds) == 8
+    assert set(reader.summary().topics) == {"/dvs/events", "/dvs/image_raw", "/other/events"}
+    with pytest.raises(EventFileError, match="event topics: /dvs/events, /other/events"):
+        open_events(path, topic="/nope")
+    assert open_events(path).topic == "/dvs/events", "default: the first event topic by name"
+
+
+def test_damaged_message_names_message_and_offset(tmp_path: Path, shared_data: Path) -> None:
+    src = _bag(shared_data, "test_data_evt3_trigger")
+    dst = tmp_path / "bag"
+    shutil.copytree(src, dst)
+    db = next(dst.glob("*.db3"))
+    db.chmod(0o644)
+    full = [p.shape[0] for p in open_events(src).packets()]
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT id, data FROM messages ORDER BY timestamp").fetchall()
+    target_id, raw = rows[10]
+    store = event_typestore(True)
+    payload = bytes(store.deserialize_cdr(raw, "event_camera_msgs/msg/EventPacket").events)
+    start = raw.rfind(payload)
+    data = bytearray(raw)
+    data[start + 2 * 100 + 1] = 0xB0  # word 100 of the payload gets event type 11
+    con.execute("UPDATE messages SET data = ? WHERE id = ?", (bytes(data), target_id))
+    con.commit()
+    con.close()
+    with pytest.raises(EventFileError) as info:
+        open_events(dst).read_all()
+    err = info.value
+    assert (
+        err.offset == 200 and err.where == f"message 10 on {TOPIC}" and "event type" in err.reason
+    )
+    reader = open_events(dst, strict=False)
+    prefix = reader.read_all()
+    assert prefix.shape[0] == sum(full[:10]), "messages before the damaged one are kept whole"
+    assert reader.summary().error is not None
+
+
+def test_truncated_database_is_reported(tmp_path: Path, shared_data: Path) -> None:
+    src = _bag(shared_data, "test_data_libcaer_rollover")
+    dst = tmp_path / "bag"
+    shutil.copytree(src, dst)
+    db = next(dst.glob("*.db3"))
+    db.chmod(0o644)
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
+    with pytest.raises(EventFileError) as info:
+        open_events(dst).read_all()
+    assert str(dst) in str(info.value) and "rosbag2" in str(info.value)
