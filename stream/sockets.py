@@ -32,6 +32,11 @@ from respike.stream.security import Security, authorize_clients
 
 log = logging.getLogger(__name__)
 
+LOSSLESS_HWM = 32
+"""Messages queued per lossless subscriber on each side. Enough to ride out bursts of small
+messages; small enough that 640x480 frames in flight (~60 MB) add tens of ms, not hundreds
+(bench/transport.py measured 50-270 ms of queueing at 256)."""
+
 
 class Delivery(StrEnum):
     LIVE = "live"
@@ -104,10 +109,11 @@ class Publisher:
         self._socket.linger = 0
         # live: a short queue per subscriber so a slow one never works through stale data;
         # lossless: a deeper one so bursts flow before backpressure reaches the sender.
-        self._socket.sndhwm = hwm or (256 if self.delivery is Delivery.LOSSLESS else 2)
+        self._socket.sndhwm = hwm or (LOSSLESS_HWM if self.delivery is Delivery.LOSSLESS else 2)
         self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # report every (un)subscription
         if self.delivery is Delivery.LOSSLESS:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+            self._socket.sndtimeo = 100  # wake every 100 ms while blocked to check `stop`
         if security.curve:
             authorize_clients(self._context, security)
             security.apply_server(self._socket)
@@ -156,14 +162,13 @@ class Publisher:
         if self.delivery is Delivery.LIVE:
             self._socket.send_multipart(frames, copy=False)
             return
-        while True:
+        while True:  # a blocking send with SNDTIMEO: XPUB always polls writable, so no poll loop
             try:
-                self._socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                self._socket.send_multipart(frames, copy=False)
                 return
             except zmq.Again:
                 if stop():
                     raise Stopped("stopped while a lossless send was blocked") from None
-                self._socket.poll(100, zmq.POLLOUT)
 
     def send_raw(self, frames: list[Any], stop: Callable[[], bool] = lambda: False) -> None:
         """Send already-encoded frames unchanged (replay of recorded bytes), with backpressure."""
@@ -210,7 +215,7 @@ class Subscriber:
         self._context = context or zmq.Context.instance()
         self.socket = self._context.socket(zmq.SUB)
         self.socket.linger = 0
-        self.socket.rcvhwm = max(2, queue) if self.delivery is Delivery.LIVE else 256
+        self.socket.rcvhwm = max(2, queue) if self.delivery is Delivery.LIVE else LOSSLESS_HWM
         security.apply_client(self.socket)
         self.socket.connect(endpoint)
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
