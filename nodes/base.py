@@ -33,6 +33,8 @@ NODE_MODULES = (
     "respike.nodes.jsonl",
     "respike.nodes.camera",
     "respike.nodes.recorder",
+    "respike.nodes.dvs",
+    "respike.nodes.viewer",
 )
 """Modules that define node kinds; importing them fills the registry. Heavy dependencies
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""

@@ -56,6 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = commands.add_parser("keys", help="create CURVE server/client keys in a folder")
     keys.add_argument("folder", type=Path)
 
+    info = commands.add_parser("info", help="describe an event file or a recording")
+    info.add_argument("file", type=Path)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--format", help="format name, to override detection")
+
+    convert = commands.add_parser(
+        "convert", help="convert an event file (suffix picks the output format)"
+    )
+    convert.add_argument("input", type=Path, help="any readable event file")
+    convert.add_argument("output", type=Path, help="output file: .h5/.hdf5, .aedat4, .txt")
+    convert.add_argument("--format", help="input format name, to override detection")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -68,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder = generate_keys(args.folder)
             print(f"CURVE keys written to {folder}: keep server.key_secret on the publishing host")
             return 0
+        if args.command == "info":
+            return _info(args.file, args.json, args.format)
+        if args.command == "convert":
+            return _convert(args.input, args.output, args.format)
     except (PipelineError, ParamError, KeyError, FileNotFoundError, ValueError) as exc:
         print(
             f"respike: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr
@@ -173,6 +189,54 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
     )
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     return NodeRunner(node_cls, args.name, node_params, wiring_spec).run()
+
+
+def _info(path: Path, as_json: bool, format_name: str | None) -> int:
+    import json
+
+    from respike.recorders import open_events
+    from respike.recorders.recording import RecordingError, recording_summary
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    summary = None
+    if path.suffix.lower() == ".mcap" and format_name is None:
+        try:
+            summary = recording_summary(path)
+        except RecordingError:
+            summary = None  # not a respike recording: a ROS 2 bag in MCAP storage
+    if summary is None:
+        summary = open_events(path, format=format_name).summary().to_dict()
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        width = max(len(key) for key in summary)
+        for key, value in summary.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _convert(source: Path, target: Path, format_name: str | None) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from respike.recorders import open_events
+    from respike.recorders.writers import write_packets
+
+    reader = open_events(source, format=format_name)
+    size = reader.sensor_size
+    if size is None:
+        raise ValueError(f"{source}: sensor size unknown; cannot write {target}")
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} events"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=not sys.stderr.isatty(), console=None) as progress:
+        task = progress.add_task(f"{source.name} -> {target.name}", total=None)
+        count = write_packets(reader.packets(), target, size, lambda n: progress.advance(task, n))
+    print(f"wrote {count:,} events ({reader.format} {size[0]}x{size[1]}) to {target}")
+    return 0
 
 
 def _port_map(items: Sequence[str], flag: str) -> dict[str, str]:

@@ -153,3 +153,22 @@ def recording_topics(path: Path | str) -> dict[str, int]:
     """Message count per topic of a recording (reads the whole file)."""
     counts: Counter[str] = Counter(message.topic for message in read_recording(path))
     return dict(counts)
+
+
+def recording_summary(path: Path | str) -> dict[str, Any]:
+    """What `respike info` shows of a recording: topics with counts, times, duration."""
+    counts: Counter[str] = Counter()
+    first = last = None
+    for message in read_recording(path):
+        counts[message.topic] += 1
+        first = message.log_time_ns if first is None else first
+        last = message.log_time_ns
+    return {
+        "path": str(path),
+        "format": "respike-recording (MCAP)",
+        "messages": sum(counts.values()),
+        "topics": dict(sorted(counts.items())),
+        "first_t_us": None if first is None else first // 1000,
+        "last_t_us": None if last is None else last // 1000,
+        "duration_us": 0 if first is None or last is None else (last - first) // 1000,
+    }

@@ -1,0 +1,124 @@
+"""`dvs`: replays any readable event recording as timed event packets, with its frames if any."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from respike.nodes.base import Node, Pacer, param, register
+from respike.recorders import EventWindow, Frame, open_events
+from respike.stream.messages import now_us
+
+
+def frame_to_rgb(image: np.ndarray) -> np.ndarray:
+    """A recording's frame (grey, grey+channel, or RGB; any integer depth) as (H, W, 3) uint8."""
+    if image.dtype != np.uint8:
+        scale = (
+            255.0 / max(1, int(np.iinfo(image.dtype).max)) if image.dtype.kind in "ui" else 255.0
+        )
+        image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+@register("dvs")
+class DvsNode(Node):
+    """Replays an event recording (any format `respike info` reads) as packets of ``window_us``.
+
+    Packets are paced by the recording's own timestamps (times ``speed``; 0 = as fast as the
+    consumers take them, for lossless delivery). Each ``events`` message carries the sensor
+    size and the window's bounds in sensor time (``window_start``/``window_end``, µs); its ``t``
+    is the wall-clock time the window completed in this replay, so latencies downstream are real.
+    Frames of the recording go out on ``frames`` as RGB.
+    """
+
+    @dataclass(frozen=True)
+    class Params:
+        path: str = param(
+            "", "event recording (AEDAT, EVT2/3, DAT, N-MNIST, HDF5, npy, text, ROS bag, ...)"
+        )
+        window_us: int = param(10_000, "packet duration in µs (1 ms ... 33 ms are typical)")
+        speed: float = param(1.0, "replay speed factor; 0 = as fast as consumers take packets")
+        start_us: int = param(0, "skip this much of the recording's start (µs)")
+        end_us: int = param(0, "stop this far into the recording (µs); 0 = its end")
+        loop: bool = param(False, "start again at the end instead of sending `end`")
+        format: str = param(
+            "", "format name when detection should be overridden; see `respike info`"
+        )
+
+        def __post_init__(self) -> None:
+            if not self.path:
+                raise ValueError("path is required: the recording to replay")
+            if self.window_us < 1 or self.speed < 0 or self.start_us < 0 or self.end_us < 0:
+                raise ValueError("window_us must be ≥ 1; speed, start_us and end_us ≥ 0")
+            if self.end_us and self.end_us <= self.start_us:
+                raise ValueError("end_us must be after start_us")
+
+    outputs = ("events", "frames")
+
+    def start(self) -> None:
+        if not Path(self.params.path).exists():
+            raise FileNotFoundError(f"recording {self.params.path!r} does not exist")
+        self._reader = open_events(self.params.path, format=self.params.format or None)
+        first = next(iter(self._reader.packets()), None)
+        if first is None or not len(first):
+            raise ValueError(f"recording {self.params.path!r} holds no events")
+        self._origin = int(first["t"][0])
+        width, height = self._reader.sensor_size or (
+            int(first["x"].max()) + 1,
+            int(first["y"].max()) + 1,
+        )
+        self._size = {"width": int(width), "height": int(height)}
+        self.packets = 0
+        self.events = 0
+        self._restart()
+
+    def _restart(self) -> None:
+        end = self._origin + self.params.end_us if self.params.end_us else None
+        self._windows: Iterator[EventWindow] = self._reader.windows(
+            self.params.window_us, start_us=self._origin + self.params.start_us, end_us=end
+        )
+        self._pacer: Pacer | None = None
+        self._first_end: int | None = None
+
+    def produce(self) -> float | None:
+        window = next(self._windows, None)
+        if window is None:
+            if not self.params.loop:
+                return None
+            self._restart()
+            return 0.0
+        if self._pacer is None:
+            self._pacer, self._first_end = Pacer(), window.end
+        for frame in window.frames:
+            self._publish_frame(frame)
+        self.publish(
+            "events",
+            "events",
+            now_us(),
+            {"events": window.events},
+            window_start=window.start,
+            window_end=window.end,
+            **self._size,
+        )
+        self.packets += 1
+        self.events += len(window.events)
+        if self.params.speed == 0:
+            return 0.0
+        assert self._first_end is not None
+        next_end = window.end + self.params.window_us  # windows are consecutive
+        return self._pacer.delay_until((next_end - self._first_end) / 1e6 / self.params.speed)
+
+    def _publish_frame(self, frame: Frame) -> None:
+        self.publish(
+            "frames", "frame", now_us(), {"frame": frame_to_rgb(frame.image)}, sensor_t=frame.t
+        )
+
+    def stats(self) -> dict[str, float]:
+        return {"packets": float(self.packets), "events": float(self.events)}
