@@ -35,6 +35,7 @@ NODE_MODULES = (
     "respike.nodes.recorder",
     "respike.nodes.dvs",
     "respike.nodes.viewer",
+    "respike.nodes.synthetic",
 )
 """Modules that define node kinds; importing them fills the registry. Heavy dependencies
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""
