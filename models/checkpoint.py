@@ -1,0 +1,156 @@
+"""Model checkpoints: one ``torch.save`` file of format version, config, classes, spec, weights.
+
+Files are read with ``torch.load(weights_only=True)``: only tensors, dicts, lists, tuples,
+strings and numbers, never code. Every way a file can be wrong (missing, truncated, not a
+torch file, another program's checkpoint, a newer format, weights that do not fit the config)
+raises :class:`CheckpointError` naming the file and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from respike.models.hybrid import HybridReSpike, InputSpec, ModelConfig
+
+FORMAT = "respike-model"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the expectation."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the model (in eval mode), its class names and any extra metadata."""
+
+    model: HybridReSpike
+    class_names: tuple[str, ...]
+    extra: Mapping[str, Any]
+    path: Path
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model's configuration."""
+        return self.model.config
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the model expects per step and per key frame."""
+        return self.model.config.input_spec
+
+
+def save_checkpoint(
+    path: str | PathLike[str],
+    model: HybridReSpike,
+    class_names: Sequence[str],
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` with its config and ``class_names`` to ``path`` (atomically).
+
+    ``extra`` holds plain metadata (epoch, metrics, dataset name): dicts, lists, strings and
+    numbers only, so the file stays loadable with ``weights_only=True``.
+    """
+    path = Path(path)
+    names = tuple(str(n) for n in class_names)
+    if len(names) != model.config.num_classes:
+        raise ValueError(
+            f"{len(names)} class names for a model with {model.config.num_classes} classes"
+        )
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "class_names": list(names),
+        "input_spec": asdict(model.config.input_spec),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
+    """The validated raw payload of a checkpoint file (no model built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: not a readable respike checkpoint (expected a file written by "
+            f"respike.models.save_checkpoint; it may be truncated or corrupted): {exc}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"{path}: not a respike checkpoint (expected a dict with format={FORMAT!r}, "
+            f"found {found!r})"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(
+            f"{path}: checkpoint format_version {version!r}; this respike reads 1..{FORMAT_VERSION}"
+        )
+    for key, kind in (("config", dict), ("class_names", list), ("state_dict", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r} (expected a {kind.__name__})")
+    return payload
+
+
+def load_checkpoint(
+    path: str | PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Rebuild the model saved at ``path`` (eval mode, on ``map_location``)."""
+    path = Path(path)
+    payload = read_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(payload["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint config is invalid: {exc!r}") from exc
+    names = tuple(str(n) for n in payload["class_names"])
+    if len(names) != config.num_classes:
+        raise CheckpointError(
+            f"{path}: {len(names)} class names but the config has {config.num_classes} classes"
+        )
+    model = HybridReSpike(config)
+    try:
+        result = model.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise CheckpointError(f"{path}: weights do not match the config: {exc}") from exc
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path}: weights do not match the config: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+    model.to(map_location).eval()
+    return Checkpoint(model, names, payload.get("extra", {}), path)
+
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "load_checkpoint",
+    "read_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,310 @@
+"""Energy accounting: MACs counted from the layers that run, SNN accumulates measured from spikes.
+
+Convention of ReSpike's field (45 nm CMOS figures): a multiply-accumulate costs 4.6 pJ, an
+accumulate 0.9 pJ. A layer whose input is real-valued does MACs: ``output elements x
+(in_channels / groups) x kernel size`` for convolutions, ``output elements x in_features`` for
+linear layers and ``2 x queries x keys x head_dim`` (``q k^T`` and ``attention v``) per head for
+attention. A convolution fed with spikes (every SNN convolution but the stem) does one
+accumulate per spike and per synapse it reaches: ``sum over nonzero inputs of fan-out``, the
+fan-out at a pixel being ``out_channels / groups`` times the number of output positions whose
+window covers it (fewer at the borders and with stride) — measured on the actual spikes.
+Normalisation, activation, pooling and softmax are not counted (nor by the field).
+
+Counts are hooks on the modules (:class:`OpCounter`), so they follow whatever the model runs.
+The hooks are plain Python meant for eager execution, so :func:`measure_energy` steps the model
+eagerly even after ``enable_compile``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from respike.models.fusion import ScaledDotProduct
+from respike.models.hybrid import Clip, HybridReSpike
+
+ENERGY_PER_MAC_PJ = 4.6
+ENERGY_PER_AC_PJ = 0.9
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def conv_macs(module: nn.Conv1d | nn.Conv2d | nn.Conv3d, output: torch.Tensor) -> int:
+    """MACs of a dense convolution that produced ``output``."""
+    per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    return output.numel() * per_output
+
+
+def linear_macs(module: nn.Linear, output: torch.Tensor) -> int:
+    """MACs of a linear layer that produced ``output``."""
+    return output.numel() * module.in_features
+
+
+def attention_macs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> int:
+    """MACs of ``softmax(q k^T) v`` for ``(..., queries, d)`` and ``(..., keys, d)`` tensors."""
+    return math.prod(q.shape[:-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+
+
+def fan_out_map(module: nn.Conv2d, height: int, width: int) -> torch.Tensor:
+    """Synapses each input pixel of one channel drives: ``(height, width)``, exact at borders."""
+    kernel = module.kernel_size
+    with torch.enable_grad():
+        probe = torch.ones(1, 1, height, width, dtype=torch.float64, requires_grad=True)
+        ones = torch.ones(1, 1, kernel[0], kernel[1], dtype=torch.float64)
+        out = F.conv2d(
+            probe, ones, stride=module.stride, padding=module.padding, dilation=module.dilation
+        )
+        (covered,) = torch.autograd.grad(out.sum(), probe)
+    return covered[0, 0] * (module.out_channels // module.groups)
+
+
+def spike_acs(module: nn.Conv2d, x: torch.Tensor, fan_out: torch.Tensor | None = None) -> int:
+    """Accumulates of convolution ``module`` on spike input ``x`` ``(N, C, H, W)``."""
+    if fan_out is None:
+        fan_out = fan_out_map(module, x.shape[-2], x.shape[-1])
+    active = (x != 0).sum(dim=(0, 1)).to(torch.float64)
+    return round(float((active * fan_out.to(active.device)).sum()))
+
+
+@dataclass(frozen=True)
+class OpCounts:
+    """MACs and ACs per category (e.g. ``snn``, ``ann``, ``fusion``, ``head``)."""
+
+    macs: Mapping[str, float] = field(default_factory=dict)
+    acs: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def total_macs(self) -> float:
+        """MACs of every category."""
+        return float(sum(self.macs.values()))
+
+    @property
+    def total_acs(self) -> float:
+        """ACs of every category."""
+        return float(sum(self.acs.values()))
+
+    def energy_pj(self) -> float:
+        """``4.6 pJ x MACs + 0.9 pJ x ACs``."""
+        return ENERGY_PER_MAC_PJ * self.total_macs + ENERGY_PER_AC_PJ * self.total_acs
+
+    def scaled(self, factor: float) -> OpCounts:
+        """Every count times ``factor`` (per sample, per step, amortised)."""
+        return OpCounts(
+            {k: v * factor for k, v in self.macs.items()},
+            {k: v * factor for k, v in self.acs.items()},
+        )
+
+    def __add__(self, other: OpCounts) -> OpCounts:
+        macs = dict(self.macs)
+        acs = dict(self.acs)
+        for k, v in other.macs.items():
+            macs[k] = macs.get(k, 0.0) + v
+        for k, v in other.acs.items():
+            acs[k] = acs.get(k, 0.0) + v
+        return OpCounts(macs, acs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts and energy."""
+        return {
+            "macs": dict(self.macs),
+            "acs": dict(self.acs),
+            "energy_pj": self.energy_pj(),
+        }
+
+
+def _top_level(name: str) -> str:
+    return name.split(".", 1)[0] if name else "model"
+
+
+class OpCounter:
+    """Count MACs and ACs of ``model``'s layers while it runs, via forward hooks.
+
+    Convolutions in ``spike_driven`` count ACs on their actual input; every other convolution,
+    linear layer and :class:`~respike.models.fusion.ScaledDotProduct` counts MACs. ``category``
+    maps a module's qualified name to the bucket it counts into (default: the top-level child).
+
+    Example::
+
+        with OpCounter(net) as counter:
+            net(x)
+        counter.counts().macs
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        spike_driven: Iterable[nn.Module] = (),
+        category: Callable[[str], str] = _top_level,
+    ) -> None:
+        self.model = model
+        self.spike_driven = {id(m) for m in spike_driven}
+        self.category = category
+        self._macs: defaultdict[str, int] = defaultdict(int)
+        self._acs: defaultdict[str, int] = defaultdict(int)
+        self._fan_out: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> OpCounter:
+        for name, module in self.model.named_modules():
+            if isinstance(module, (*_CONVS, nn.Linear, ScaledDotProduct)):
+                self._handles.append(module.register_forward_hook(self._hook(self.category(name))))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, bucket: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if isinstance(module, nn.Conv2d) and id(module) in self.spike_driven:
+                x = inputs[0]
+                key = (id(module), x.shape[-2], x.shape[-1])
+                if key not in self._fan_out:
+                    self._fan_out[key] = fan_out_map(module, x.shape[-2], x.shape[-1])
+                self._acs[bucket] += spike_acs(module, x, self._fan_out[key])
+            elif isinstance(module, _CONVS):
+                self._macs[bucket] += conv_macs(module, output)
+            elif isinstance(module, nn.Linear):
+                self._macs[bucket] += linear_macs(module, output)
+            elif isinstance(module, ScaledDotProduct):
+                self._macs[bucket] += attention_macs(*inputs)
+
+        return hook
+
+    def counts(self) -> OpCounts:
+        """Everything counted since the last :meth:`reset`."""
+        return OpCounts(
+            {k: float(v) for k, v in self._macs.items()},
+            {k: float(v) for k, v in self._acs.items()},
+        )
+
+    def reset(self) -> None:
+        """Forget the counts (the hooks stay)."""
+        self._macs.clear()
+        self._acs.clear()
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Per-sample operation counts of a hybrid model, measured on a clip.
+
+    ``step``: one streaming SNN step with its fusion and head; ``keyframe``: one key-frame ANN
+    pass with its key/value projections. A prediction comes every step, its key frame shared
+    by ``keyframe_interval`` steps: ``prediction = step + keyframe / K``.
+    """
+
+    step: OpCounts
+    keyframe: OpCounts
+    keyframe_interval: int
+    steps_measured: int
+
+    @property
+    def prediction(self) -> OpCounts:
+        """Counts of one per-step prediction with the key frame amortised over its ``K`` steps."""
+        return self.step + self.keyframe.scaled(1.0 / self.keyframe_interval)
+
+    def clip(self, steps: int) -> OpCounts:
+        """Counts of a whole clip of ``steps`` steps (ReSpike's per-clip prediction)."""
+        return self.prediction.scaled(float(steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary, energies in pJ."""
+        return {
+            "step": self.step.to_dict(),
+            "keyframe": self.keyframe.to_dict(),
+            "prediction": self.prediction.to_dict(),
+            "keyframe_interval": self.keyframe_interval,
+            "steps_measured": self.steps_measured,
+            "pj_per_mac": ENERGY_PER_MAC_PJ,
+            "pj_per_ac": ENERGY_PER_AC_PJ,
+        }
+
+
+@torch.no_grad()
+def measure_energy(model: HybridReSpike, clip: Clip) -> EnergyReport:
+    """Stream ``clip`` through ``model`` eagerly (train or eval mode as it is) and count its work.
+
+    Spikes are counted as they happen, so the SNN's ACs depend on the data: measure on
+    representative clips.
+    """
+    spike_driven = model.snn.spike_driven_convs() if model.snn is not None else []
+    keyframes, inputs = clip
+    k = model.keyframe_interval
+    batch = inputs.shape[0]
+    step_total = OpCounts()
+    keyframe_total = OpCounts()
+    n_steps = inputs.shape[1]
+    with model.eager(), OpCounter(model, spike_driven=spike_driven) as counter:
+        state = None
+        for t in range(n_steps):
+            if t % k == 0:
+                counter.reset()
+                state = model.set_keyframe(keyframes[:, t // k], state)
+                keyframe_total = keyframe_total + counter.counts()
+            assert state is not None
+            counter.reset()
+            _, state = model.step(inputs[:, t], state)
+            step_total = step_total + counter.counts()
+    n_keyframes = -(-n_steps // k)
+    return EnergyReport(
+        step=step_total.scaled(1.0 / (n_steps * batch)),
+        keyframe=keyframe_total.scaled(1.0 / (n_keyframes * batch)),
+        keyframe_interval=k,
+        steps_measured=n_steps,
+    )
+
+
+def count_macs(model: nn.Module, *inputs: torch.Tensor) -> OpCounts:
+    """MACs of one ``model(*inputs)`` call, per sample of the batch."""
+    with OpCounter(model) as counter, torch.no_grad():
+        model(*inputs)
+    return counter.counts().scaled(1.0 / inputs[0].shape[0])
+
+
+def r3d18_reference(
+    *, num_classes: int = 101, frames: int = 16, size: tuple[int, int] = (112, 112)
+) -> OpCounts:
+    """MACs of an ANN-only 3D CNN (torchvision ``r3d_18``, ``weights=None``) on one clip.
+
+    The comparison ReSpike makes: a video CNN that sees every frame densely. Shapes are
+    propagated on the ``meta`` device, so nothing is computed or allocated.
+    """
+    from torchvision.models.video import r3d_18
+
+    with torch.device("meta"):
+        model = r3d_18(weights=None, num_classes=num_classes)
+        clip = torch.empty(1, 3, frames, *size)
+    with OpCounter(model, category=lambda name: "r3d_18") as counter, torch.no_grad():
+        model(clip)
+    return counter.counts()
+
+
+__all__ = [
+    "ENERGY_PER_AC_PJ",
+    "ENERGY_PER_MAC_PJ",
+    "EnergyReport",
+    "OpCounter",
+    "OpCounts",
+    "attention_macs",
+    "conv_macs",
+    "count_macs",
+    "fan_out_map",
+    "linear_macs",
+    "measure_energy",
+    "r3d18_reference",
+]

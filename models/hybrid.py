@@ -1,0 +1,373 @@
+"""The hybrid ReSpike model: SNN branch, key-frame ANN branch, per-stage fusion and head in one.
+
+Clip layout (what :meth:`HybridReSpike.forward` takes and a data loader yields):
+
+- ``keyframes``: ``(B, S, 3, Hk, Wk)`` RGB key frames, ImageNet-normalised;
+- ``steps``: ``(B, T, C, h, w)`` SNN inputs, ``T = S * K`` with ``K = keyframe_interval``;
+  step ``t`` belongs to key frame ``t // K`` (ReSpike: key frame = the segment's first frame,
+  residual step ``t`` = frame ``t`` minus that key frame).
+
+Per-step logits: after step ``t`` the head sees the mean over the steps of the current segment
+so far of the (fused) SNN features, pooled per stage and concatenated, next to the pooled ANN
+stage-4 features of the segment's key frame. The last step of a segment gives ReSpike's segment
+logits; the clip logits are their mean over the ``S`` segments.
+
+Streaming runs the same code one step at a time with explicit state::
+
+    state = model.set_keyframe(frame)              # new segment: ANN pass, keys/values cached
+    logits, state = model.step(x, state)           # K times; SNN membranes carry over
+
+:meth:`HybridReSpike.forward` is exactly that loop with ``K`` steps per call, so both give the
+same logits. Modes ``hybrid``, ``snn`` and ``ann`` are this one class with branches left out:
+``snn`` has no ANN and no fusion blocks, ``ann`` no SNN. Fusion is late (on the SNN's spike
+features, not fed back into the SNN), so the SNN, the ANN and the fusion can run on different
+hosts as separate pipeline nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, NamedTuple, cast
+
+import torch
+from torch import nn
+
+from respike.models.ann import ANNConfig, ResNetFeatures
+from respike.models.fusion import FusionBlock, FusionConfig, KeyValue
+from respike.models.snn import SNNConfig, SNNState, SpikingResNet
+
+Mode = Literal["hybrid", "snn", "ann"]
+MODES: tuple[Mode, ...] = ("hybrid", "snn", "ann")
+SNNInput = Literal["events", "residual"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model expects per step and per key frame; stored in every checkpoint.
+
+    ``snn_input`` is ``"events"`` (``snn_channels == 2``: OFF and ON counts per time bin) or
+    ``"residual"`` (1 grey or 3 RGB channels of signed frame-minus-key-frame differences).
+    ``time_bin_us`` is the duration of one SNN step; ``keyframe_interval`` is ``K``.
+    """
+
+    snn_size: tuple[int, int] = (64, 64)
+    snn_input: SNNInput = "events"
+    snn_channels: int = 2
+    keyframe_size: tuple[int, int] = (112, 112)
+    keyframe_interval: int = 4
+    time_bin_us: int = 33_333
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snn_size", tuple(int(v) for v in self.snn_size))
+        object.__setattr__(self, "keyframe_size", tuple(int(v) for v in self.keyframe_size))
+        if self.snn_input == "events" and self.snn_channels != 2:
+            raise ValueError(f"event input has 2 polarity channels, got {self.snn_channels}")
+        if self.snn_input == "residual" and self.snn_channels not in (1, 3):
+            raise ValueError(f"residual input has 1 or 3 channels, got {self.snn_channels}")
+        if self.snn_input not in ("events", "residual"):
+            raise ValueError(f"snn_input must be 'events' or 'residual', got {self.snn_input!r}")
+        if self.keyframe_interval < 1 or self.time_bin_us < 1:
+            raise ValueError("keyframe_interval and time_bin_us must be positive")
+        if min(self.snn_size) < 1 or min(self.keyframe_size) < 1:
+            raise ValueError("input sizes must be positive")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a :class:`HybridReSpike`; checkpoints store ``to_dict()``."""
+
+    num_classes: int
+    mode: Mode = "hybrid"
+    input_spec: InputSpec = field(default_factory=InputSpec)
+    snn: SNNConfig = field(default_factory=SNNConfig)
+    ann: ANNConfig = field(default_factory=ANNConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {self.num_classes}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        bad = [s for s in self.fusion.stages if s > min(len(self.snn.widths), len(self.ann.widths))]
+        if bad:
+            raise ValueError(f"fusion stages {bad} do not exist in the SNN/ANN branches")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dicts, tuples, strings and numbers (loadable with ``weights_only=True``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Rebuild from :meth:`to_dict` output, validating every field."""
+        return cls(
+            num_classes=int(data["num_classes"]),
+            mode=data["mode"],
+            input_spec=InputSpec(**data["input_spec"]),
+            snn=SNNConfig(**data["snn"]),
+            ann=ANNConfig(**data["ann"]),
+            fusion=FusionConfig(**data["fusion"]),
+        )
+
+
+class Clip(NamedTuple):
+    """A training clip: ``keyframes (B, S, 3, Hk, Wk)`` and ``steps (B, S*K, C, h, w)``."""
+
+    keyframes: torch.Tensor
+    steps: torch.Tensor
+
+
+class KeyframeContext(NamedTuple):
+    """What one key frame contributes until the next: fusion keys/values and pooled stage 4."""
+
+    kv: tuple[KeyValue, ...]
+    pooled: torch.Tensor | None
+
+
+class HeadState(NamedTuple):
+    """Running sum of the pooled SNN features since the key frame, and how many steps it holds."""
+
+    feature_sum: torch.Tensor
+    steps: torch.Tensor
+
+
+class ModelState(NamedTuple):
+    """Streaming state: SNN membranes, current key-frame context, segment average of features."""
+
+    snn: SNNState | None
+    context: KeyframeContext | None
+    head: HeadState | None
+
+
+class ClipOutput(NamedTuple):
+    """``step_logits (B, T, classes)``, clip ``logits (B, classes)``, the state after the clip."""
+
+    step_logits: torch.Tensor
+    logits: torch.Tensor
+    state: ModelState
+
+
+StepFn = Callable[[torch.Tensor, ModelState], tuple[torch.Tensor, ModelState]]
+
+
+class HybridReSpike(nn.Module):
+    """ReSpike's hybrid SNN/ANN action recogniser, trainable on clips and runnable as a stream.
+
+    Build it through :func:`respike.models.get_model` or from a :class:`ModelConfig`.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        spec = config.input_spec
+        self.snn = (
+            SpikingResNet(config.snn, in_channels=spec.snn_channels)
+            if config.mode != "ann"
+            else None
+        )
+        self.ann = ResNetFeatures(config.ann) if config.mode != "snn" else None
+        self.fusion = nn.ModuleDict()
+        if config.mode == "hybrid":
+            for stage in config.fusion.stages:
+                self.fusion[str(stage)] = FusionBlock(
+                    config.snn.widths[stage - 1], config.ann.widths[stage - 1], config.fusion
+                )
+        head_in = (sum(config.snn.widths) if self.snn is not None else 0) + (
+            config.ann.widths[-1] if self.ann is not None else 0
+        )
+        self.head = nn.Linear(head_in, config.num_classes)
+        self._step_fn: StepFn = self._steps_impl
+
+    @property
+    def mode(self) -> Mode:
+        """``hybrid``, ``snn`` or ``ann``."""
+        return self.config.mode
+
+    @property
+    def keyframe_interval(self) -> int:
+        """``K``: SNN steps per key frame."""
+        return self.config.input_spec.keyframe_interval
+
+    def enable_compile(self, enabled: bool = True, **compile_kwargs: Any) -> None:
+        """Run :meth:`step`/:meth:`steps` through ``torch.compile`` (off by default).
+
+        The first calls cost seconds of compilation (one graph per input shape and per state
+        layout: fresh, mid-segment); training through :meth:`forward` is unaffected.
+        """
+        if enabled:
+            compile_kwargs.setdefault("dynamic", False)
+            self._step_fn = cast(StepFn, torch.compile(self._steps_impl, **compile_kwargs))
+        else:
+            self._step_fn = self._steps_impl
+
+    @contextlib.contextmanager
+    def eager(self) -> Iterator[None]:
+        """Inside the block :meth:`step` runs eagerly (module hooks fire); a compiled step stays."""
+        saved = self._step_fn
+        self._step_fn = self._steps_impl
+        try:
+            yield
+        finally:
+            self._step_fn = saved
+
+    def encode_keyframe(self, frames: torch.Tensor | None) -> KeyframeContext:
+        """ANN pass over key frames ``(B, 3, Hk, Wk)``: cached fusion keys/values, pooled stage 4.
+
+        In ``snn`` mode there is no ANN; ``frames`` may be ``None`` and the context is empty.
+        """
+        if self.ann is None:
+            return KeyframeContext((), None)
+        if frames is None or frames.dim() != 4 or frames.shape[1] != 3:
+            shape = None if frames is None else tuple(frames.shape)
+            raise ValueError(f"key frames have shape {shape}; expected (B, 3, H, W)")
+        return self.context_from_features(self.ann(frames))
+
+    def context_from_features(self, ann_features: Sequence[torch.Tensor]) -> KeyframeContext:
+        """Key-frame context from the ANN's 4 stage maps (as a split ``keyframe`` node sends)."""
+        kv = tuple(
+            cast(FusionBlock, block).context(ann_features[int(stage) - 1])
+            for stage, block in self.fusion.items()
+        )
+        return KeyframeContext(kv, ann_features[-1].mean(dim=(-2, -1)))
+
+    def set_keyframe(
+        self, frame: torch.Tensor | None, state: ModelState | None = None
+    ) -> ModelState:
+        """Start a segment at key frame ``frame`` (``(B, 3, Hk, Wk)``; ``None`` in ``snn`` mode).
+
+        SNN membranes carry over; the segment average of SNN features restarts.
+        """
+        context = self.encode_keyframe(frame)
+        snn_state = state.snn if state is not None else None
+        return ModelState(snn=snn_state, context=context, head=None)
+
+    def step(self, x: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
+        """One streaming step: ``x`` is ``(B, C, h, w)``; returns logits ``(B, classes)``."""
+        logits, state = self.steps(x.unsqueeze(1), state)
+        return logits.squeeze(1), state
+
+    def steps(self, x: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
+        """Several steps of one segment: ``x`` ``(B, T, C, h, w)`` to logits ``(B, T, classes)``."""
+        return self._run(self._step_fn, x, state)
+
+    def _run(
+        self, fn: StepFn, x: torch.Tensor, state: ModelState
+    ) -> tuple[torch.Tensor, ModelState]:
+        if state.context is None:
+            raise RuntimeError("no key frame yet: call set_keyframe(frame, state) before step()")
+        expected = (self.config.input_spec.snn_channels, *self.config.input_spec.snn_size)
+        if x.dim() != 5 or tuple(x.shape[2:]) != expected:
+            raise ValueError(f"SNN input has shape {tuple(x.shape)}; expected (B, T, *{expected})")
+        logits, state = fn(x.transpose(0, 1), state)
+        return logits.transpose(0, 1), state
+
+    def _steps_impl(self, x: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
+        """The one code path of every mode: time-major ``x (T, B, C, h, w)`` to ``(T, B, n)``."""
+        assert state.context is not None
+        features, snn_state = None, state.snn
+        if self.snn is not None:
+            features, snn_state = self.snn.forward_sequence(x, snn_state)
+        logits, head = self.fuse(features, state.context, state.head, steps=x.shape[0])
+        return logits, ModelState(snn=snn_state, context=state.context, head=head)
+
+    def fuse(
+        self,
+        features: Sequence[torch.Tensor] | None,
+        context: KeyframeContext,
+        head: HeadState | None = None,
+        *,
+        steps: int = 1,
+    ) -> tuple[torch.Tensor, HeadState | None]:
+        """Fusion and head on SNN spike features: logits ``(T, B, classes)`` and the head state.
+
+        ``features`` are the SNN's per-stage spikes, time-major ``(T, B, C_i, h_i, w_i)`` (a
+        split ``fusion`` node adds ``T = 1`` to what the ``snn`` node sends); ``None`` in ``ann``
+        mode, where ``steps`` gives ``T``. ``head`` carries the segment's running feature sum.
+        """
+        parts: list[torch.Tensor] = []
+        if features is not None:
+            fused = {
+                int(key): (cast(FusionBlock, block), kv)
+                for (key, block), kv in zip(self.fusion.items(), context.kv, strict=True)
+            }
+            pooled = []
+            for stage, f in enumerate(features, start=1):
+                if stage in fused:
+                    block, kv = fused[stage]
+                    f = block(f, kv)
+                pooled.append(f.mean(dim=(-2, -1)))
+            current = torch.cat(pooled, dim=-1)  # (T, B, D)
+            steps = current.shape[0]
+            running = current.cumsum(0)
+            counts = torch.arange(1, steps + 1, dtype=current.dtype, device=current.device)
+            if head is not None:
+                running = running + head.feature_sum
+                counts = counts + head.steps
+            parts.append(running / counts.view(-1, 1, 1))
+            head = HeadState(running[-1], counts[-1])
+        if context.pooled is not None:
+            parts.append(context.pooled.expand(steps, *context.pooled.shape))
+        return self.head(torch.cat(parts, dim=-1)), head
+
+    def forward(self, clip: Clip, state: ModelState | None = None) -> ClipOutput:
+        """Run a clip (see the module doc for its layout), BPTT-ready; ``state`` continues a run.
+
+        All key frames go through the ANN as one batch, then each segment's ``K`` steps through
+        the streaming code path of :meth:`steps` (always eager, even after :meth:`enable_compile`).
+        """
+        keyframes, inputs = clip
+        k = self.keyframe_interval
+        batch, n_steps = inputs.shape[:2]
+        segments = keyframes.shape[1]
+        if keyframes.shape[0] != batch or n_steps != segments * k:
+            raise ValueError(
+                f"clip has {segments} key frames and {n_steps} steps for batch {batch}; "
+                f"expected (B, S, 3, H, W) key frames and (B, S*{k}, C, h, w) steps"
+            )
+        contexts = self._segment_contexts(keyframes)
+        snn_state = state.snn if state is not None else None
+        step_logits = []
+        current: ModelState | None = None
+        for s in range(segments):
+            current = ModelState(snn=snn_state, context=contexts[s], head=None)
+            logits, current = self._run(self._steps_impl, inputs[:, s * k : (s + 1) * k], current)
+            snn_state = current.snn
+            step_logits.append(logits)
+        assert current is not None
+        all_logits = torch.cat(step_logits, dim=1)
+        clip_logits = all_logits[:, k - 1 :: k].mean(dim=1)
+        return ClipOutput(all_logits, clip_logits, current)
+
+    def _segment_contexts(self, keyframes: torch.Tensor) -> list[KeyframeContext]:
+        """Contexts of all ``S`` key frames from one batched ANN pass."""
+        batch, segments = keyframes.shape[:2]
+        if self.ann is None:
+            return [KeyframeContext((), None)] * segments
+        context = self.encode_keyframe(keyframes.flatten(0, 1))
+
+        def pick(t: torch.Tensor, s: int) -> torch.Tensor:
+            return t.unflatten(0, (batch, segments))[:, s]
+
+        return [
+            KeyframeContext(
+                tuple(KeyValue(pick(kv.key, s), pick(kv.value, s)) for kv in context.kv),
+                pick(context.pooled, s) if context.pooled is not None else None,
+            )
+            for s in range(segments)
+        ]
+
+
+__all__ = [
+    "MODES",
+    "Clip",
+    "ClipOutput",
+    "HeadState",
+    "HybridReSpike",
+    "InputSpec",
+    "KeyframeContext",
+    "Mode",
+    "ModelConfig",
+    "ModelState",
+    "SNNInput",
+]

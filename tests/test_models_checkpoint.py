@@ -1,0 +1,117 @@
+"""Tests of respike.models.checkpoint: round trip and clear errors on bad files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from respike.models import Clip, HybridReSpike, get_model, load_checkpoint, save_checkpoint
+from respike.models.checkpoint import FORMAT_VERSION, CheckpointError, read_checkpoint
+
+CLASSES = ("wave", "clap", "walk")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[HybridReSpike, Path]:
+    torch.manual_seed(0)
+    model = get_model("respike_tiny", num_classes=3).eval()
+    path = save_checkpoint(tmp_path / "model.pt", model, CLASSES, extra={"epoch": 3})
+    return model, path
+
+
+class Opaque:
+    """Something torch.save pickles as a class reference (refused by weights_only)."""
+
+
+def test_round_trip(saved: tuple[HybridReSpike, Path]) -> None:
+    model, path = saved
+    ckpt = load_checkpoint(path)
+    assert ckpt.class_names == CLASSES
+    assert ckpt.config == model.config
+    assert ckpt.input_spec.keyframe_interval == 2 and ckpt.input_spec.time_bin_us == 33_333
+    assert ckpt.extra == {"epoch": 3}
+    assert not ckpt.model.training
+    clip = Clip(torch.randn(1, 1, 3, 32, 32), (torch.rand(1, 2, 2, 32, 32) < 0.3).float())
+    with torch.no_grad():
+        assert torch.equal(ckpt.model(clip).step_logits, model(clip).step_logits)
+    raw = read_checkpoint(path)
+    assert raw["format_version"] == FORMAT_VERSION
+    assert raw["input_spec"]["snn_size"] == (32, 32)
+
+
+def test_class_names_must_match(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="2 class names for a model with 3 classes"):
+        save_checkpoint(tmp_path / "x.pt", get_model("respike_tiny", num_classes=3), ["a", "b"])
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nope\.pt: no such checkpoint file"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_truncated_file(saved: tuple[HybridReSpike, Path], tmp_path: Path) -> None:
+    _, path = saved
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: not a readable respike checkpoint"):
+        load_checkpoint(cut)
+
+
+def test_garbage_file(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CheckpointError, match=r"garbage\.pt: not a readable respike checkpoint"):
+        load_checkpoint(path)
+
+
+def test_pickled_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "code.pt"
+    torch.save({"format": "respike-model", "payload": Opaque()}, path)
+    with pytest.raises(CheckpointError, match=r"code\.pt: not a readable respike checkpoint"):
+        load_checkpoint(path)
+
+
+def test_another_programs_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
+    with pytest.raises(CheckpointError, match="expected a dict with format='respike-model'"):
+        load_checkpoint(path)
+
+
+def test_newer_format(saved: tuple[HybridReSpike, Path], tmp_path: Path) -> None:
+    _, path = saved
+    payload = read_checkpoint(path)
+    payload["format_version"] = FORMAT_VERSION + 1
+    newer = tmp_path / "newer.pt"
+    torch.save(payload, newer)
+    with pytest.raises(
+        CheckpointError, match=f"newer.pt: checkpoint format_version {FORMAT_VERSION + 1}"
+    ):
+        load_checkpoint(newer)
+
+
+def test_weights_that_do_not_fit_the_config(
+    saved: tuple[HybridReSpike, Path], tmp_path: Path
+) -> None:
+    _, path = saved
+    payload = read_checkpoint(path)
+    payload["config"]["snn"]["widths"] = (8, 8, 8, 16)
+    wrong = tmp_path / "wrong.pt"
+    torch.save(payload, wrong)
+    with pytest.raises(CheckpointError, match=r"wrong\.pt: weights do not match the config"):
+        load_checkpoint(wrong)
+    payload["config"]["mode"] = "quantum"
+    torch.save(payload, wrong)
+    with pytest.raises(CheckpointError, match=r"wrong\.pt: checkpoint config is invalid"):
+        load_checkpoint(wrong)

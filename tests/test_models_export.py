@@ -1,0 +1,116 @@
+"""Tests of respike.models.export: SNN to NIR and back, ANN to ONNX."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from respike.models import HybridReSpike, get_model, save_checkpoint
+from respike.models.export import export_nir, export_onnx, nir_to_torch, snn_to_nir
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def excited(model: HybridReSpike, seed: int = 0) -> HybridReSpike:
+    """Non-trivial batch-norm statistics (folded on export) that make every stage spike."""
+    gen = torch.Generator().manual_seed(seed)
+    assert model.snn is not None
+    with torch.no_grad():
+        for m in model.snn.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=gen) * 1.5 + 1.5)
+                m.bias.copy_(torch.rand(n, generator=gen) * 0.8 - 0.3)
+                m.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+    return model.eval()
+
+
+def test_nir_round_trip_gives_the_same_spikes(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = excited(get_model("respike_tiny", num_classes=2, mode="snn")).double()
+    assert model.snn is not None
+    dt = 0.01
+    path = tmp_path / "snn.nir"
+    nir.write(str(path), snn_to_nir(model.snn, (32, 32), dt=dt))
+    module = nir_to_torch(path, dt=dt, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(6, 2, 2, 32, 32, generator=gen) < 0.3).double()
+    state = None
+    snn_state = None
+    fired = 0.0
+    with torch.no_grad():
+        for t in range(6):
+            out, state = module(x[t], state)
+            features, snn_state = model.snn.step(x[t], snn_state)
+            assert torch.equal(out, features[-1]), f"step {t}: NIR spikes differ"
+            fired += float(out.sum())
+    assert fired > 0, "the last stage must fire for the comparison to mean anything"
+
+
+def test_nir_graph_contents() -> None:
+    model = get_model("respike_tiny", num_classes=2, mode="snn").eval()
+    assert model.snn is not None
+    graph = snn_to_nir(model.snn, (32, 32), dt=0.03)
+    lifs = [n for n in graph.nodes.values() if isinstance(n, nir.LIF)]
+    convs = [n for n in graph.nodes.values() if isinstance(n, nir.Conv2d)]
+    assert len(lifs) == len(model.snn.cells())
+    assert len(convs) == 1 + len(model.snn.spike_driven_convs())
+    assert np.allclose(lifs[0].tau, 0.03 / 0.75) and np.all(lifs[0].v_threshold == 1.0)
+    assert np.all(lifs[0].v_reset == 0.0)
+    # stage 1 has an identity shortcut: the next LIF sums the block output and the stem
+    assert sorted(src for src, dst in graph.edges if dst == "stage2_block0_lif1") == [
+        "stage1_block0_conv2",
+        "stem",
+    ]
+
+
+def test_export_functions_from_a_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = get_model("respike_tiny", num_classes=2).eval()
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, ["a", "b"])
+    nir_path = export_nir(ckpt, tmp_path / "out" / "snn.nir")
+    graph = nir.read(str(nir_path))
+    assert "lif_out" in graph.nodes
+    onnx_path = export_onnx(ckpt, tmp_path / "out" / "ann.onnx")
+    assert onnx_path.stat().st_size > 0
+
+
+def test_onnx_matches_torch(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = get_model("respike_tiny", num_classes=2, mode="ann").eval()
+    path = export_onnx(save_checkpoint(tmp_path / "m.pt", model, ["a", "b"]), tmp_path / "a.onnx")
+    frames = torch.randn(3, 3, 32, 32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {"keyframe": frames.numpy()})
+    assert model.ann is not None
+    with torch.no_grad():
+        expected = model.ann(frames)
+    assert [o.shape for o in outputs] == [tuple(e.shape) for e in expected]
+    for got, want in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_missing_branch_errors(tmp_path: Path) -> None:
+    ann_only = save_checkpoint(
+        tmp_path / "ann.pt", get_model("respike_tiny", num_classes=1, mode="ann"), ["x"]
+    )
+    with pytest.raises(ValueError, match="no SNN branch"):
+        export_nir(ann_only, tmp_path / "x.nir")
+    snn_only = save_checkpoint(
+        tmp_path / "snn.pt", get_model("respike_tiny", num_classes=1, mode="snn"), ["x"]
+    )
+    with pytest.raises(ValueError, match="no ANN branch"):
+        export_onnx(snn_only, tmp_path / "x.onnx")

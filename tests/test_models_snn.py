@@ -1,0 +1,116 @@
+"""Tests of respike.models.snn: multi-scale spike features, explicit state, BPTT gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from respike.models.snn import SNNConfig, SpikingResNet
+
+TINY = SNNConfig(widths=(4, 8, 8, 16), blocks=(1, 2, 1, 1))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def excite(snn: SpikingResNet, seed: int = 0) -> SpikingResNet:
+    """Batch-norm statistics that make an untrained network spike in every stage."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in snn.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=gen) * 1.5 + 1.5)
+                m.bias.copy_(torch.rand(n, generator=gen) * 0.8 - 0.3)
+    return snn.eval()
+
+
+def events(t: int, b: int, c: int = 2, size: int = 32, seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(t, b, c, size, size, generator=gen) < 0.3).to(torch.float64)
+
+
+def test_default_feature_shapes_at_64px() -> None:
+    snn = SpikingResNet(SNNConfig(), in_channels=2).eval()
+    with torch.no_grad():
+        features, state = snn.step(torch.zeros(1, 2, 64, 64))
+    shapes = [tuple(f.shape) for f in features]
+    assert shapes == [(1, 16, 32, 32), (1, 32, 16, 16), (1, 64, 8, 8), (1, 128, 4, 4)]
+    assert len(state.cells) == 2 * 8 + 1
+
+
+def test_features_are_spikes_and_every_stage_fires() -> None:
+    torch.manual_seed(0)
+    snn = excite(SpikingResNet(TINY, in_channels=2).double())
+    with torch.no_grad():
+        features, _ = snn.forward_sequence(events(3, 2))
+    for i, f in enumerate(features, start=1):
+        assert set(f.unique().tolist()) <= {0.0, 1.0}, f"stage {i} must emit binary spikes"
+        assert f.sum() > 0, f"stage {i} must fire for the test to mean anything"
+
+
+def test_sequence_equals_repeated_steps_and_state_carries() -> None:
+    torch.manual_seed(0)
+    snn = excite(SpikingResNet(TINY, in_channels=2).double())
+    x = events(6, 2)
+    with torch.no_grad():
+        whole, _ = snn.forward_sequence(x)
+        state = None
+        stepped = []
+        for t in range(6):
+            f, state = snn.step(x[t], state)
+            stepped.append(f)
+        first, mid = snn.forward_sequence(x[:3])
+        second, _ = snn.forward_sequence(x[3:], mid)
+        fresh, _ = snn.forward_sequence(x[3:])
+    for s in range(4):
+        assert torch.equal(whole[s], torch.stack([f[s] for f in stepped])), "sequence != steps"
+        assert torch.equal(whole[s], torch.cat([first[s], second[s]])), "state did not carry"
+    assert not all(torch.equal(whole[s][3:], fresh[s]) for s in range(4)), (
+        "a fresh state must differ from the carried one, or the test checks nothing"
+    )
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_residual_inputs(channels: int) -> None:
+    snn = SpikingResNet(TINY, in_channels=channels).eval()
+    residual = torch.randn(2, 1, channels, 32, 32)
+    with torch.no_grad():
+        features, _ = snn.forward_sequence(residual)
+    assert features[-1].shape == (2, 1, 16, 2, 2)
+    with pytest.raises(ValueError, match=r"expected \(T, B, 1, H, W\)"):
+        SpikingResNet(TINY, in_channels=1).forward_sequence(torch.zeros(1, 1, 2, 32, 32))
+
+
+def test_bptt_gradients_reach_the_stem_and_earlier_steps() -> None:
+    """The loss on the last step's last-stage spikes back-propagates through time and depth."""
+    torch.manual_seed(0)
+    snn = SpikingResNet(TINY, in_channels=2).train()
+    x = (torch.rand(4, 2, 2, 32, 32) < 0.3).float().requires_grad_(True)
+    features, _ = snn.forward_sequence(x)
+    features[-1][-1].sum().backward()
+    stem = snn.stem.conv.weight.grad
+    assert stem is not None and stem.abs().sum() > 0, "no gradient reached the stem"
+    assert x.grad is not None and x.grad[0].abs().sum() > 0, "no gradient through time"
+
+
+def test_spike_driven_convs_are_all_but_the_stem() -> None:
+    snn = SpikingResNet(TINY, in_channels=2)
+    convs = [m for m in snn.modules() if isinstance(m, torch.nn.Conv2d)]
+    driven = snn.spike_driven_convs()
+    assert snn.stem.conv not in driven
+    assert len(driven) == len(convs) - 1
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="one entry per stage"):
+        SNNConfig(widths=(4, 8), blocks=(1,))
+    with pytest.raises(ValueError, match="stem_stride"):
+        SNNConfig(stem_stride=3)
