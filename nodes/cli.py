@@ -68,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert.add_argument("output", type=Path, help="output file: .h5/.hdf5, .aedat4, .txt")
     convert.add_argument("--format", help="input format name, to override detection")
 
+    export = commands.add_parser(
+        "export", help="export a checkpoint's SNN to NIR and/or its ANN to ONNX"
+    )
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("--nir", type=Path, help="NIR file for the SNN branch")
+    export.add_argument("--onnx", type=Path, help="ONNX file for the key-frame ANN branch")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -84,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info(args.file, args.json, args.format)
         if args.command == "convert":
             return _convert(args.input, args.output, args.format)
+        if args.command == "export":
+            return _export(args.checkpoint, args.nir, args.onnx)
     except (PipelineError, ParamError, KeyError, FileNotFoundError, ValueError) as exc:
         print(
             f"respike: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr
@@ -236,6 +245,20 @@ def _convert(source: Path, target: Path, format_name: str | None) -> int:
         task = progress.add_task(f"{source.name} -> {target.name}", total=None)
         count = write_packets(reader.packets(), target, size, lambda n: progress.advance(task, n))
     print(f"wrote {count:,} events ({reader.format} {size[0]}x{size[1]}) to {target}")
+    return 0
+
+
+def _export(checkpoint: Path, nir: Path | None, onnx: Path | None) -> int:
+    if nir is None and onnx is None:
+        raise ValueError("nothing to export: give --nir PATH and/or --onnx PATH")
+    from respike.models.checkpoint import load_checkpoint
+    from respike.models.export import export_nir, export_onnx
+
+    loaded = load_checkpoint(checkpoint)
+    if nir is not None:
+        print(f"SNN branch -> {export_nir(loaded, nir)}")
+    if onnx is not None:
+        print(f"ANN branch -> {export_onnx(loaded, onnx)}")
     return 0
 
 
