@@ -1,4 +1,4 @@
-"""`viewer`: a local web page with the live frame, event and residual images, predictions and node stats.
+"""`viewer`: a local web page of live frames, event and residual images, predictions and stats.
 
 The node keeps only the newest input of each kind and serves it over HTTP from a background
 thread (stdlib :class:`http.server.ThreadingHTTPServer`, no extra dependency):
@@ -18,9 +18,12 @@ Input messages are dispatched on their kind (any port names):
 - ``frame``: ``arrays["frame"]`` (H, W, 3) uint8 RGB (also (H, W) grey, or floats in [0, 1]);
 - ``events``: ``arrays["events"]`` packet of :data:`~respike.events.types.EVENT_DTYPE`; the
   sensor size is ``meta["width"]``/``meta["height"]`` when given, else the largest x/y seen;
-  the image counts ON (red) and OFF (blue) events of every packet since the last image;
+  the image counts ON (red) and OFF (blue) events of the packets since the last image (with
+  no page open, of the newest packet);
 - ``residual``: ``arrays["residual"]`` float32 (C, H, W), signed; C = 1 grey, 3 RGB (mean), or
-  2 polarity (channel 1 ON minus channel 0 OFF); drawn red (positive) / blue (negative);
+  2 polarity (channel 1 ON minus channel 0 OFF); drawn red (positive) / blue (negative); an
+  all-zero residual (a key frame's, by construction) keeps the previous image, so the panel
+  does not blink black every K frames;
 - ``prediction``: ``meta`` with ``label``, ``topk`` ``[[label, score], ...]``, ``t`` (capture
   time in µs of the frame it refers to), ``latency_ms`` (``e2e`` and per-stage), ``energy_uj``
   and ``state``; every field is optional;
@@ -36,6 +39,7 @@ import html
 import json
 import logging
 import math
+import socket
 import threading
 import time
 from collections import deque
@@ -50,12 +54,14 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from respike.events.types import EVENT_DTYPE
 from respike.nodes.base import Node, Output, param, register
 from respike.stream.messages import Message, now_us
 from respike.stream.security import LOOPBACK_NAMES
 
 log = logging.getLogger(__name__)
+
+EVENT_FIELDS = frozenset({"x", "y", "p"})
+"""Fields an event packet needs to be drawn: :data:`~respike.events.types.EVENT_DTYPE` has them."""
 
 IMAGE_KINDS = ("frame", "events", "residual")
 """Message kinds drawn as images; each is served as ``/<kind>.jpg``."""
@@ -65,8 +71,11 @@ OFF_RGB = np.array([64, 144, 255], np.float32)
 MIN_EVENT_LEVEL = 0.35
 """Brightness of a pixel with a single event, so sparse events stay visible at any count peak."""
 
-MAX_PENDING_EVENTS = 4_000_000
-"""Events kept for the next event image; older packets are dropped beyond this (64 MB)."""
+MAX_PENDING_EVENTS = 1_000_000
+"""Events kept for the next event image (16 MB); older packets are dropped beyond this."""
+
+PREDICTION_FIELDS = frozenset({"label", "topk", "t", "latency_ms", "energy_uj", "state"})
+"""The prediction fields the page draws; any others are passed on under ``meta``."""
 
 HISTORY = 8
 STALE_AFTER_S = 3.0
@@ -74,12 +83,12 @@ STALE_AFTER_S = 3.0
 
 
 def _diverging_lut() -> npt.NDArray[np.uint8]:
-    """256 RGB colours from light blue (-1) through black (0) to light orange (+1)."""
+    """255 RGB colours from light blue (-1) through black (0, index 127) to orange (+1)."""
     stops = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     colours = np.array(
-        [[150, 225, 255], [40, 110, 255], [0, 0, 0], [255, 60, 40], [255, 215, 120]], np.float64
+        [[110, 200, 255], [40, 110, 255], [0, 0, 0], [255, 60, 40], [255, 170, 90]], np.float64
     )
-    s = np.linspace(-1.0, 1.0, 256)
+    s = np.linspace(-1.0, 1.0, 255)
     lut = np.stack([np.interp(s, stops, colours[:, c]) for c in range(3)], axis=1)
     return np.rint(lut).astype(np.uint8)
 
@@ -121,23 +130,25 @@ def event_image(
     on = np.zeros(size, np.int64)
     off = np.zeros(size, np.int64)
     for events in packets:
-        x = events["x"].astype(np.int64)
-        y = events["y"].astype(np.int64)
-        inside = (x < width) & (y < height)
+        x = events["x"].astype(np.intp)
+        y = events["y"].astype(np.intp)
+        inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
         index = y[inside] * width + x[inside]
         is_on = events["p"][inside] > 0
         on += np.bincount(index[is_on], minlength=size)
         off += np.bincount(index[~is_on], minlength=size)
-    total = on + off
-    busy = total[total > 0]
-    peak = max(1.0, float(np.percentile(busy, 99))) if busy.size else 1.0
+    hit = np.flatnonzero(on + off)  # events are sparse: colour only the pixels that have some
+    on_hit, off_hit = on[hit], off[hit]
+    peak = max(1.0, float(np.percentile(on_hit + off_hit, 99))) if hit.size else 1.0
 
     def level(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         scaled = MIN_EVENT_LEVEL + (1 - MIN_EVENT_LEVEL) * np.minimum(counts / peak, 1.0)
         return np.where(counts > 0, scaled, 0.0).astype(np.float32)
 
-    rgb = level(on)[:, None] * ON_RGB + level(off)[:, None] * OFF_RGB
-    return np.clip(rgb, 0, 255).astype(np.uint8).reshape(height, width, 3)
+    rgb = np.zeros((size, 3), np.uint8)
+    colours = level(on_hit)[:, None] * ON_RGB + level(off_hit)[:, None] * OFF_RGB
+    rgb[hit] = np.clip(colours, 0, 255).astype(np.uint8)
+    return rgb.reshape(height, width, 3)
 
 
 def residual_image(residual: npt.ArrayLike, scale: float = 0.0) -> npt.NDArray[np.uint8]:
@@ -163,7 +174,7 @@ def residual_image(residual: npt.ArrayLike, scale: float = 0.0) -> npt.NDArray[n
         magnitude = np.abs(values[::2, ::2])  # a quarter of the pixels is plenty for a percentile
         scale = float(np.percentile(magnitude, 99)) if magnitude.size else 0.0
         scale = scale if scale > 1e-6 else max(float(magnitude.max(initial=0.0)), 1e-6)
-    index = np.clip(np.rint(values * (127.5 / scale) + 127.5), 0, 255).astype(np.uint8)
+    index = np.clip(np.rint(values * (127 / scale) + 127), 0, 254).astype(np.uint8)
     return DIVERGING_LUT[index]
 
 
@@ -313,11 +324,13 @@ class ViewerNode(Node):
                 "pick another port, or port = 0 for any free one"
             ) from exc
         bound_port = self._server.server_address[1]
-        shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        shown_host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
+        if ":" in shown_host and not shown_host.startswith("["):
+            shown_host = f"[{shown_host}]"
         self.url = f"http://{shown_host}:{bound_port}/"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
+            kwargs={"poll_interval": 0.1},
             name=f"{self.name}-http",
             daemon=True,
         )
@@ -362,12 +375,16 @@ class ViewerNode(Node):
         frame = self._array(message, "frame")
         check_frame(frame)  # now, so a bad input is counted here; converted only when drawn
         height, width = frame.shape[:2]
-        self._update_panel("frame", message, frame, {"width": width, "height": height})
+        with self._changed:
+            self._store("frame", message, frame, {"width": width, "height": height})
 
     def _on_events(self, message: Message) -> None:
         events = self._array(message, "events")
-        if events.dtype != EVENT_DTYPE or events.ndim != 1:
-            raise ValueError(f"events on {message.topic} are {events.dtype} {events.shape}")
+        if events.ndim != 1 or not set(events.dtype.names or ()) >= EVENT_FIELDS:
+            raise ValueError(
+                f"events on {message.topic} are {events.dtype} {events.shape}; "
+                "expected a 1-D packet with fields x, y, p (EVENT_DTYPE)"
+            )
         width, height = message.meta.get("width"), message.meta.get("height")
         if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
             sensor = (width, height)
@@ -379,12 +396,11 @@ class ViewerNode(Node):
         info = {"width": sensor[0], "height": sensor[1], "count": events.size, "on": on}
         with self._changed:
             self._sensor = sensor
-            panel = self._panels["events"]
-            keep = panel.data if isinstance(panel.data, list) and self._clients else []
-            keep.append(events)
-            while len(keep) > 1 and sum(p.size for p in keep) > MAX_PENDING_EVENTS:
-                keep.pop(0)
-        self._update_panel("events", message, keep, info)
+            pending = self._panels["events"].data if self._clients else None
+            packets = [*(pending or []), events]  # a new list: the old one may be being drawn
+            while len(packets) > 1 and sum(p.size for p in packets) > MAX_PENDING_EVENTS:
+                packets.pop(0)
+            self._store("events", message, packets, info)
 
     def _on_residual(self, message: Message) -> None:
         residual = self._array(message, "residual")
@@ -394,23 +410,19 @@ class ViewerNode(Node):
                 f"residual on {message.topic} has shape {shape}; expected (C, H, W), C = 1, 2 or 3"
             )
         channels = 1 if len(shape) == 2 else shape[0]
-        self._update_panel(
-            "residual",
-            message,
-            residual,
-            {"width": shape[-1], "height": shape[-2], "channels": channels},
-        )
-
-    def _update_panel(self, kind: str, message: Message, data: Any, info: dict[str, Any]) -> None:
-        now = time.monotonic()
+        info = {"width": shape[-1], "height": shape[-2], "channels": channels}
         with self._changed:
-            panel = self._panels[kind]
-            panel.received += 1
-            panel.data = data
-            panel.info = {**info, "t": message.t, "source": message.topic}
-            panel.rate.add(now)
-            self._version += 1
-            self._changed.notify_all()
+            self._store("residual", message, residual, info)
+
+    def _store(self, kind: str, message: Message, data: Any, info: dict[str, Any]) -> None:
+        """Make ``data`` the newest ``kind`` image (the caller holds the lock)."""
+        panel = self._panels[kind]
+        panel.received += 1
+        panel.data = data
+        panel.info = {**info, "t": message.t, "source": message.topic}
+        panel.rate.add(time.monotonic())
+        self._version += 1
+        self._changed.notify_all()
 
     def _on_prediction(self, message: Message) -> None:
         meta = message.meta
@@ -435,7 +447,7 @@ class ViewerNode(Node):
             "energy_uj": _number(meta.get("energy_uj")),
             "state": str(meta.get("state", "")),
             "source": message.topic,
-            "meta": plain({k: v for k, v in meta.items() if k not in _PREDICTION_FIELDS}),
+            "meta": plain({k: v for k, v in meta.items() if k not in PREDICTION_FIELDS}),
         }
         with self._changed:
             self._predictions += 1
@@ -481,7 +493,8 @@ class ViewerNode(Node):
             previous = self._nodes.get(name)
             if previous is not None and uptime > previous.uptime_s:
                 span = uptime - previous.uptime_s
-                row["in_rate"] = max(0.0, (received - previous.received) / span)
+                if inputs:  # a source has no input rate, rather than a rate of 0
+                    row["in_rate"] = max(0.0, (received - previous.received) / span)
                 row["out_rate"] = max(0.0, (sent - previous.sent) / span)
             elif previous is not None and uptime == previous.uptime_s:
                 return  # the same stats again (a second wire to the same topic)
@@ -551,6 +564,10 @@ class ViewerNode(Node):
                 seq, data, info = panel.received, panel.data, panel.info
                 if kind == "events":
                     panel.data = []  # the next image counts the packets that arrive from now
+            if kind == "residual" and panel.jpeg is not None and not np.any(data):
+                with self._changed:  # a key frame's residual: keep the previous image
+                    panel.jpeg_seq = seq
+                return panel.jpeg
             begin = time.perf_counter()
             jpeg = encode_jpeg(self._draw(kind, data, info), self.params.jpeg_quality)
             with self._changed:
@@ -595,6 +612,7 @@ class ViewerNode(Node):
         finally:
             with self._changed:
                 self._clients -= 1
+                self._changed.notify_all()
 
     def _news_since(self, version: int) -> bool:
         return self._stopping or self._version != version
@@ -617,15 +635,14 @@ class ViewerNode(Node):
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
+            # event streams end at once unless a write to a stalled browser blocks them
+            self._changed.wait_for(lambda: self._clients == 0, timeout=1.0)
         if self._thread is not None and self._thread.is_alive():
             assert self._server is not None
             self._server.shutdown()  # waits for serve_forever to return
             self._thread.join(timeout=5)
         if self._server is not None:
             self._server.server_close()
-
-
-_PREDICTION_FIELDS = frozenset({"label", "topk", "t", "latency_ms", "energy_uj", "state"})
 
 
 class _Server(ThreadingHTTPServer):
@@ -636,7 +653,19 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], viewer: ViewerNode) -> None:
         self.viewer = viewer
+        self._reported: set[tuple[str, str]] = set()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def report(self, path: str, exc: Exception) -> None:
+        """Log a failed request once per path and exception type (browsers retry often)."""
+        cause = (path, type(exc).__name__)
+        if cause not in self._reported:
+            self._reported.add(cause)
+            log.error(
+                "%s: %s failed (further ones are not logged)", self.viewer.name, path, exc_info=exc
+            )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("viewer: request from %s failed", client_address, exc_info=True)
@@ -673,6 +702,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_error(HTTPStatus.NOT_FOUND)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the browser went away; nothing to answer
+        except Exception as exc:
+            self.server.report(path, exc)
+            self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR, type(exc).__name__)
 
     def _write(self, data: bytes) -> None:
         self.wfile.write(data)
@@ -713,19 +745,22 @@ PAGE = """<!doctype html>
   #conn.lost { background: var(--on); }
   header .right { margin-left: auto; color: var(--muted); font-size: 12px;
     font-variant-numeric: tabular-nums; }
-  main { display: grid; grid-template-columns: minmax(0, 1fr) 340px; gap: 16px; padding: 16px 20px; }
+  main { display: grid; grid-template-columns: minmax(0, 1fr) 340px; gap: 16px; padding: 16px 20px;
+    align-items: start; }
+  .column { display: flex; flex-direction: column; gap: 16px; min-width: 0; }
   .card { background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; }
   .card h2 { margin: 0 0 8px; font-size: 11px; font-weight: 600; color: var(--muted);
     text-transform: uppercase; letter-spacing: .08em; }
   #images { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 12px; }
   .image { display: flex; flex-direction: column; }
-  .image canvas { width: 100%; height: 300px; object-fit: contain; background: #000; border-radius: 6px; }
+  .image canvas { width: 100%; aspect-ratio: 4 / 3; object-fit: contain; background: #000;
+    border-radius: 6px; }
   .image.pixelated canvas { image-rendering: pixelated; }
-  .image .caption { margin-top: 6px; color: var(--muted); font-size: 12px;
-    font-variant-numeric: tabular-nums; display: flex; justify-content: space-between; }
-  .legend span { display: inline-block; width: 8px; height: 8px; border-radius: 2px; margin: 0 3px 0 8px; }
+  .image .caption { margin-top: 6px; color: var(--muted); font-size: 12px; white-space: nowrap;
+    font-variant-numeric: tabular-nums; display: flex; justify-content: space-between; gap: 8px; }
+  .image .caption .name { color: var(--text); }
+  .legend i { display: inline-block; width: 8px; height: 8px; border-radius: 2px; margin: 0 3px 0 8px; }
   .empty { color: var(--muted); padding: 40px 0; text-align: center; }
-  aside { display: flex; flex-direction: column; gap: 12px; }
   #label { font-size: 30px; font-weight: 650; line-height: 1.15; word-break: break-word; }
   #label.none { color: var(--muted); }
   .badges { margin-top: 6px; display: flex; gap: 6px; flex-wrap: wrap; }
@@ -746,7 +781,6 @@ PAGE = """<!doctype html>
   .stages i { display: inline-block; width: 8px; height: 8px; border-radius: 2px; margin-right: 4px; }
   #history { display: flex; flex-wrap: wrap; gap: 4px; }
   #history .badge:last-child { color: var(--text); }
-  .wide { grid-column: 1 / -1; }
   table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 13px; }
   th { color: var(--muted); font-weight: 500; text-align: right; padding: 4px 8px; border-bottom: 1px solid var(--line); }
   td { text-align: right; padding: 4px 8px; border-bottom: 1px solid #1d222b; }
@@ -764,19 +798,30 @@ PAGE = """<!doctype html>
   <span class="right" id="clock"></span>
 </header>
 <main>
+ <div class="column">
   <section class="card">
     <h2>Input</h2>
     <div id="images">
       <div class="image" id="panel-frame" hidden><canvas></canvas>
-        <div class="caption"><span>frame</span><span class="info"></span></div></div>
+        <div class="caption"><span class="name">frame</span><span class="info"></span></div></div>
       <div class="image pixelated" id="panel-events" hidden><canvas></canvas>
-        <div class="caption"><span class="legend">events<span style="background:var(--on)"></span>ON<span style="background:var(--off)"></span>OFF</span><span class="info"></span></div></div>
+        <div class="caption"><span class="legend"><span class="name">events</span><i style="background:var(--on)"></i>ON<i style="background:var(--off)"></i>OFF</span><span class="info"></span></div></div>
       <div class="image pixelated" id="panel-residual" hidden><canvas></canvas>
-        <div class="caption"><span class="legend">residual<span style="background:var(--on)"></span>+<span style="background:var(--off)"></span>&minus;</span><span class="info"></span></div></div>
+        <div class="caption"><span class="legend"><span class="name">residual</span><i style="background:var(--on)"></i>+<i style="background:var(--off)"></i>&minus;</span><span class="info"></span></div></div>
     </div>
     <div class="empty" id="no-images">waiting for frames, events or residuals&hellip;</div>
   </section>
-  <aside>
+  <section class="card">
+    <h2>Nodes</h2>
+    <table>
+      <thead><tr><th>node</th><th>kind</th><th>in/s</th><th>out/s</th><th>busy</th>
+        <th>hop p50/p99 ms</th><th>age p50/p99 ms</th><th>dropped</th><th>gaps</th>
+        <th>invalid</th><th>errors</th></tr></thead>
+      <tbody id="nodes"><tr><td colspan="11" class="empty">no stats yet</td></tr></tbody>
+    </table>
+  </section>
+ </div>
+  <aside class="column">
     <div class="card">
       <h2>Prediction</h2>
       <div id="label" class="none">waiting&hellip;</div>
@@ -797,15 +842,6 @@ PAGE = """<!doctype html>
       <div id="history"></div>
     </div>
   </aside>
-  <section class="card wide">
-    <h2>Nodes</h2>
-    <table>
-      <thead><tr><th>node</th><th>kind</th><th>in/s</th><th>out/s</th><th>busy</th>
-        <th>hop p50 / p99 ms</th><th>age p50 / p99 ms</th><th>dropped</th><th>gaps</th>
-        <th>invalid</th><th>errors</th></tr></thead>
-      <tbody id="nodes"><tr><td colspan="11" class="empty">no stats yet</td></tr></tbody>
-    </table>
-  </section>
 </main>
 <script>
 "use strict";
@@ -854,8 +890,9 @@ function showImages(images) {
     panel.root.hidden = !info;
     if (!info) continue;
     any = true;
-    const extra = kind === "events" ? ` \\u00b7 ${info.count} ev` : "";
-    panel.info.textContent = `${info.width}\\u00d7${info.height} \\u00b7 ${fmt(info.rate)}/s${extra} \\u00b7 ${fmt(info.age_ms, 0)} ms old`;
+    const size = kind === "events" ? `${info.count} ev` : `${info.width}\\u00d7${info.height}`;
+    panel.info.textContent = `${size} \\u00b7 ${fmt(info.rate, 0)}/s \\u00b7 ${fmt(info.age_ms, 0)} ms`;
+    panel.info.title = `${info.width}\\u00d7${info.height}, ${fmt(info.rate)} per second, captured ${fmt(info.age_ms, 0)} ms ago`;
     if (info.seq !== panel.wanted) {
       panel.wanted = info.seq;
       if (!panel.loading) load(kind);
