@@ -36,6 +36,8 @@ NODE_MODULES = (
     "respike.nodes.dvs",
     "respike.nodes.viewer",
     "respike.nodes.synthetic",
+    "respike.nodes.residual",
+    "respike.nodes.model",
 )
 """Modules that define node kinds; importing them fills the registry. Heavy dependencies
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""

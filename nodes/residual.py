@@ -1,0 +1,158 @@
+"""`residual`: camera frames to ReSpike residuals, emulated DVS events and key frames (numba)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from respike.nodes.base import Node, param, register
+from respike.stream.messages import Message
+
+log = logging.getLogger(__name__)
+
+PASS_THROUGH = ("index", "label", "action", "source")
+"""Frame metadata carried on to what this node publishes (e.g. a synthetic source's truth)."""
+
+
+@register("residual")
+class ResidualNode(Node):
+    """Turns each RGB frame into a signed residual against its segment's key frame and/or events.
+
+    - ``residual``: (C, h, w) float32 in [-1, 1], frame minus the key frame of its segment
+      (key frames every ``stride`` frames), area-resampled to ``width`` x ``height``;
+    - ``events``: an emulated DVS packet between the previous frame and this one (sub-frame
+      timestamps on the capture clock), with the frame size as sensor size;
+    - ``keyframes``: the RGB frame itself, every ``stride`` frames, for the key-frame ANN.
+
+    A frame of another size, channel count or dtype restarts the streams (the new frame becomes a
+    key frame) and is counted as ``format_changes``; frames that are not (H, W[, 3]) uint8 or
+    float32 are rejected with an error naming what was expected.
+    """
+
+    @dataclass(frozen=True)
+    class Params:
+        stride: int = param(4, "a key frame every this many frames (ReSpike: 4)")
+        width: int = param(0, "residual width (the model's input); 0 = frame width")
+        height: int = param(0, "residual height; 0 = frame height")
+        color: str = param("grey", "residual channels: grey (1) or rgb (3)")
+        residuals: bool = param(True, "publish residuals")
+        events: bool = param(False, "publish emulated DVS events")
+        keyframes: bool = param(True, "publish key frames")
+        on_threshold: float = param(0.2, "DVS ON contrast threshold (log intensity)")
+        off_threshold: float = param(0.2, "DVS OFF contrast threshold (log intensity)")
+        threshold_mismatch: float = param(0.0, "per-pixel threshold spread (relative std)")
+        refractory_us: int = param(0, "DVS refractory period per pixel (µs)")
+        leak_rate_hz: float = param(0.0, "DVS leak events per pixel per second")
+        shot_noise_rate_hz: float = param(0.0, "DVS shot-noise events per pixel per second")
+        seed: int = param(0, "seed of the emulator's randomness")
+
+        def __post_init__(self) -> None:
+            if (self.width == 0) != (self.height == 0) or self.width < 0 or self.height < 0:
+                raise ValueError("width and height must both be 0 (frame size) or both positive")
+            if not (self.residuals or self.events or self.keyframes):
+                raise ValueError("enable at least one of residuals, events, keyframes")
+
+    inputs = ("frames",)
+    outputs = ("residual", "events", "keyframes")
+
+    def start(self) -> None:
+        from respike.events.emulator import DvsEmulator
+        from respike.events.residual import ResidualFrames
+        from respike.events.warmup import warm_up
+
+        p = self.params
+        size = (p.width, p.height) if p.width else None
+        self._residuals = ResidualFrames(
+            stride=p.stride, size=size, color=p.color, channel_order="rgb"
+        )
+        self._emulator = DvsEmulator(
+            on_threshold=p.on_threshold,
+            off_threshold=p.off_threshold,
+            threshold_mismatch=p.threshold_mismatch,
+            refractory_us=p.refractory_us,
+            leak_rate_hz=p.leak_rate_hz,
+            shot_noise_rate_hz=p.shot_noise_rate_hz,
+            channel_order="rgb",
+            seed=p.seed,
+        )
+        log.info("%s: numba kernels ready in %.2f s", self.name, warm_up())
+        self._residual_state: Any = None
+        self._dvs_state: Any = None
+        self._previous_t: int | None = None
+        self.frames = self.events_out = 0
+        self.kernel_s = 0.0
+        self.format_changes = 0
+        self._last_stats = (time.monotonic(), 0)
+
+    def on_message(self, port: str, message: Message) -> None:
+        frame = message.arrays.get("frame")
+        if frame is None:
+            raise ValueError(
+                f"{self.name}: a frame message needs arrays['frame']; got {sorted(message.arrays)}"
+            )
+        meta = {k: message.meta[k] for k in PASS_THROUGH if k in message.meta}
+        begin = time.perf_counter()
+        residual, self._residual_state = self._residuals(frame, self._residual_state)
+        if self._residual_state.format_changes != self.format_changes:
+            self.format_changes = self._residual_state.format_changes
+            log.warning("%s: frame format changed to %s; streams restarted", self.name, frame.shape)
+            self._dvs_state = None
+        events = self._emulate(frame, message.t) if self.params.events else None
+        kernel_ms = (time.perf_counter() - begin) * 1000
+        self.kernel_s += kernel_ms / 1000
+        self.frames += 1
+        latency = {**message.meta.get("latency_ms", {}), "residual": round(kernel_ms, 3)}
+        if self.params.keyframes and self._residual_state.is_key_frame:
+            self.publish("keyframes", "frame", message.t, {"frame": frame}, **meta)
+        if self.params.residuals:
+            self.publish(
+                "residual",
+                "residual",
+                message.t,
+                {"residual": residual},
+                key_index=self._residual_state.key_index,
+                latency_ms=latency,
+                **meta,
+            )
+        if events is not None:
+            height, width = frame.shape[:2]
+            self.publish(
+                "events",
+                "events",
+                message.t,
+                {"events": events},
+                width=width,
+                height=height,
+                window_start=self._previous_t or message.t,
+                window_end=message.t,
+                latency_ms=latency,
+                **meta,
+            )
+        self._previous_t = message.t
+
+    def _emulate(self, frame: np.ndarray, t: int) -> np.ndarray:
+        try:
+            events, self._dvs_state = self._emulator(frame, t, self._dvs_state)
+        except ValueError as exc:  # time went backwards or jumped: a new source or a restart
+            log.warning("%s: restarting DVS emulation: %s", self.name, exc)
+            events, self._dvs_state = self._emulator(frame, t, None)
+        self.events_out += len(events)
+        return events
+
+    def stats(self) -> dict[str, float]:
+        now = time.monotonic()
+        last_t, last_events = self._last_stats
+        self._last_stats = (now, self.events_out)
+        return {
+            "frames": float(self.frames),
+            "events": float(self.events_out),
+            "events_per_s": (self.events_out - last_events) / (now - last_t)
+            if now > last_t
+            else 0.0,
+            "kernel_ms_mean": 1000 * self.kernel_s / self.frames if self.frames else 0.0,
+            "format_changes": float(self.format_changes),
+        }
