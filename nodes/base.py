@@ -38,6 +38,7 @@ NODE_MODULES = (
     "respike.nodes.synthetic",
     "respike.nodes.residual",
     "respike.nodes.model",
+    "respike.nodes.split",
 )
 """Modules that define node kinds; importing them fills the registry. Heavy dependencies
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""

@@ -85,3 +85,38 @@ def _node_pids(pipeline_name: str, node: str) -> list[int]:
 def node_pids() -> Callable[[str, str], list[int]]:
     """Find node processes of a pipeline started by ``respike run`` (to kill them in tests)."""
     return _node_pids
+
+
+TINY_CLASSES = ("clap", "wave", "drum")
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny untrained hybrid checkpoints (residual and event input) for node tests."""
+    import torch
+
+    from respike.models import get_model
+    from respike.models.checkpoint import save_checkpoint
+    from respike.models.hybrid import InputSpec
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    specs = {
+        "residual": InputSpec(
+            snn_size=(32, 32),
+            snn_input="residual",
+            snn_channels=1,
+            keyframe_size=(32, 32),
+            keyframe_interval=2,
+        ),
+        "events": InputSpec(
+            snn_size=(32, 32), keyframe_size=(32, 32), keyframe_interval=2, time_bin_us=10_000
+        ),
+    }
+    paths = {}
+    for kind, spec in specs.items():
+        paths[kind] = folder / f"{kind}.pt"
+        save_checkpoint(
+            paths[kind], get_model("respike_tiny", num_classes=3, input_spec=spec), TINY_CLASSES
+        )
+    return paths

@@ -1,0 +1,229 @@
+"""What the model, snn, keyframe and fusion nodes share: loading, inputs, alignment, predictions.
+
+Steps and key frames travel on different sockets (and, split across hosts, through different
+nodes), so a step can arrive before the key frame of its segment. The residual node stamps each
+step with ``key_index`` (the frame index of its key frame) and each key frame with ``index``;
+:class:`KeyframeAligner` holds steps until their key frame's context is there, so the single
+``model`` node and the split ``snn``/``keyframe``/``fusion`` nodes pair them identically.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import numpy as np
+
+from respike.nodes.base import Node, param
+from respike.nodes.rolling import RollingState, Smoothing, roll
+from respike.stream.messages import Message, now_us
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    """Parameters of every node that runs a checkpoint."""
+
+    checkpoint: str = param(
+        "actions", "checkpoint path or shipped name (actions, gestures-dvs, nmnist)"
+    )
+    threads: int = param(1, "torch CPU threads")
+    device: str = param("cpu", "torch device (cpu, cuda)")
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError("threads must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class PredictionParams(RuntimeParams):
+    """Parameters of the nodes that publish rolling predictions."""
+
+    alpha: float = param(0.25, "smoothing: weight of the newest step's probabilities")
+    enter: float = param(0.45, "a new label needs this smoothed score")
+    margin: float = param(0.1, "... and must beat the current label by this much")
+    threshold: float = param(0.3, "below this best score the state is `no action`")
+    top_k: int = param(3, "labels with scores in each prediction")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.smoothing()
+
+    def smoothing(self) -> Smoothing:
+        return Smoothing(self.alpha, self.enter, self.margin, self.threshold, self.top_k)
+
+
+class Loaded(NamedTuple):
+    """A checkpoint ready to run: the model in eval mode, its class names and input spec."""
+
+    model: Any
+    classes: tuple[str, ...]
+    spec: Any
+
+
+def load_model(params: RuntimeParams) -> Loaded:
+    """Load ``params.checkpoint`` (a path or a shipped name) on ``params.device``."""
+    import torch
+
+    from respike.models.checkpoint import load_checkpoint, resolve_checkpoint
+
+    torch.set_num_threads(params.threads)
+    loaded = load_checkpoint(resolve_checkpoint(params.checkpoint), map_location=params.device)
+    return Loaded(loaded.model.eval(), loaded.class_names, loaded.input_spec)
+
+
+class StepInputs:
+    """Turns a ``residual`` or ``events`` message into SNN steps ``(T, C, h, w)`` float32."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self._binners: dict[tuple[int, int, int], Any] = {}
+
+    def __call__(self, message: Message) -> np.ndarray:
+        if message.kind == "residual":
+            return self._residual(message)
+        if message.kind == "events":
+            return self._events(message)
+        raise ValueError(
+            f"a {message.kind!r} message is not an SNN input; expected residual or events"
+        )
+
+    def _residual(self, message: Message) -> np.ndarray:
+        residual = message.arrays["residual"]
+        expected = (self.spec.snn_channels, *self.spec.snn_size)
+        if residual.shape != expected or residual.dtype != np.float32:
+            raise ValueError(
+                f"residual of shape {residual.shape} {residual.dtype}; the checkpoint expects {expected} float32 "
+                "(set the residual node's width, height and color to the model's input)"
+            )
+        return residual[None]
+
+    def _events(self, message: Message) -> np.ndarray:
+        from respike.events.binning import EventFrames
+
+        if self.spec.snn_input != "events":
+            raise ValueError(f"the checkpoint takes {self.spec.snn_input} input, not events")
+        events = message.arrays["events"]
+        sensor = (int(message.meta["width"]), int(message.meta["height"]))
+        start = int(message.meta.get("window_start", events["t"][0] if len(events) else 0))
+        end = int(message.meta.get("window_end", events["t"][-1] + 1 if len(events) else start + 1))
+        bins = max(1, round((end - start) / self.spec.time_bin_us))
+        key = (*sensor, bins)
+        if key not in self._binners:
+            height, width = self.spec.snn_size
+            self._binners[key] = EventFrames(
+                sensor_size=sensor, n_time_bins=bins, size=(width, height)
+            )
+        return self._binners[key](events, start, max(end, start + 1))
+
+
+def keyframe_input(message: Message, spec: Any) -> Any:
+    """A key-frame message's RGB frame as the ANN's ``(1, 3, Hk, Wk)`` tensor."""
+    import torch
+
+    from respike.models.datasets import keyframe_tensor
+
+    height, width = spec.keyframe_size
+    return torch.from_numpy(keyframe_tensor(message.arrays["frame"], (width, height), "rgb"))[None]
+
+
+C = TypeVar("C")
+S = TypeVar("S")
+
+
+class KeyframeAligner(Generic[C, S]):
+    """Pairs each step with the context of its key frame, in step order.
+
+    ``add_context(key, context)`` and ``add_step(key, step)`` return the steps now ready, as
+    ``(step, context, new_segment)``. A step whose key frame has not arrived waits (at most
+    ``max_pending`` steps); steps whose key frame was lost are dropped once a later key frame
+    arrives, and counted. A ``None`` key means "the latest key frame" (sources without indices).
+    """
+
+    def __init__(self, keep: int = 8, max_pending: int = 64) -> None:
+        self._contexts: OrderedDict[int | None, tuple[int, C]] = OrderedDict()
+        self._generation = 0
+        self._pending: deque[tuple[int | None, S]] = deque()
+        self._keep = keep
+        self._max_pending = max_pending
+        self._current = -1
+        self._latest: int | None = None
+        self.dropped = 0
+
+    def add_context(self, key: int | None, context: C) -> list[tuple[S, C, bool]]:
+        self._generation += 1
+        self._contexts[key] = (self._generation, context)
+        self._contexts.move_to_end(key)
+        self._latest = key
+        while len(self._contexts) > self._keep:
+            self._contexts.popitem(last=False)
+        return self._release(newest=key)
+
+    def add_step(self, key: int | None, step: S) -> list[tuple[S, C, bool]]:
+        self._pending.append((key, step))
+        while len(self._pending) > self._max_pending:
+            self._pending.popleft()
+            self.dropped += 1
+        return self._release(newest=None)
+
+    def _release(self, newest: int | None) -> list[tuple[S, C, bool]]:
+        ready = []
+        while self._pending:
+            key, step = self._pending[0]
+            lookup = self._latest if key is None else key
+            if self._contexts and lookup in self._contexts:
+                self._pending.popleft()
+                generation, context = self._contexts[lookup]
+                ready.append((step, context, generation != self._current))
+                self._current = generation
+            elif key is not None and newest is not None and key < newest:
+                self._pending.popleft()  # its key frame never came; a later one did
+                self.dropped += 1
+            else:
+                break
+        return ready
+
+
+class PredictionPublisher:
+    """Rolls per-step probabilities into predictions and publishes them with latency and energy."""
+
+    def __init__(
+        self, node: Node, classes: tuple[str, ...], smoothing: Smoothing, keyframe_interval: int
+    ) -> None:
+        self.node = node
+        self.classes = classes
+        self.smoothing = smoothing
+        self.keyframe_interval = keyframe_interval
+        self._rolling: RollingState | None = None
+
+    def publish(
+        self,
+        step: Message,
+        probs: np.ndarray,
+        compute_ms: float,
+        energy_pj: float,
+        keyframe_pj: float,
+    ) -> None:
+        prediction, self._rolling = roll(probs, self._rolling, self.classes, self.smoothing)
+        now = now_us()
+        latency = {
+            **step.meta.get("latency_ms", {}),
+            "upstream": (step.pt - step.t) / 1000,
+            "hop": max(0.0, (now - step.pt) / 1000 - compute_ms),
+            self.node.kind: compute_ms,
+            "e2e": (now - step.t) / 1000,
+        }
+        energy_uj = (energy_pj + keyframe_pj / self.keyframe_interval) / 1e6
+        self.node.publish(
+            "predictions",
+            "prediction",
+            step.t,
+            {"probs": probs.astype(np.float32)},
+            label=prediction.label,
+            topk=[list(item) for item in prediction.topk],
+            raw_label=prediction.raw_label,
+            state="changed" if prediction.changed else "steady",
+            latency_ms={k: round(float(v), 3) for k, v in latency.items()},
+            energy_uj=round(energy_uj, 3),
+            truth=step.meta.get("action"),
+        )

@@ -1,0 +1,183 @@
+"""`snn`, `keyframe`, `fusion`: the model node cut in three, so the SNN and the ANN can run on
+different hosts (the neuromorphic + edge split). Together they give the `model` node's
+predictions: the fusion node pairs steps and key frames with the same aligner and runs the same
+fusion and head on the features the other two send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import numpy as np
+
+from respike.nodes.base import Node, register
+from respike.nodes.inference import (
+    KeyframeAligner,
+    PredictionParams,
+    PredictionPublisher,
+    RuntimeParams,
+    StepInputs,
+    keyframe_input,
+    load_model,
+)
+from respike.stream.messages import Message
+
+PASS_THROUGH = ("index", "key_index", "action", "latency_ms")
+
+
+class _CheckpointNode(Node):
+    """Loads the checkpoint and counts the energy of what it runs."""
+
+    def _load(self, *, spike_driven: bool) -> None:
+        import torch
+
+        from respike.models.energy import OpCounter
+
+        self._torch = torch
+        self.model, self.classes, self.spec = load_model(self.params)
+        convs = (
+            self.model.snn.spike_driven_convs()
+            if spike_driven and self.model.snn is not None
+            else []
+        )
+        self._hooks = contextlib.ExitStack()
+        self._counter = self._hooks.enter_context(OpCounter(self.model, spike_driven=convs))
+
+    def _counted_pj(self) -> float:
+        energy = float(self._counter.counts().energy_pj())
+        self._counter.reset()
+        return energy
+
+    def _passed_on(self, message: Message, stage_ms: float) -> dict[str, Any]:
+        meta = {k: message.meta[k] for k in PASS_THROUGH if k in message.meta}
+        meta["latency_ms"] = {**meta.get("latency_ms", {}), self.kind: round(stage_ms, 3)}
+        return meta
+
+    def finish(self) -> None:
+        self._hooks.close()
+
+
+@register("snn")
+class SnnNode(_CheckpointNode):
+    """Steps the checkpoint's SNN on residual/event messages; publishes per-stage spikes.
+
+    ``features`` carries ``stage1``..``stage4`` as uint8 spikes ``(T, C, h, w)`` and the spike
+    ACs of the steps as ``energy_pj``.
+    """
+
+    Params = RuntimeParams
+    inputs = ("steps",)
+    outputs = ("features",)
+
+    def start(self) -> None:
+        self._load(spike_driven=True)
+        if self.model.snn is None:
+            raise ValueError(
+                f"checkpoint {self.params.checkpoint!r} has no SNN branch (mode 'ann')"
+            )
+        self._inputs = StepInputs(self.spec)
+        self._state: Any = None
+
+    def on_message(self, port: str, message: Message) -> None:
+        torch = self._torch
+        begin = time.perf_counter()
+        x = torch.from_numpy(np.ascontiguousarray(self._inputs(message)))[:, None].to(
+            self.params.device
+        )
+        self._counted_pj()
+        with torch.no_grad():
+            spikes, self._state = self.model.snn.forward_sequence(x, self._state)
+        arrays = {
+            f"stage{i}": s[:, 0].to(torch.uint8).cpu().numpy()
+            for i, s in enumerate(spikes, start=1)
+        }
+        meta = self._passed_on(message, (time.perf_counter() - begin) * 1000)
+        self.publish(
+            "features", "features", message.t, arrays, energy_pj=self._counted_pj(), **meta
+        )
+
+
+@register("keyframe")
+class KeyframeNode(_CheckpointNode):
+    """Runs the checkpoint's key-frame ANN; publishes its four stage maps (float32) per key frame."""
+
+    Params = RuntimeParams
+    inputs = ("keyframes",)
+    outputs = ("features",)
+
+    def start(self) -> None:
+        self._load(spike_driven=False)
+        if self.model.ann is None:
+            raise ValueError(
+                f"checkpoint {self.params.checkpoint!r} has no ANN branch (mode 'snn')"
+            )
+
+    def on_message(self, port: str, message: Message) -> None:
+        begin = time.perf_counter()
+        self._counted_pj()
+        with self._torch.no_grad():
+            maps = self.model.ann(keyframe_input(message, self.spec).to(self.params.device))
+        arrays = {f"stage{i}": m[0].float().cpu().numpy() for i, m in enumerate(maps, start=1)}
+        meta = self._passed_on(message, (time.perf_counter() - begin) * 1000)
+        self.publish(
+            "features", "features", message.t, arrays, energy_pj=self._counted_pj(), **meta
+        )
+
+
+@register("fusion")
+class FusionNode(_CheckpointNode):
+    """Fuses SNN spike features with the key-frame ANN features; publishes rolling predictions."""
+
+    Params = PredictionParams
+    inputs = ("snn", "keyframes")
+    optional_inputs = frozenset({"keyframes"})
+    outputs = ("predictions",)
+
+    def start(self) -> None:
+        self._load(spike_driven=False)
+        self._predictions = PredictionPublisher(
+            self, self.classes, self.params.smoothing(), self.spec.keyframe_interval
+        )
+        self._aligner: KeyframeAligner[tuple[Any, float], Message] = KeyframeAligner()
+        self._head: Any = None
+        if self.model.config.mode == "snn":
+            self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
+
+    def on_message(self, port: str, message: Message) -> None:
+        torch = self._torch
+        if port == "keyframes":
+            maps = [
+                torch.from_numpy(message.arrays[f"stage{i}"])[None].to(self.params.device)
+                for i in range(1, 5)
+            ]
+            self._counted_pj()
+            with torch.no_grad():
+                context = self.model.context_from_features(maps)
+            keyframe_pj = float(message.meta.get("energy_pj", 0.0)) + self._counted_pj()
+            ready = self._aligner.add_context(message.meta.get("index"), (context, keyframe_pj))
+        else:
+            ready = self._aligner.add_step(message.meta.get("key_index"), message)
+        for step, (context, keyframe_pj), new_segment in ready:
+            self._fuse(step, context, keyframe_pj, new_segment)
+
+    def _fuse(self, message: Message, context: Any, keyframe_pj: float, new_segment: bool) -> None:
+        torch = self._torch
+        begin = time.perf_counter()
+        features = [
+            torch.from_numpy(message.arrays[f"stage{i}"]).float()[:, None].to(self.params.device)
+            for i in range(1, 5)
+        ]
+        self._counted_pj()
+        with torch.no_grad():
+            logits, self._head = self.model.fuse(
+                features, context, None if new_segment else self._head, steps=features[0].shape[0]
+            )
+        energy_pj = (float(message.meta.get("energy_pj", 0.0)) + self._counted_pj()) / features[
+            0
+        ].shape[0]
+        probs = torch.softmax(logits[-1, 0].float(), dim=0).cpu().numpy()
+        self._predictions.publish(
+            message, probs, (time.perf_counter() - begin) * 1000, energy_pj, keyframe_pj
+        )

@@ -1,0 +1,137 @@
+"""The model node: predictions per step equal the model's own streaming output, with energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from respike.events.types import make_events
+from respike.models.datasets import keyframe_tensor
+from respike.nodes.inference import KeyframeAligner
+from respike.nodes.model import ModelNode
+from respike.nodes.rolling import NO_ACTION
+from respike.nodes.runtime import MockIO
+from respike.stream.messages import Message
+
+CLASSES = ("clap", "wave", "drum")  # the class names of the `checkpoints` fixture
+
+
+def keyframe(rng: np.random.Generator, t: int) -> Message:
+    return Message(
+        "res/keyframes", "frame", t, {"frame": rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)}
+    )
+
+
+def test_predictions_follow_the_model_step_by_step(
+    checkpoints: Path, rng: np.random.Generator
+) -> None:
+    io = MockIO(
+        ModelNode,
+        "model",
+        ModelNode.Params(
+            checkpoint=str(checkpoints["residual"]), alpha=1.0, threshold=0.0, enter=0.0, margin=0.0
+        ),
+    )
+    model = io.node.model
+    frames = [keyframe(rng, 0), keyframe(rng, 2)]
+    residuals = [rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32) for _ in range(4)]
+    state = None
+    expected = []
+    with torch.no_grad():
+        for i, residual in enumerate(residuals):
+            if i % 2 == 0:
+                frame = torch.from_numpy(
+                    keyframe_tensor(frames[i // 2].arrays["frame"], (32, 32), "rgb")
+                )[None]
+                state = model.set_keyframe(frame, state)
+                io.send("keyframes", frames[i // 2])
+            logits, state = model.step(torch.from_numpy(residual)[None], state)
+            expected.append(torch.softmax(logits[0], 0).numpy())
+            io.send(
+                "steps",
+                Message(
+                    "res/residual", "residual", 1000 + i, {"residual": residual}, {"action": "wave"}
+                ),
+            )
+    predictions = [m for _, m in io.outputs]
+    assert len(predictions) == 4
+    for message, probs in zip(predictions, expected, strict=True):
+        np.testing.assert_allclose(message.arrays["probs"], probs, rtol=1e-5, atol=1e-6)
+        assert message.meta["label"] == CLASSES[int(np.argmax(probs))], (
+            "alpha 1 and no hysteresis: the top class"
+        )
+        assert message.meta["truth"] == "wave"
+        assert message.meta["energy_uj"] > 0
+        assert set(message.meta["latency_ms"]) >= {"e2e", "model", "hop", "upstream"}
+    assert predictions[0].t == 1000, "a prediction carries the capture time of its frame"
+
+
+def test_steps_wait_for_their_key_frame_and_wrong_shapes_are_rejected(
+    checkpoints: Path, rng: np.random.Generator
+) -> None:
+    io = MockIO(ModelNode, "model", ModelNode.Params(checkpoint=str(checkpoints["residual"])))
+    residual = {"residual": np.zeros((1, 32, 32), np.float32)}
+    io.send("steps", Message("res/residual", "residual", 1, residual, {"key_index": 0}))
+    assert io.outputs == [], "a step arriving before its key frame waits for it"
+    io.send(
+        "keyframes", Message("res/keyframes", "frame", 0, keyframe(rng, 0).arrays, {"index": 0})
+    )
+    assert [m.t for _, m in io.outputs] == [1], "the waiting step runs once its key frame is there"
+    wrong = {"residual": np.zeros((1, 64, 64), np.float32)}
+    with pytest.raises(ValueError, match=r"expects \(1, 32, 32\) float32"):
+        io.send("steps", Message("res/residual", "residual", 2, wrong, {"key_index": 0}))
+    io.send("steps", Message("res/residual", "residual", 3, residual, {"key_index": 0}))
+    assert [m.t for _, m in io.outputs] == [1, 3]
+    assert io.outputs[-1][1].meta["label"] in (*CLASSES, NO_ACTION)
+
+
+def test_aligner_pairs_steps_with_their_key_frame_whatever_the_arrival_order() -> None:
+    aligner: KeyframeAligner[str, str] = KeyframeAligner()
+    assert aligner.add_step(0, "s0") == []
+    assert aligner.add_context(0, "k0") == [("s0", "k0", True)]
+    assert aligner.add_step(0, "s1") == [("s1", "k0", False)]
+    assert aligner.add_step(4, "s4") == [], "step 4's key frame has not come yet"
+    assert aligner.add_step(4, "s5") == []
+    assert aligner.add_context(4, "k4") == [("s4", "k4", True), ("s5", "k4", False)]
+    assert aligner.add_step(8, "s8") == []
+    # Key frames come in order from one publisher: a later one means key frame 8 was lost.
+    assert aligner.add_context(12, "k12") == []
+    assert aligner.dropped == 1
+    assert aligner.add_step(12, "s12") == [("s12", "k12", True)]
+    assert aligner.add_step(None, "latest") == [("latest", "k12", False)], (
+        "no index: the latest key frame"
+    )
+
+
+def test_event_packets_are_binned_into_steps_of_the_time_bin(
+    checkpoints: Path, rng: np.random.Generator
+) -> None:
+    io = MockIO(ModelNode, "model", ModelNode.Params(checkpoint=str(checkpoints["events"])))
+    io.send("keyframes", keyframe(rng, 0))
+    n = 500
+    events = make_events(
+        np.sort(rng.integers(0, 30_000, n)),
+        rng.integers(0, 128, n),
+        rng.integers(0, 128, n),
+        rng.integers(0, 2, n),
+    )
+    io.send(
+        "steps",
+        Message(
+            "dvs/events",
+            "events",
+            30_000,
+            {"events": events},
+            {"width": 128, "height": 128, "window_start": 0, "window_end": 30_000},
+        ),
+    )
+    assert io.node.steps == 3, "a 30 ms packet is three 10 ms steps"
+    assert len(io.outputs) == 1, "one prediction per packet"
+
+
+def test_unknown_checkpoint_names_the_shipped_ones() -> None:
+    with pytest.raises(ValueError, match="not the name of a shipped checkpoint"):
+        MockIO(ModelNode, "model", ModelNode.Params(checkpoint="no-such-model"))
