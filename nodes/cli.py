@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run.add_argument("--keys", type=Path, help="CURVE key folder for tcp endpoints off this host")
     run.add_argument("--insecure", action="store_true", help="allow unencrypted tcp off this host")
+    run.add_argument(
+        "--host", action="append", default=[], help="run the nodes placed on this host (repeatable)"
+    )
 
     node = commands.add_parser(
         "node", help="run one node on its own (`respike node KIND --help`)", add_help=False
@@ -114,7 +117,12 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline, overrides)
     status = "plain" if args.status == "off" else args.status
     launcher = Launcher(
-        pipeline, duration=args.duration, status=status, keys=args.keys, insecure=args.insecure
+        pipeline,
+        duration=args.duration,
+        status=status,
+        keys=args.keys,
+        insecure=args.insecure,
+        hosts=tuple(args.host),
     )
     return launcher.run()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,19 +28,47 @@ def message_record(message: Message) -> dict[str, Any]:
     }
 
 
+def prediction_line(message: Message) -> str:
+    """One human-readable line for a prediction: time, label, top scores, truth, latency, energy."""
+    meta = message.meta
+    clock = time.strftime("%H:%M:%S", time.localtime(message.t / 1e6))
+    scores = " ".join(f"{name} {score:.2f}" for name, score in meta.get("topk", []))
+    truth = f"  truth: {meta['truth']}" if meta.get("truth") else ""
+    latency = meta.get("latency_ms", {}).get("e2e")
+    timing = f"  {latency:.1f} ms" if isinstance(latency, int | float) else ""
+    energy = (
+        f"  {meta['energy_uj']:.0f} µJ" if isinstance(meta.get("energy_uj"), int | float) else ""
+    )
+    return f"{clock}  {meta.get('label', '?'):<28} [{scores}]{truth}{timing}{energy}"
+
+
 @register("jsonl")
 class JsonlSink(Node):
-    """Writes one JSON object per received message to stdout (flushed per line)."""
+    """Writes one JSON object per received message to stdout (flushed per line).
+
+    ``format = "text"`` prints predictions as one readable line each instead.
+    """
 
     @dataclass(frozen=True)
     class Params:
         arrays: bool = param(True, "include array dtype and shape summaries")
+        format: str = param(
+            "json", "json (one object per message) or text (readable prediction lines)"
+        )
+
+        def __post_init__(self) -> None:
+            if self.format not in ("json", "text"):
+                raise ValueError(f"format is {self.format!r}; expected 'json' or 'text'")
 
     inputs = ("in",)
 
     def on_message(self, port: str, message: Message) -> None:
-        record = message_record(message)
-        if not self.params.arrays:
-            del record["arrays"]
-        sys.stdout.write(json.dumps(record, default=str) + "\n")
+        if self.params.format == "text" and message.kind == "prediction":
+            line = prediction_line(message)
+        else:
+            record = message_record(message)
+            if not self.params.arrays:
+                del record["arrays"]
+            line = json.dumps(record, default=str)
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()

@@ -12,10 +12,12 @@ always stops its children (SIGTERM, then SIGKILL after a grace period) and remov
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +31,7 @@ import zmq
 
 from respike.nodes.pipeline import NodeSpec, PipelineSpec
 from respike.nodes.runtime import EXIT_CANNOT_START, STATS_PORT
-from respike.stream.security import Security
+from respike.stream.security import LOOPBACK_NAMES, Security
 from respike.stream.sockets import Delivery, Subscriber
 
 log = logging.getLogger(__name__)
@@ -39,18 +41,63 @@ MAX_BACKOFF_S = 10.0
 STABLE_AFTER_S = 30.0
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where each node binds its publisher and where others connect to it."""
+
+    bind: dict[str, str]
+    connect: dict[str, str]
+
+    @classmethod
+    def plan(cls, pipeline: PipelineSpec, runtime_dir: Path) -> Endpoints:
+        """ipc in ``runtime_dir`` on one host; tcp on each node's host when hosts are named.
+
+        A host given as an IP address is bound as is; a host name is bound on all interfaces
+        (``tcp://*``), which needs CURVE keys or ``--insecure``.
+        """
+        if not pipeline.multi_host:
+            ipc = {spec.name: f"ipc://{runtime_dir}/{spec.name}.sock" for spec in pipeline.nodes}
+            return cls(ipc, ipc)
+        bind, connect = {}, {}
+        for spec in pipeline.nodes:
+            host = spec.host or "127.0.0.1"
+            connect[spec.name] = f"tcp://{_bracketed(host)}:{spec.port}"
+            bind[spec.name] = f"tcp://{_bracketed(host) if _is_ip(host) else '*'}:{spec.port}"
+        return cls(bind, connect)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def runs_here(host: str | None, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a node placed on ``host`` runs on this machine: unnamed, loopback, this
+    machine's hostname, or one of the ``--host`` names."""
+    if host is None or host in LOOPBACK_NAMES or host == socket.gethostname() or host in extra:
+        return True
+    return _is_ip(host) and ipaddress.ip_address(host).is_loopback
+
+
 def node_command(
     spec: NodeSpec,
     pipeline: PipelineSpec,
-    endpoints: dict[str, str],
+    endpoints: Endpoints,
     *,
     keys: Path | None = None,
     insecure: bool = False,
 ) -> list[str]:
     """The ``respike node`` arguments that run ``spec`` wired into ``pipeline``."""
-    argv = ["node", spec.kind, "--name", spec.name, "--output", endpoints[spec.name]]
+    argv = ["node", spec.kind, "--name", spec.name, "--output", endpoints.bind[spec.name]]
     for wire in spec.inputs:
-        argv += ["--input", f"{wire.port}={wire.full_topic}@{endpoints[wire.source]}"]
+        argv += ["--input", f"{wire.port}={wire.full_topic}@{endpoints.connect[wire.source]}"]
         if wire.delivery is not Delivery.LIVE:
             argv += ["--delivery", f"{wire.port}={wire.delivery}"]
         if wire.queue != 1:
@@ -84,6 +131,7 @@ class NodeProcess:
 
     spec: NodeSpec
     argv: list[str]
+    local: bool = True
     process: subprocess.Popen[bytes] | None = None
     state: str = "starting"
     restarts: int = 0
@@ -125,6 +173,7 @@ class Launcher:
         keys: Path | None = None,
         insecure: bool = False,
         max_failures: int = 20,
+        hosts: tuple[str, ...] = (),
         out: TextIO = sys.stderr,
     ) -> None:
         self.pipeline = pipeline
@@ -135,15 +184,17 @@ class Launcher:
         self.status = ("table" if out.isatty() else "plain") if status == "auto" else status
         self.stopping = False
         self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"respike-{pipeline.name}-"))
-        self.endpoints = self._endpoints()
+        self.endpoints = Endpoints.plan(pipeline, self.runtime_dir)
         self.nodes = [
             NodeProcess(
-                spec, node_command(spec, pipeline, self.endpoints, keys=keys, insecure=insecure)
+                spec,
+                node_command(spec, pipeline, self.endpoints, keys=keys, insecure=insecure),
+                local=runs_here(spec.host, hosts),
             )
             for spec in pipeline.nodes
         ]
         for spec in pipeline.nodes:
-            if not spec.local:
+            if not runs_here(spec.host, hosts):
                 log.warning(
                     "node %s runs on %s: start it there with\n  respike %s",
                     spec.name,
@@ -152,18 +203,7 @@ class Launcher:
                         node_command(spec, pipeline, self.endpoints, keys=keys, insecure=insecure)
                     ),
                 )
-        self.local = [node for node in self.nodes if node.spec.local]
-
-    def _endpoints(self) -> dict[str, str]:
-        if not self.pipeline.multi_host:
-            return {
-                spec.name: f"ipc://{self.runtime_dir}/{spec.name}.sock"
-                for spec in self.pipeline.nodes
-            }
-        return {
-            spec.name: f"tcp://{spec.host or '127.0.0.1'}:{spec.port}"
-            for spec in self.pipeline.nodes
-        }
+        self.local = [node for node in self.nodes if node.local]
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stopping = True
@@ -175,7 +215,7 @@ class Launcher:
         context = zmq.Context()
         monitors = {
             node.spec.name: Subscriber(
-                self.endpoints[node.spec.name],
+                self.endpoints.connect[node.spec.name],
                 f"{node.spec.name}/{STATS_PORT}",
                 security=self.security,
                 context=context,
@@ -317,7 +357,7 @@ class StatusDisplay:
                 (
                     node.spec.name,
                     node.spec.kind,
-                    node.state if node.spec.local else f"on {node.spec.host}",
+                    node.state if node.local else f"on {node.spec.host}",
                     str(node.restarts),
                     f"{node.rates[0]:.1f}",
                     f"{node.rates[1]:.1f}",

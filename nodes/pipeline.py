@@ -27,7 +27,6 @@ from typing import Any
 
 from respike.nodes.base import Node, ParamError, build_params, get_node_kind
 from respike.nodes.runtime import STATS_PORT
-from respike.stream.security import LOOPBACK_NAMES
 from respike.stream.sockets import Delivery
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
@@ -66,10 +65,6 @@ class NodeSpec:
     host: str | None
     port: int
 
-    @property
-    def local(self) -> bool:
-        return self.host is None or self.host in LOOPBACK_NAMES
-
 
 @dataclass(frozen=True)
 class PipelineSpec:
@@ -82,7 +77,8 @@ class PipelineSpec:
 
     @property
     def multi_host(self) -> bool:
-        return any(not node.local for node in self.nodes)
+        """Whether any node names a host: then every endpoint is tcp (CURVE off loopback)."""
+        return any(node.host is not None for node in self.nodes)
 
     def node(self, name: str) -> NodeSpec:
         return next(node for node in self.nodes if node.name == name)

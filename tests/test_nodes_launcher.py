@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -113,3 +114,33 @@ def test_cli_lists_kinds_and_parameters(spawn, args: tuple[str, ...]) -> None:
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert b"messages per second" in stdout, "parameters are listed with their help"
+
+
+def test_nodes_on_named_hosts_talk_tcp_with_curve_keys(tmp_path: Path, spawn) -> None:
+    with socket.socket() as probe:  # a free pair of ports for base_port and base_port + 1
+        probe.bind(("127.0.0.1", 0))
+        base_port = probe.getsockname()[1]
+    keys = tmp_path / "keys"
+    assert spawn("keys", str(keys)).wait(timeout=30) == 0
+    path = tmp_path / "hosts.toml"
+    path.write_text(
+        f"""
+[pipeline]
+name = "h{uuid.uuid4().hex[:6]}"
+base_port = {base_port}
+
+[nodes.counter]
+kind = "counter"
+host = "127.0.0.1"
+params = {{ rate = 0, count = 200 }}
+
+[nodes.print]
+kind = "jsonl"
+host = "127.0.0.2"
+inputs = {{ in = {{ from = "counter/ticks", delivery = "lossless" }} }}
+"""
+    )
+    process = spawn("run", str(path), "--for", "60", "--keys", str(keys), stdout=subprocess.PIPE)
+    stdout, stderr = process.communicate(timeout=90)
+    assert process.returncode == 0, stderr.decode()
+    assert [json.loads(line)["meta"]["i"] for line in stdout.splitlines()] == list(range(200))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from respike.nodes.launcher import node_command
+from respike.nodes.launcher import Endpoints, node_command
 from respike.nodes.pipeline import PipelineError, load_pipeline
 from respike.stream.sockets import Delivery
 
@@ -47,7 +47,7 @@ def test_overrides_replace_parameters_and_are_type_checked(tmp_path: Path) -> No
 
 def test_launcher_command_wires_lossless_outputs_and_expected_subscribers(tmp_path: Path) -> None:
     spec = load_pipeline(write(tmp_path, GOOD))
-    endpoints = {"src": "ipc:///r/src.sock", "sink": "ipc:///r/sink.sock"}
+    endpoints = Endpoints.plan(spec, Path("/r"))
     src = node_command(spec.node("src"), spec, endpoints)
     sink = node_command(spec.node("sink"), spec, endpoints)
     assert "--lossless-outputs" in src and src[src.index("--expect") + 1] == "ticks=1"
@@ -123,6 +123,20 @@ def test_invalid_toml_and_missing_files_are_reported(tmp_path: Path) -> None:
         load_pipeline(write(tmp_path, "[nodes.a\nkind="))
     with pytest.raises(PipelineError, match="no such pipeline file"):
         load_pipeline(tmp_path / "missing.toml")
+
+
+def test_named_hosts_get_tcp_endpoints(tmp_path: Path) -> None:
+    text = GOOD.replace('kind = "counter"', 'kind = "counter"\nhost = "10.0.0.7"').replace(
+        'kind = "jsonl"', 'kind = "jsonl"\nhost = "edge-box"'
+    )
+    spec = load_pipeline(write(tmp_path, text))
+    endpoints = Endpoints.plan(spec, tmp_path)
+    src_port, sink_port = spec.node("src").port, spec.node("sink").port
+    assert endpoints.bind["src"] == f"tcp://10.0.0.7:{src_port}"
+    assert endpoints.bind["sink"] == f"tcp://*:{sink_port}", "a host name binds every interface"
+    assert endpoints.connect["sink"] == f"tcp://edge-box:{sink_port}"
+    sink = node_command(spec.node("sink"), spec, endpoints)
+    assert sink[sink.index("--input") + 1] == f"in=src/ticks@tcp://10.0.0.7:{src_port}"
 
 
 def test_shipped_pipelines_are_valid() -> None:
