@@ -71,6 +71,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert.add_argument("output", type=Path, help="output file: .h5/.hdf5, .aedat4, .txt")
     convert.add_argument("--format", help="input format name, to override detection")
 
+    demo = commands.add_parser(
+        "demo", help="run the demo: synthetic source, a camera, a video or a recording"
+    )
+    demo.add_argument(
+        "--source", help="camera index (0), video file or event recording; default: synthetic"
+    )
+    demo.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--no-viewer", action="store_true", help="do not start the web viewer")
+    demo.add_argument(
+        "--json", action="store_true", help="one JSON object per prediction on stdout"
+    )
+
     export = commands.add_parser(
         "export", help="export a checkpoint's SNN to NIR and/or its ANN to ONNX"
     )
@@ -94,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _info(args.file, args.json, args.format)
         if args.command == "convert":
             return _convert(args.input, args.output, args.format)
+        if args.command == "demo":
+            from respike.nodes.demo import run_demo
+
+            return run_demo(
+                args.source, duration=args.duration, viewer=not args.no_viewer, as_json=args.json
+            )
         if args.command == "export":
             return _export(args.checkpoint, args.nir, args.onnx)
     except (PipelineError, ParamError, KeyError, FileNotFoundError, ValueError) as exc:
@@ -115,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--set {item!r}; expected NODE.PARAM=VALUE")
         overrides.setdefault(node_name, {})[param_name.replace("-", "_")] = value
     pipeline = load_pipeline(args.pipeline, overrides)
-    status = "plain" if args.status == "off" else args.status
+    status = args.status
     launcher = Launcher(
         pipeline,
         duration=args.duration,

@@ -2,7 +2,7 @@
 
 Steps and key frames travel on different sockets (and, split across hosts, through different
 nodes), so a step can arrive before the key frame of its segment. The residual node stamps each
-step with ``key_index`` (the frame index of its key frame) and each key frame with ``index``;
+step and each key frame with ``key_index`` (the residual node's frame count at that key frame);
 :class:`KeyframeAligner` holds steps until their key frame's context is there, so the single
 ``model`` node and the split ``snn``/``keyframe``/``fusion`` nodes pair them identically.
 """

@@ -181,6 +181,8 @@ class Launcher:
         self.max_failures = max_failures
         self.out = out
         self.security = Security(keys_dir=keys, insecure=insecure)
+        if status not in ("auto", "table", "plain", "off"):
+            raise ValueError(f"status is {status!r}; expected auto, table, plain or off")
         self.status = ("table" if out.isatty() else "plain") if status == "auto" else status
         self.stopping = False
         self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"respike-{pipeline.name}-"))

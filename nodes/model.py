@@ -104,7 +104,7 @@ class ModelNode(Node):
                     keyframe_input(message, self.spec).to(self.params.device)
                 )
             ready = self._aligner.add_context(
-                message.meta.get("index"), (context, self._counted_pj())
+                message.meta.get("key_index"), (context, self._counted_pj())
             )
         else:
             ready = self._aligner.add_step(message.meta.get("key_index"), message)

@@ -107,7 +107,14 @@ class ResidualNode(Node):
         self.frames += 1
         latency = {**message.meta.get("latency_ms", {}), "residual": round(kernel_ms, 3)}
         if self.params.keyframes and self._residual_state.is_key_frame:
-            self.publish("keyframes", "frame", message.t, {"frame": frame}, **meta)
+            self.publish(
+                "keyframes",
+                "frame",
+                message.t,
+                {"frame": frame},
+                key_index=self._residual_state.key_index,
+                **meta,
+            )
         if self.params.residuals:
             self.publish(
                 "residual",

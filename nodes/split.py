@@ -156,7 +156,7 @@ class FusionNode(_CheckpointNode):
             with torch.no_grad():
                 context = self.model.context_from_features(maps)
             keyframe_pj = float(message.meta.get("energy_pj", 0.0)) + self._counted_pj()
-            ready = self._aligner.add_context(message.meta.get("index"), (context, keyframe_pj))
+            ready = self._aligner.add_context(message.meta.get("key_index"), (context, keyframe_pj))
         else:
             ready = self._aligner.add_step(message.meta.get("key_index"), message)
         for step, (context, keyframe_pj), new_segment in ready:

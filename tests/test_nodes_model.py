@@ -77,7 +77,7 @@ def test_steps_wait_for_their_key_frame_and_wrong_shapes_are_rejected(
     io.send("steps", Message("res/residual", "residual", 1, residual, {"key_index": 0}))
     assert io.outputs == [], "a step arriving before its key frame waits for it"
     io.send(
-        "keyframes", Message("res/keyframes", "frame", 0, keyframe(rng, 0).arrays, {"index": 0})
+        "keyframes", Message("res/keyframes", "frame", 0, keyframe(rng, 0).arrays, {"key_index": 0})
     )
     assert [m.t for _, m in io.outputs] == [1], "the waiting step runs once its key frame is there"
     wrong = {"residual": np.zeros((1, 64, 64), np.float32)}

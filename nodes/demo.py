@@ -1,0 +1,119 @@
+"""`respike demo`: pick the ready pipeline for a source (none, a camera, a video, a recording) and run it.
+
+Without a source it runs ``pipelines/demo.toml`` (a synthetic person acting, no camera, no
+download). ``--source 0`` uses camera 0 (and says so and falls back to the synthetic source when
+there is none); ``--source PATH`` plays a video file through ``video.toml`` or an event recording
+through ``dvs-replay.toml`` and its ``gestures-dvs`` checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from respike.nodes.pipeline import PipelineSpec, load_pipeline
+
+log = logging.getLogger(__name__)
+
+PIPELINES = Path(
+    os.environ.get("RESPIKE_PIPELINES", Path(__file__).resolve().parents[1] / "pipelines")
+)
+"""Folder of the ready pipeline files (the repository's ``pipelines/``)."""
+
+
+class DemoPlan(NamedTuple):
+    """Which pipeline file runs, with which parameter overrides, and why."""
+
+    pipeline: Path
+    overrides: dict[str, dict[str, Any]]
+    note: str
+
+
+def camera_available(index: int) -> bool:
+    """Whether OpenCV can open camera ``index`` and read a frame from it."""
+    import cv2
+
+    capture = cv2.VideoCapture(index)
+    try:
+        return bool(capture.isOpened() and capture.read()[0])
+    finally:
+        capture.release()
+
+
+def is_video(path: Path) -> bool:
+    """Whether OpenCV reads at least one frame from ``path``."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return bool(capture.isOpened() and capture.read()[0])
+    finally:
+        capture.release()
+
+
+def plan_demo(source: str | None) -> DemoPlan:
+    """The pipeline and overrides for ``source``; raises ValueError for a source nothing reads."""
+    if source is None:
+        return DemoPlan(PIPELINES / "demo.toml", {}, "synthetic source (no camera needed)")
+    if source.isdigit():
+        if camera_available(int(source)):
+            return DemoPlan(
+                PIPELINES / "webcam.toml", {"source": {"source": source}}, f"camera {source}"
+            )
+        return DemoPlan(
+            PIPELINES / "demo.toml",
+            {},
+            f"no camera at index {source}: using the synthetic source instead",
+        )
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"demo source {source!r} does not exist (give a camera index, a video or an event recording)"
+        )
+    if is_video(path):
+        return DemoPlan(
+            PIPELINES / "video.toml", {"source": {"source": str(path)}}, f"video {path}"
+        )
+    from respike.recorders import UnknownFormatError, open_events
+
+    try:
+        open_events(path)
+    except UnknownFormatError as exc:
+        raise ValueError(
+            f"demo source {path} is neither a video OpenCV reads nor an event recording: {exc}"
+        ) from None
+    return DemoPlan(
+        PIPELINES / "dvs-replay.toml", {"dvs": {"path": str(path)}}, f"event recording {path}"
+    )
+
+
+def demo_pipeline(plan: DemoPlan, *, viewer: bool, as_json: bool) -> PipelineSpec:
+    """Load the planned pipeline, without the viewer if asked, printing JSON if asked."""
+    overrides = {name: dict(values) for name, values in plan.overrides.items()}
+    if as_json:
+        overrides.setdefault("print", {}).update(format="json", arrays=False)
+    spec = load_pipeline(plan.pipeline, overrides)
+    if not viewer:
+        spec = dataclasses.replace(spec, nodes=tuple(n for n in spec.nodes if n.kind != "viewer"))
+    return spec
+
+
+def run_demo(source: str | None, *, duration: float | None, viewer: bool, as_json: bool) -> int:
+    """Run the demo until Ctrl-C or ``duration``; predictions go to stdout, notes to stderr."""
+    from respike.nodes.launcher import Launcher
+
+    plan = plan_demo(source)
+    spec = demo_pipeline(plan, viewer=viewer, as_json=as_json)
+    print(f"respike demo: {plan.note}; pipeline {plan.pipeline.name}", file=sys.stderr)
+    for node in spec.nodes:
+        if node.kind == "viewer":
+            print(
+                f"respike demo: viewer at http://{node.params.host}:{node.params.port}",
+                file=sys.stderr,
+            )
+    print("respike demo: predictions follow (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    return Launcher(spec, duration=duration, status="off").run()
