@@ -15,6 +15,8 @@ The record is 16 bytes with explicit padding so ``t`` stays 8-byte aligned in ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -57,6 +59,17 @@ def make_events(
     for name, col in columns.items():
         events[name] = col
     return events
+
+
+def concat_events(parts: Sequence[EventArray]) -> EventArray:
+    """Join packets into one, keeping EVENT_DTYPE.
+
+    Plain ``np.concatenate`` of padded structured arrays returns a packed 13-byte dtype in
+    numpy 2 (even for one packet), which no longer equals EVENT_DTYPE.
+    """
+    if not parts:
+        return empty_events(0)
+    return np.concatenate(parts, dtype=EVENT_DTYPE)
 
 
 def validate_events(events: np.ndarray, *, what: str = "event packet") -> None:

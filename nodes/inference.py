@@ -96,7 +96,7 @@ class StepInputs:
                 f"residual of shape {residual.shape} {residual.dtype}; the checkpoint expects {expected} float32 "
                 "(set the residual node's width, height and color to the model's input)"
             )
-        return residual[None]
+        return residual[None].copy()  # received buffers are read-only; torch wants its own
 
     def _events(self, message: Message) -> np.ndarray:
         from respike.events.binning import EventFrames

@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     KeyframeAligner,
@@ -121,7 +119,7 @@ class ModelNode(Node):
         if new_segment or self._state is None:
             self._state = ModelState(snn=snn_state, context=context, head=None)
         with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(steps))[None].to(self.params.device)
+            x = torch.from_numpy(steps)[None].to(self.params.device)
             logits, self._state = self.model.steps(x, self._state)
         self.steps += len(steps)
         energy_pj = self._counted_pj() / len(steps)

@@ -10,8 +10,6 @@ import contextlib
 import time
 from typing import Any
 
-import numpy as np
-
 from respike.nodes.base import Node, register
 from respike.nodes.inference import (
     KeyframeAligner,
@@ -83,9 +81,7 @@ class SnnNode(_CheckpointNode):
     def on_message(self, port: str, message: Message) -> None:
         torch = self._torch
         begin = time.perf_counter()
-        x = torch.from_numpy(np.ascontiguousarray(self._inputs(message)))[:, None].to(
-            self.params.device
-        )
+        x = torch.from_numpy(self._inputs(message))[:, None].to(self.params.device)
         self._counted_pj()
         with torch.no_grad():
             spikes, self._state = self.model.snn.forward_sequence(x, self._state)
@@ -149,7 +145,7 @@ class FusionNode(_CheckpointNode):
         torch = self._torch
         if port == "keyframes":
             maps = [
-                torch.from_numpy(message.arrays[f"stage{i}"])[None].to(self.params.device)
+                torch.tensor(message.arrays[f"stage{i}"])[None].to(self.params.device)
                 for i in range(1, 5)
             ]
             self._counted_pj()
@@ -166,7 +162,7 @@ class FusionNode(_CheckpointNode):
         torch = self._torch
         begin = time.perf_counter()
         features = [
-            torch.from_numpy(message.arrays[f"stage{i}"]).float()[:, None].to(self.params.device)
+            torch.tensor(message.arrays[f"stage{i}"]).float()[:, None].to(self.params.device)
             for i in range(1, 5)
         ]
         self._counted_pj()

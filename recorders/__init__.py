@@ -13,7 +13,6 @@ from respike.recorders.base import (
     Frame,
     ReadOptions,
     RecordingSummary,
-    concat_events,
 )
 from respike.recorders.errors import EventFileError, UnknownFormatError
 from respike.recorders.formats import (
@@ -35,7 +34,6 @@ __all__ = [
     "ReadOptions",
     "RecordingSummary",
     "UnknownFormatError",
-    "concat_events",
     "detect_format",
     "open_events",
     "register_format",

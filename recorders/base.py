@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from respike.events import EVENT_DTYPE, empty_events
+from respike.events import concat_events, empty_events
 from respike.events.types import EventArray
 from respike.recorders.errors import EventFileError
 
@@ -368,7 +368,3 @@ def _join(parts: list[EventArray]) -> EventArray:
     out.flags.writeable = False
     return out
 
-
-def concat_events(parts: list[EventArray]) -> EventArray:
-    """Concatenate packets keeping EVENT_DTYPE (plain np.concatenate drops its padding)."""
-    return np.concatenate(parts, dtype=EVENT_DTYPE)

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from respike.events import EVENT_DTYPE, validate_events
+from respike.events import EVENT_DTYPE, concat_events, validate_events
 from respike.recorders import EventFileError, open_events
-from respike.recorders.base import concat_events
 from respike.recorders.prophesee import PropheseeReader, read_header
 
 EVT3_WORD_COUNTS = 219_596

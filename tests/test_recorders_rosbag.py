@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from respike.events import validate_events
+from respike.events import concat_events, validate_events
 from respike.recorders import EventFileError, open_events
-from respike.recorders.base import concat_events
 from respike.recorders.rosbag import DVS_TYPE, IMAGE_TYPE, event_typestore
 
 TOPIC = "/event_camera/events"

@@ -1,0 +1,406 @@
+"""Tests of respike.events.emulator: numba == numpy reference, DVS model invariants, bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from respike.events.emulator import NEVER, DvsEmulator, DvsState, log_table
+from respike.events.types import EVENT_DTYPE, validate_events
+
+FRAME_US = 33_333
+ALL_OPTIONS = DvsEmulator(
+    on_threshold=0.25,
+    off_threshold=0.15,
+    threshold_mismatch=0.05,
+    refractory_us=5_000,
+    leak_rate_hz=0.5,
+    shot_noise_rate_hz=1.0,
+    seed=7,
+)
+
+
+def read_clip(path: Path, n_frames: int) -> list[np.ndarray]:
+    """The first ``n_frames`` BGR uint8 frames of a video file."""
+    capture = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray] = []
+    while len(frames) < n_frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert frames, f"no frame could be read from {path}"
+    return frames
+
+
+def run(
+    dvs: DvsEmulator,
+    frames: list[np.ndarray],
+    *,
+    reference: bool = False,
+    frame_us: int = FRAME_US,
+    t_first: int = 1_000_000,
+) -> tuple[list[np.ndarray], list[DvsState]]:
+    step = dvs.reference if reference else dvs
+    state = None
+    packets, states = [], []
+    for i, frame in enumerate(frames):
+        events, state = step(frame, t_first + i * frame_us, state)
+        packets.append(events)
+        states.append(state)
+    return packets, states
+
+
+def assert_same(
+    dvs: DvsEmulator, frames: list[np.ndarray], what: str, *, frame_us: int = FRAME_US
+) -> int:
+    """Assert numba and numpy give identical packets and states; returns the event count."""
+    fast, fast_states = run(dvs, frames, frame_us=frame_us)
+    slow, slow_states = run(dvs, frames, reference=True, frame_us=frame_us)
+    for i, (a, b) in enumerate(zip(fast, slow, strict=True)):
+        assert a.dtype == EVENT_DTYPE and b.dtype == EVENT_DTYPE, f"{what}: frame {i} dtype"
+        assert a.shape == b.shape, f"{what}: frame {i}: {a.shape[0]} vs {b.shape[0]} events"
+        assert a.tobytes() == b.tobytes(), f"{what}: frame {i}: packets differ ({dvs})"
+        fs, ss = fast_states[i], slow_states[i]
+        assert np.array_equal(fs.log_ref, ss.log_ref), f"{what}: frame {i}: log reference"
+        assert np.array_equal(fs.levels, ss.levels), f"{what}: frame {i}: levels"
+        assert np.array_equal(fs.last_event_t, ss.last_event_t), f"{what}: frame {i}: last t"
+    return sum(p.shape[0] for p in fast)
+
+
+@pytest.mark.parametrize(
+    "clip",
+    [
+        "carphone.mp4",
+        "cleaning_pool.mp4",
+        "kinetics_arm_wrestling.mp4",
+        "ucf101_apply_eye_makeup.avi",
+    ],
+)
+@pytest.mark.parametrize("dvs", [DvsEmulator(), ALL_OPTIONS], ids=["default", "all-options"])
+def test_numba_equals_reference_on_real_clips(
+    shared_data: Path, clip: str, dvs: DvsEmulator
+) -> None:
+    frames = read_clip(shared_data / "videos" / clip, 30)
+    count = assert_same(dvs, frames, clip)
+    assert count > 0, f"{clip}: a real clip must produce events"
+
+
+def test_numba_equals_reference_on_grey_float_and_resized_frames(shared_data: Path) -> None:
+    frames = read_clip(shared_data / "videos" / "cleaning_pool.mp4", 12)
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
+    as_float = [(f / 255.0).astype(np.float32) for f in frames]
+    big = [cv2.resize(f, (640, 480)) for f in frames[:6]]
+    for dvs in (DvsEmulator(), ALL_OPTIONS):
+        assert_same(dvs, grey, "grey clip")
+        assert_same(dvs, [g[:, :, None] for g in grey], "(H, W, 1) clip")
+        assert_same(dvs, as_float, "float32 clip")
+        assert_same(dvs, big, "640x480 clip")
+    rgb = [np.ascontiguousarray(f[:, :, ::-1]) for f in frames]
+    assert_same(DvsEmulator(channel_order="rgb"), rgb, "rgb clip")
+
+
+def edge_case_frames(rng: np.random.Generator) -> dict[str, list[np.ndarray]]:
+    black, white = np.zeros((8, 6, 3), np.uint8), np.full((8, 6, 3), 255, np.uint8)
+    return {
+        "all-black": [black] * 4,
+        "saturated": [white] * 4,
+        "black-white flicker": [black, white] * 3,
+        "single pixel": [rng.integers(0, 256, (1, 1, 3), dtype=np.uint8) for _ in range(6)],
+        "odd size": [rng.integers(0, 256, (7, 5, 3), dtype=np.uint8) for _ in range(6)],
+        "one channel": [rng.integers(0, 256, (5, 9), dtype=np.uint8) for _ in range(6)],
+        "float one channel": [rng.random((9, 5, 1), dtype=np.float32) for _ in range(6)],
+        "float three channels": [rng.random((3, 11, 3), dtype=np.float32) for _ in range(6)],
+        "float extremes": [np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)] * 3,
+        "wide": [rng.integers(0, 256, (2, 300), dtype=np.uint8) for _ in range(4)],
+    }
+
+
+@pytest.mark.parametrize("dvs", [DvsEmulator(), ALL_OPTIONS], ids=["default", "all-options"])
+@pytest.mark.parametrize("frame_us", [1, 7, 256, 257, 40_000, 70_000, 1 << 24, 1 << 30])
+def test_numba_equals_reference_on_edge_cases(
+    rng: np.random.Generator, dvs: DvsEmulator, frame_us: int
+) -> None:
+    for name, frames in edge_case_frames(rng).items():
+        assert_same(dvs, frames, f"{name}, {frame_us} µs frames", frame_us=frame_us)
+
+
+def test_first_frame_gives_no_events_and_initialises_the_reference(
+    rng: np.random.Generator,
+) -> None:
+    frame = rng.integers(0, 256, (6, 7), dtype=np.uint8)
+    events, state = DvsEmulator()(frame, 123)
+    assert events.dtype == EVENT_DTYPE and events.shape == (0,), "first frame: empty packet"
+    assert np.array_equal(state.log_ref, log_table(20.0, 256)[frame.ravel()])
+    assert state.t == 123 and state.frame_index == 0
+
+
+def test_static_scene_gives_no_events_without_noise_or_leak(rng: np.random.Generator) -> None:
+    frame = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    packets, _ = run(DvsEmulator(threshold_mismatch=0.1, refractory_us=10), [frame] * 5)
+    assert sum(p.shape[0] for p in packets) == 0, "an unchanged frame must give no event"
+
+
+def test_event_counts_match_threshold_crossings(rng: np.random.Generator) -> None:
+    """Count per pixel = floor(|log change| / threshold), checked in float64 independently."""
+    dvs = DvsEmulator(on_threshold=0.2, off_threshold=0.3)
+    first = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    second = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    packets, _ = run(dvs, [first, second])
+    events = packets[1]
+    lut = log_table(20.0, 256).astype(np.float64)
+    change = lut[second] - lut[first]
+    on = np.zeros((40, 50), np.int64)
+    off = np.zeros((40, 50), np.int64)
+    np.add.at(on, (events["y"][events["p"] == 1], events["x"][events["p"] == 1]), 1)
+    np.add.at(off, (events["y"][events["p"] == 0], events["x"][events["p"] == 0]), 1)
+    assert not np.any((on > 0) & (off > 0)), "one pixel cannot fire both polarities in a frame"
+    eps = 1e-5
+    assert np.all(on * 0.2 <= np.maximum(change, 0) + eps), "more ON events than crossings"
+    assert np.all((on + 1) * 0.2 > np.maximum(change, 0) - eps), "missing ON events"
+    assert np.all(off * 0.3 <= np.maximum(-change, 0) + eps), "more OFF events than crossings"
+    assert np.all((off + 1) * 0.3 > np.maximum(-change, 0) - eps), "missing OFF events"
+    assert on.max() >= 2 and off.max() >= 2, "large changes must give several events per pixel"
+
+
+def test_black_to_white_gives_one_event_per_threshold_step() -> None:
+    dvs = DvsEmulator(on_threshold=0.5, off_threshold=0.5)
+    black, white = np.zeros((2, 3), np.uint8), np.full((2, 3), 255, np.uint8)
+    packets, _ = run(dvs, [black, white, black])
+    expected = math.floor(math.log(255.0) / 0.5)
+    assert packets[1].shape[0] == 6 * expected, f"each pixel must give {expected} ON events"
+    assert np.all(packets[1]["p"] == 1) and np.all(packets[2]["p"] == 0)
+    assert packets[2].shape[0] == 6 * expected, "going back must give as many OFF events"
+
+
+def test_event_times_lie_in_the_frame_interval_sorted_and_interpolated(
+    rng: np.random.Generator,
+) -> None:
+    dvs = DvsEmulator(on_threshold=0.1, off_threshold=0.1)
+    frames = [rng.integers(0, 256, (16, 16), dtype=np.uint8) for _ in range(4)]
+    packets, states = run(dvs, frames, t_first=5_000)
+    lut = log_table(20.0, 256).astype(np.float64)
+    for i in range(1, len(frames)):
+        events, t0, t1 = packets[i], states[i - 1].t, states[i].t
+        validate_events(events, what=f"packet {i}")
+        assert events["t"].min() >= t0 and events["t"].max() < t1, f"packet {i}: t not in [t0, t1)"
+        # Crossing times along the line from the previous log value to this one, in float64.
+        ref = states[i - 1].log_ref.astype(np.float64).reshape(16, 16)
+        d0 = lut[frames[i - 1]] - ref
+        d1 = lut[frames[i]] - ref
+        first: dict[tuple[int, int], int] = {}
+        for e in events:
+            first.setdefault((int(e["y"]), int(e["x"])), int(e["t"]))
+        for (y, x), t in first.items():
+            sign = 1 if d1[y, x] > d0[y, x] else -1
+            frac = (sign * 0.1 - d0[y, x]) / (d1[y, x] - d0[y, x])
+            expected = t0 + math.floor(min(max(frac, 0.0), 1.0) * (t1 - t0))
+            assert abs(t - expected) <= 1, (
+                f"pixel {(x, y)}: first event at {t}, expected {expected}"
+            )
+
+
+def test_packets_have_zeroed_padding(rng: np.random.Generator) -> None:
+    frames = [rng.integers(0, 256, (9, 9, 3), dtype=np.uint8) for _ in range(3)]
+    for events in run(DvsEmulator(), frames)[0][1:]:
+        padding = events.view(np.uint8).reshape(-1, 16)[:, 13:]
+        assert events.shape[0] > 0 and not padding.any(), "padding bytes must be zero"
+
+
+def test_refractory_period_spaces_each_pixels_signal_events(rng: np.random.Generator) -> None:
+    dvs = DvsEmulator(on_threshold=0.05, off_threshold=0.05, refractory_us=4_000)
+    frames = [rng.integers(0, 256, (12, 12), dtype=np.uint8) for _ in range(5)]
+    packets, _ = run(dvs, frames)
+    events = np.concatenate(packets[1:])
+    unlimited = sum(p.shape[0] for p in run(DvsEmulator(0.05, 0.05), frames)[0])
+    assert 0 < events.shape[0] < unlimited, "the refractory period must drop some events"
+    order = np.lexsort((events["t"], events["x"], events["y"]))
+    pixel = events["y"][order].astype(np.int64) * 12 + events["x"][order]
+    gaps = np.diff(events["t"][order])[np.diff(pixel) == 0]
+    assert gaps.min() >= 4_000, f"two events of one pixel {gaps.min()} µs apart (< 4000)"
+
+
+def test_leak_makes_static_pixels_fire_on_events_at_about_the_rate() -> None:
+    dvs = DvsEmulator(leak_rate_hz=2.0)
+    frame = np.full((20, 20), 128, np.uint8)
+    packets, _ = run(dvs, [frame] * 31)
+    events = np.concatenate(packets)
+    seconds = 30 * FRAME_US * 1e-6
+    rate = events.shape[0] / (400 * seconds)
+    assert np.all(events["p"] == 1), "leak events are ON events"
+    assert 1.0 <= rate <= 2.5, f"leak rate {rate:.2f} Hz per pixel, expected about 2 Hz"
+
+
+def test_shot_noise_rate_and_seeding() -> None:
+    dvs = DvsEmulator(shot_noise_rate_hz=5.0, seed=3)
+    frame = np.full((50, 50), 100, np.uint8)
+    packets, _ = run(dvs, [frame] * 21)
+    events = np.concatenate(packets)
+    expected = 5.0 * 2500 * 20 * FRAME_US * 1e-6
+    assert abs(events.shape[0] - expected) < 5 * math.sqrt(expected), "noise count off Poisson"
+    assert 0.4 < events["p"].mean() < 0.6, "noise polarity must be balanced"
+    again = np.concatenate(run(dvs, [frame] * 21)[0])
+    assert again.tobytes() == events.tobytes(), "same seed must give the same noise"
+    other = np.concatenate(run(DvsEmulator(shot_noise_rate_hz=5.0, seed=4), [frame] * 21)[0])
+    assert other.tobytes() != events.tobytes(), "another seed must give other noise"
+
+
+def test_threshold_mismatch_is_seeded_and_clipped() -> None:
+    frame = np.zeros((30, 30), np.uint8)
+    _, a = DvsEmulator(threshold_mismatch=0.5, seed=1)(frame, 0)
+    _, b = DvsEmulator(threshold_mismatch=0.5, seed=1)(frame, 0)
+    _, c = DvsEmulator(threshold_mismatch=0.5, seed=2)(frame, 0)
+    assert np.array_equal(a.on_thresholds, b.on_thresholds), "same seed, same thresholds"
+    assert not np.array_equal(a.on_thresholds, c.on_thresholds), "other seed, other thresholds"
+    assert a.on_thresholds.min() >= np.float32(0.01), "thresholds clipped at min_threshold"
+    assert 0.05 < a.on_thresholds.std() < 0.15, "mismatch spread ~ 0.5 * 0.2"
+
+
+def test_steps_do_not_modify_the_state_they_are_given(rng: np.random.Generator) -> None:
+    frames = [rng.integers(0, 256, (10, 10), dtype=np.uint8) for _ in range(2)]
+    _, state = ALL_OPTIONS(frames[0], 0)
+    _, state = ALL_OPTIONS(frames[1], 10_000, state)
+    copies = [np.copy(a) for a in (state.log_ref, state.levels, state.last_event_t)]
+    first, _ = ALL_OPTIONS(frames[0], 20_000, state)
+    again, _ = ALL_OPTIONS(frames[0], 20_000, state)
+    assert first.tobytes() == again.tobytes(), "same state and frame must give the same events"
+    for before, after in zip(
+        copies, (state.log_ref, state.levels, state.last_event_t), strict=True
+    ):
+        assert np.array_equal(before, after), "a step modified the state it was given"
+    assert np.any(state.last_event_t != NEVER), "refractory state must record event times"
+
+
+def test_a_new_frame_format_restarts_the_stream() -> None:
+    dvs = DvsEmulator()
+    _, state = dvs(np.zeros((4, 4), np.uint8), 0)
+    events, state = dvs(np.full((5, 4), 255, np.uint8), 10, state)
+    assert events.shape == (0,) and state.format_changes == 1 and state.frame_index == 0
+    events, state = dvs(np.ones((5, 4), np.float32), 20, state)
+    assert events.shape == (0,) and state.format_changes == 2, "dtype change restarts too"
+    events, state = dvs(np.zeros((5, 4), np.float32), 30, state)
+    assert events.shape[0] > 0 and state.format_changes == 2
+
+
+@pytest.mark.parametrize(
+    ("t_second", "message"),
+    [(100, "not within"), (50, "not within"), (100 + (1 << 30) + 1, "not within")],
+)
+def test_frame_times_must_increase(t_second: int, message: str) -> None:
+    dvs = DvsEmulator()
+    _, state = dvs(np.zeros((4, 4), np.uint8), 100)
+    with pytest.raises(ValueError, match=message):
+        dvs(np.zeros((4, 4), np.uint8), t_second, state)
+
+
+def test_runaway_event_counts_are_refused_not_allocated() -> None:
+    noisy = DvsEmulator(shot_noise_rate_hz=1000.0)
+    _, state = noisy(np.zeros((480, 640), np.uint8), 0)
+    with pytest.raises(ValueError, match="more than 2\\*\\*27"):
+        noisy(np.zeros((480, 640), np.uint8), 1 << 30, state)
+    leaky = DvsEmulator(leak_rate_hz=1000.0, min_threshold=0.001, on_threshold=0.001)
+    for step in (leaky, leaky.reference):
+        _, state = step(np.zeros((400, 400), np.uint8), 0)
+        with pytest.raises(ValueError, match="more than 2\\*\\*27"):
+            step(np.zeros((400, 400), np.uint8), 1_000_000, state)
+
+
+@pytest.mark.parametrize(
+    ("t", "message"),
+    [(1.5, "expected an integer time"), (True, "expected an integer"), (1 << 62, "outside")],
+)
+def test_bad_frame_times_are_rejected(t: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DvsEmulator()(np.zeros((4, 4), np.uint8), t)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (np.zeros((4, 5), dtype=np.float16), "dtype float16; expected uint8"),
+        (np.zeros((4, 5), dtype=np.int32), "dtype int32; expected uint8"),
+        (np.zeros((3, 4, 5, 3), dtype=np.uint8), "4 dimensions"),
+        (np.full((4, 5), np.nan, dtype=np.float32), "finite intensities"),
+    ],
+)
+def test_bad_frames_are_rejected_with_a_message(frame: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DvsEmulator()(frame, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"on_threshold": 0.0}, "on_threshold is 0.0"),
+        ({"off_threshold": float("nan")}, "off_threshold is nan"),
+        ({"threshold_mismatch": -0.1}, "threshold_mismatch is -0.1"),
+        ({"refractory_us": -1}, "refractory_us is -1"),
+        ({"refractory_us": 1.5}, "refractory_us is 1.5"),
+        ({"leak_rate_hz": 1e9}, "leak_rate_hz is"),
+        ({"shot_noise_rate_hz": -1.0}, "shot_noise_rate_hz is -1.0"),
+        ({"linear_below": 1.0}, "linear_below is 1.0"),
+        ({"seed": -3}, "seed is -3"),
+        ({"channel_order": "bgra"}, "channel_order is 'bgra'"),
+        ({"on_threshold": "0.2"}, "on_threshold is '0.2'"),
+    ],
+)
+def test_settings_are_validated(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DvsEmulator(**kwargs)
+
+
+def test_log_table_is_lin_log_and_float_levels_agree_with_uint8() -> None:
+    small, large = log_table(20.0, 256), log_table(20.0, 65536)
+    assert np.array_equal(small, large[::257]), "uint8 level v must equal 16-bit level 257 v"
+    assert small[0] == 0.0 and np.all(np.diff(small) > 0), "response must start at 0 and rise"
+    assert np.isclose(small[255], math.log(255.0)), "log above the knee"
+    assert np.isclose(small[10], 10 * math.log(20.0) / 20.0), "linear below the knee"
+
+
+@st.composite
+def frame_sequences(draw: st.DrawFn) -> list[np.ndarray]:
+    height, width = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    shape = draw(st.sampled_from([(height, width), (height, width, 3)]))
+    if draw(st.booleans()):
+        element = hnp.arrays(np.uint8, shape)
+    else:
+        element = hnp.arrays(np.float32, shape, elements=st.floats(0.0, 1.0, width=32))
+    return draw(st.lists(element, min_size=1, max_size=5))
+
+
+@given(
+    frames=frame_sequences(),
+    frame_us=st.integers(1, 100_000),
+    on=st.floats(0.02, 1.0),
+    mismatch=st.sampled_from([0.0, 0.2]),
+    refractory=st.sampled_from([0, 3_000]),
+    leak=st.sampled_from([0.0, 50.0]),
+    noise=st.sampled_from([0.0, 500.0]),
+)
+@settings(max_examples=60, deadline=None)
+def test_numba_equals_reference_property(
+    frames: list[np.ndarray],
+    frame_us: int,
+    on: float,
+    mismatch: float,
+    refractory: int,
+    leak: float,
+    noise: float,
+) -> None:
+    dvs = DvsEmulator(
+        on_threshold=on,
+        off_threshold=0.1,
+        threshold_mismatch=mismatch,
+        refractory_us=refractory,
+        leak_rate_hz=leak,
+        shot_noise_rate_hz=noise,
+    )
+    assert_same(dvs, frames, "hypothesis frames", frame_us=frame_us)
