@@ -67,9 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert = commands.add_parser(
         "convert", help="convert an event file (suffix picks the output format)"
     )
-    convert.add_argument("input", type=Path, help="any readable event file")
+    convert.add_argument(
+        "input", type=Path, help="any readable event file, or a video (DVS-emulated)"
+    )
     convert.add_argument("output", type=Path, help="output file: .h5/.hdf5, .aedat4, .txt")
     convert.add_argument("--format", help="input format name, to override detection")
+    convert.add_argument(
+        "--threshold", type=float, default=0.2, help="video input: DVS contrast threshold"
+    )
+    convert.add_argument(
+        "--size", help="video input: emulate at WIDTHxHEIGHT (default: the video's)"
+    )
 
     demo = commands.add_parser(
         "demo", help="run the demo: synthetic source, a camera, a video or a recording"
@@ -105,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "info":
             return _info(args.file, args.json, args.format)
         if args.command == "convert":
-            return _convert(args.input, args.output, args.format)
+            return _convert(args)
         if args.command == "demo":
             from respike.nodes.demo import run_demo
 
@@ -251,16 +259,33 @@ def _info(path: Path, as_json: bool, format_name: str | None) -> int:
     return 0
 
 
-def _convert(source: Path, target: Path, format_name: str | None) -> int:
+def _convert(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from respike.nodes.demo import is_video
     from respike.recorders import open_events
     from respike.recorders.writers import write_packets
 
-    reader = open_events(source, format=format_name)
-    size = reader.sensor_size
-    if size is None:
-        raise ValueError(f"{source}: sensor size unknown; cannot write {target}")
+    source, target = args.input, args.output
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist")
+    if args.format is None and is_video(source):
+        from respike.events.emulator import DvsEmulator
+        from respike.recorders.video import VideoEvents
+
+        emulator = DvsEmulator(on_threshold=args.threshold, off_threshold=args.threshold)
+        video = VideoEvents(source, emulator, _parse_size(args.size) if args.size else None)
+        packets, size, what = (
+            video.packets(),
+            video.sensor_size,
+            f"DVS-emulated video, {video.fps:.2f} fps",
+        )
+    else:
+        reader = open_events(source, format=args.format)
+        size = reader.sensor_size
+        if size is None:
+            raise ValueError(f"{source}: sensor size unknown; cannot write {target}")
+        packets, what = reader.packets(), reader.format
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -269,8 +294,8 @@ def _convert(source: Path, target: Path, format_name: str | None) -> int:
     )
     with Progress(*columns, transient=not sys.stderr.isatty(), console=None) as progress:
         task = progress.add_task(f"{source.name} -> {target.name}", total=None)
-        count = write_packets(reader.packets(), target, size, lambda n: progress.advance(task, n))
-    print(f"wrote {count:,} events ({reader.format} {size[0]}x{size[1]}) to {target}")
+        count = write_packets(packets, target, size, lambda n: progress.advance(task, n))
+    print(f"wrote {count:,} events ({what}, {size[0]}x{size[1]}) to {target}")
     return 0
 
 
@@ -286,6 +311,13 @@ def _export(checkpoint: Path, nir: Path | None, onnx: Path | None) -> int:
     if onnx is not None:
         print(f"ANN branch -> {export_onnx(loaded, onnx)}")
     return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"size {text!r}; expected WIDTHxHEIGHT, e.g. 128x128")
+    return int(parts[0]), int(parts[1])
 
 
 def _port_map(items: Sequence[str], flag: str) -> dict[str, str]:

@@ -69,3 +69,17 @@ def test_info_on_a_missing_or_unknown_file_is_a_clear_error(tmp_path: Path) -> N
     unknown.write_bytes(b"\x01\x02" * 100)
     result = run_cli("info", str(unknown))
     assert result.returncode == 2 and "Supported: aedat4" in result.stderr, result.stderr
+
+
+def test_convert_emulates_events_from_a_video(shared_data: Path, tmp_path: Path) -> None:
+    from respike.events.emulator import DvsEmulator
+    from respike.recorders.video import VideoEvents
+
+    clip = shared_data / "videos" / "carphone.mp4"
+    result = run_cli("convert", str(clip), str(tmp_path / "car.h5"), "--size", "88x72")
+    assert result.returncode == 0, result.stderr
+    events = open_events(tmp_path / "car.h5").read_all()
+    direct = np.concatenate(list(VideoEvents(clip, DvsEmulator(), (88, 72)).packets()))
+    assert len(events) == len(direct) > 10_000
+    assert open_events(tmp_path / "car.h5").sensor_size == (88, 72)
+    assert events["t"].max() < 4_100_000, "times follow the video's 29.97 fps clock (120 frames)"
