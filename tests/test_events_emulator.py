@@ -15,6 +15,8 @@ from hypothesis.extra import numpy as hnp
 from respike.events.emulator import NEVER, DvsEmulator, DvsState, log_table
 from respike.events.types import EVENT_DTYPE, validate_events
 
+from helpers import read_clip
+
 FRAME_US = 33_333
 ALL_OPTIONS = DvsEmulator(
     on_threshold=0.25,
@@ -25,20 +27,6 @@ ALL_OPTIONS = DvsEmulator(
     shot_noise_rate_hz=1.0,
     seed=7,
 )
-
-
-def read_clip(path: Path, n_frames: int) -> list[np.ndarray]:
-    """The first ``n_frames`` BGR uint8 frames of a video file."""
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    while len(frames) < n_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    assert frames, f"no frame could be read from {path}"
-    return frames
 
 
 def run(

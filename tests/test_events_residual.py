@@ -13,6 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from respike.events.residual import ResidualFrames, ResidualState
 
+from helpers import read_clip
+
 CONFIGS = [
     ResidualFrames(),
     ResidualFrames(stride=3, size=(128, 96)),
@@ -20,20 +22,6 @@ CONFIGS = [
     ResidualFrames(color="rgb", size=(112, 112)),
     ResidualFrames(size=(500, 300)),
 ]
-
-
-def read_clip(path: Path, n_frames: int) -> list[np.ndarray]:
-    """The first ``n_frames`` BGR uint8 frames of a video file."""
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    while len(frames) < n_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    assert frames, f"no frame could be read from {path}"
-    return frames
 
 
 def run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import nir
@@ -13,13 +12,7 @@ import torch
 from respike.models import HybridReSpike, get_model, save_checkpoint
 from respike.models.export import export_nir, export_onnx, nir_to_torch, snn_to_nir
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def excited(model: HybridReSpike, seed: int = 0) -> HybridReSpike:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -12,12 +10,7 @@ from respike.models.snn import SNNConfig, SpikingResNet
 TINY = SNNConfig(widths=(4, 8, 8, 16), blocks=(1, 2, 1, 1))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def excite(snn: SpikingResNet, seed: int = 0) -> SpikingResNet:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import read_json_lines
+
 PIPELINE = """
 [pipeline]
 name = "{name}"
@@ -34,22 +36,6 @@ def write_pipeline(tmp_path: Path, rate: float, count: int) -> tuple[Path, str]:
     return path, name
 
 
-def read_records(process: subprocess.Popen[bytes], count: int, timeout: float) -> list[dict]:
-    assert process.stdout is not None
-    os.set_blocking(process.stdout.fileno(), False)
-    records: list[dict] = []
-    buffer = b""
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        chunk = process.stdout.read() or b""
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        records += [json.loads(line) for line in lines if line]
-        if not chunk:
-            time.sleep(0.05)
-    return records
-
-
 def test_a_finite_pipeline_runs_to_completion_and_exits_cleanly(tmp_path: Path, spawn) -> None:
     path, _ = write_pipeline(tmp_path, rate=0, count=500)
     process = spawn("run", str(path), "--for", "60", stdout=subprocess.PIPE)
@@ -67,7 +53,7 @@ def test_a_killed_node_is_restarted_and_messages_flow_again(
 ) -> None:
     path, name = write_pipeline(tmp_path, rate=50, count=0)
     process = spawn("run", str(path), "--for", "60", stdout=subprocess.PIPE)
-    assert len(read_records(process, 10, timeout=30)) >= 10, "the pipeline never produced output"
+    assert len(read_json_lines(process, 10, timeout=30)) >= 10, "the pipeline never produced output"
     (pid,) = node_pids(name, "counter")
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 20
@@ -76,8 +62,8 @@ def test_a_killed_node_is_restarted_and_messages_flow_again(
     assert [p for p in node_pids(name, "counter") if p != pid], (
         "the launcher did not restart the node"
     )
-    read_records(process, 10_000, timeout=0.5)  # drop what was already printed
-    after = read_records(process, 10, timeout=20)
+    read_json_lines(process, 10_000, timeout=0.5)  # drop what was already printed
+    after = read_json_lines(process, 10, timeout=20)
     assert len(after) >= 10, "messages must flow again after the restart"
     assert min(r["seq"] for r in after) < 50, "the restarted counter counts from the start again"
     process.send_signal(signal.SIGINT)

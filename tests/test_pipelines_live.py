@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
 import uuid
 from pathlib import Path
+
+from helpers import read_json_lines
 
 LIVE = """
 [pipeline]
@@ -35,22 +36,6 @@ params = {{ arrays = false }}
 """
 
 
-def read_lines(stream: subprocess.Popen[bytes], count: int, timeout: float) -> list[dict]:
-    assert stream.stdout is not None
-    os.set_blocking(stream.stdout.fileno(), False)
-    records: list[dict] = []
-    buffer = b""
-    deadline = time.monotonic() + timeout
-    while len(records) < count and time.monotonic() < deadline:
-        chunk = stream.stdout.read() or b""
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        records += [json.loads(line) for line in lines if line]
-        if not chunk:
-            time.sleep(0.05)
-    return records
-
-
 def test_a_killed_model_node_is_restarted_and_predictions_resume(
     tmp_path: Path, spawn, node_pids, checkpoints: dict[str, Path]
 ) -> None:
@@ -58,14 +43,14 @@ def test_a_killed_model_node_is_restarted_and_predictions_resume(
     path = tmp_path / "live.toml"
     path.write_text(LIVE.format(name=name, checkpoint=checkpoints["residual"]))
     process = spawn("run", str(path), "--for", "120", stdout=subprocess.PIPE)
-    first = read_lines(process, 30, timeout=60)
+    first = read_json_lines(process, 30, timeout=60)
     assert len(first) >= 30, "the pipeline never predicted"
     assert all(r["kind"] == "prediction" and r["meta"]["truth"] for r in first)
     (pid,) = node_pids(name, "model")
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
-    read_lines(process, 10_000, timeout=0.3)  # what was printed before the kill
-    after = read_lines(process, 10, timeout=30)
+    read_json_lines(process, 10_000, timeout=0.3)  # what was printed before the kill
+    after = read_json_lines(process, 10, timeout=30)
     assert len(after) >= 10, "predictions must resume after the model node is restarted"
     resumed_s = time.monotonic() - killed
     assert resumed_s < 20, f"predictions resumed only after {resumed_s:.1f} s"
