@@ -23,6 +23,12 @@ from respike.models.hybrid import HybridReSpike, InputSpec, ModelConfig
 FORMAT = "respike-model"
 FORMAT_VERSION = 1
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
+"""Where the shipped checkpoints live (installed as package data)."""
+
+SHIPPED: tuple[str, ...] = ("actions", "gestures-dvs", "nmnist")
+"""Names of the checkpoints shipped with respike; each has a model card ``NAME.md`` beside it."""
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used; the message names the file and the expectation."""
@@ -116,6 +122,27 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     return payload
 
 
+def resolve_checkpoint(name_or_path: str | PathLike[str]) -> Path:
+    """The file a checkpoint argument means: an existing path, or a shipped checkpoint's name.
+
+    Shipped names (:data:`SHIPPED`, plus their ``-snn``/``-ann`` ablations where present) map to
+    ``SHIPPED_DIR/NAME.pt``; anything else that is not a file raises :class:`CheckpointError`
+    listing the names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    shipped = SHIPPED_DIR / f"{name}.pt"
+    if "/" not in name and shipped.is_file():
+        return shipped
+    known = sorted(p.stem for p in SHIPPED_DIR.glob("*.pt")) or list(SHIPPED)
+    raise CheckpointError(
+        f"{name}: no such checkpoint file, and not the name of a shipped checkpoint "
+        f"({', '.join(known)})"
+    )
+
+
 def load_checkpoint(
     path: str | PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> Checkpoint:
@@ -148,9 +175,12 @@ def load_checkpoint(
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "SHIPPED",
+    "SHIPPED_DIR",
     "Checkpoint",
     "CheckpointError",
     "load_checkpoint",
     "read_checkpoint",
+    "resolve_checkpoint",
     "save_checkpoint",
 ]

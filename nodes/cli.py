@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from respike.nodes.base import ParamError, build_params, get_node_kind, node_kinds, param_infos
 from respike.nodes.pipeline import PipelineError, load_pipeline
@@ -91,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--json", action="store_true", help="one JSON object per prediction on stdout"
     )
 
+    for name, summary in (
+        ("train", "train a model (`respike train --help`)"),
+        ("eval", "evaluate a checkpoint (`respike eval --help`)"),
+    ):
+        commands.add_parser(name, help=summary, add_help=False)
+
     export = commands.add_parser(
         "export", help="export a checkpoint's SNN to NIR and/or its ANN to ONNX"
     )
@@ -98,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--nir", type=Path, help="NIR file for the SNN branch")
     export.add_argument("--onnx", type=Path, help="ONNX file for the key-frame ANN branch")
 
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in ("train", "eval"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
             return _run(args)
@@ -120,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(
                 args.source, duration=args.duration, viewer=not args.no_viewer, as_json=args.json
             )
+        if args.command in ("train", "eval"):
+            return _training(args.command, rest)
         if args.command == "export":
             return _export(args.checkpoint, args.nir, args.onnx)
     except (PipelineError, ParamError, KeyError, FileNotFoundError, ValueError) as exc:
@@ -311,6 +322,28 @@ def _export(checkpoint: Path, nir: Path | None, onnx: Path | None) -> int:
     if onnx is not None:
         print(f"ANN branch -> {export_onnx(loaded, onnx)}")
     return 0
+
+
+def _training(command: str, rest: Sequence[str]) -> int:
+    """``respike train|eval``: parsed here so torch is imported only by these commands."""
+    from respike.models.training import add_eval_arguments, add_train_arguments, run_eval, run_train
+
+    parser = argparse.ArgumentParser(prog=f"respike {command}")
+    (add_train_arguments if command == "train" else add_eval_arguments)(parser)
+    args = parser.parse_args(rest)
+    args.command_line = " ".join(["respike", command, *rest])
+    return (run_train if command == "train" else run_eval)(args, read_events=read_events_file)
+
+
+def read_events_file(path: Path) -> tuple[Any, tuple[int, int]]:
+    """Every event of a recording and its sensor size: the reader the datasets are given
+    (models may not import the recorders)."""
+    from respike.recorders import open_events
+
+    reader = open_events(path)
+    events = reader.read_all()
+    size = reader.sensor_size or (int(events["x"].max()) + 1, int(events["y"].max()) + 1)
+    return events, size
 
 
 def _parse_size(text: str) -> tuple[int, int]:
