@@ -5,14 +5,15 @@ checkpoint's time bin); every key frame refreshes the ANN context; steps are pai
 frame of their segment (:class:`~respike.nodes.inference.KeyframeAligner`). Each step publishes a
 ``prediction``: the rolling label (smoothed, with hysteresis, "no action" below a threshold),
 the top-k scores, the capture time ``t`` of the frame it refers to, the latency from capture to
-this prediction with its per-stage parts, and the energy of the step (measured MACs and spike
-ACs, plus the key frame's share).
+this prediction with its per-stage parts, and the energy of the step (MACs and spike ACs measured
+on every ``energy_every``-th step, plus the key frame's share).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,15 @@ class ModelNode(Node):
     @dataclass(frozen=True)
     class Params(PredictionParams):
         compile: bool = param(False, "torch.compile the step (costs seconds at start)")
-        energy: bool = param(True, "measure MACs and spike ACs per step (adds hooks to the step)")
+        energy_every: int = param(
+            8,
+            "measure MACs and spike ACs on every N-th step and key frame (0 = never); the others reuse the last measure",
+        )
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.energy_every < 0:
+                raise ValueError("energy_every must be ≥ 0")
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -58,12 +67,10 @@ class ModelNode(Node):
             self, classes, self.params.smoothing(), self.spec.keyframe_interval
         )
         self._aligner: KeyframeAligner[tuple[Any, float], Message] = KeyframeAligner()
-        self._hooks = contextlib.ExitStack()
-        self._counter = (
-            self._hooks.enter_context(self._op_counter()) if self.params.energy else None
-        )
+        self._counter = self._op_counter() if self.params.energy_every else None
+        self._step_pj = self._keyframe_pj = 0.0
         self._state: Any = None
-        self.steps = 0
+        self.steps = self.keyframes = 0
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
         self._warm_up()
@@ -74,13 +81,19 @@ class ModelNode(Node):
         spike_driven = self.model.snn.spike_driven_convs() if self.model.snn is not None else []
         return OpCounter(self.model, spike_driven=spike_driven)
 
-    def _counted_pj(self) -> float:
-        """Energy the op counter saw since its last reset (pJ), then reset it."""
-        if self._counter is None:
-            return 0.0
-        energy = float(self._counter.counts().energy_pj())
+    @contextlib.contextmanager
+    def _measured(self, count: int) -> Iterator[list[float]]:
+        """Count the work of the enclosed call (pJ, appended to the yielded list) on every
+        ``energy_every``-th call. Counting hooks run eagerly, so a compiled model keeps its
+        compiled graph and is not recompiled around them."""
+        measured: list[float] = []
+        if self._counter is None or count % self.params.energy_every:
+            yield measured
+            return
         self._counter.reset()
-        return energy
+        with self.model.eager(), self._counter:
+            yield measured
+        measured.append(float(self._counter.counts().energy_pj()))
 
     def _warm_up(self) -> None:
         """Run one key frame and one step on zeros so the first real message is not slow."""
@@ -91,18 +104,19 @@ class ModelNode(Node):
             )
             state = self.model.set_keyframe(frame, None)
             self.model.step(torch.zeros(1, spec.snn_channels, *spec.snn_size), state)
-        self._counted_pj()
 
     def on_message(self, port: str, message: Message) -> None:
         if port == "keyframes":
             if self.model.config.mode == "snn":
                 return
-            with self._torch.no_grad():
+            with self._torch.no_grad(), self._measured(self.keyframes) as measured:
                 context = self.model.encode_keyframe(
                     keyframe_input(message, self.spec).to(self.params.device)
                 )
+            self.keyframes += 1
+            self._keyframe_pj = measured[0] if measured else self._keyframe_pj
             ready = self._aligner.add_context(
-                message.meta.get("key_index"), (context, self._counted_pj())
+                message.meta.get("key_index"), (context, self._keyframe_pj)
             )
         else:
             ready = self._aligner.add_step(message.meta.get("key_index"), message)
@@ -118,18 +132,15 @@ class ModelNode(Node):
         snn_state = self._state.snn if self._state is not None else None
         if new_segment or self._state is None:
             self._state = ModelState(snn=snn_state, context=context, head=None)
-        with torch.no_grad():
+        with torch.no_grad(), self._measured(self.steps) as measured:
             x = torch.from_numpy(steps)[None].to(self.params.device)
             logits, self._state = self.model.steps(x, self._state)
         self.steps += len(steps)
-        energy_pj = self._counted_pj() / len(steps)
+        self._step_pj = measured[0] / len(steps) if measured else self._step_pj
         probs = torch.softmax(logits[0, -1].float(), dim=0).cpu().numpy()
         self._predictions.publish(
-            message, probs, (time.perf_counter() - begin) * 1000, energy_pj, keyframe_pj
+            message, probs, (time.perf_counter() - begin) * 1000, self._step_pj, keyframe_pj
         )
 
     def stats(self) -> dict[str, float]:
         return {"steps": float(self.steps), "dropped_steps": float(self._aligner.dropped)}
-
-    def finish(self) -> None:
-        self._hooks.close()

@@ -135,3 +135,21 @@ def test_event_packets_are_binned_into_steps_of_the_time_bin(
 def test_unknown_checkpoint_names_the_shipped_ones() -> None:
     with pytest.raises(ValueError, match="not the name of a shipped checkpoint"):
         MockIO(ModelNode, "model", ModelNode.Params(checkpoint="no-such-model"))
+
+
+def test_energy_is_measured_every_nth_step_and_reused_between(
+    checkpoints: dict[str, Path], rng: np.random.Generator
+) -> None:
+    io = MockIO(
+        ModelNode,
+        "model",
+        ModelNode.Params(checkpoint=str(checkpoints["residual"]), energy_every=4),
+    )
+    io.send("keyframes", keyframe(rng, 0))
+    for i in range(8):
+        residual = rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32) * (i + 1)
+        io.send("steps", Message("res/residual", "residual", i, {"residual": residual}))
+    energies = [m.meta["energy_uj"] for _, m in io.outputs]
+    assert energies[0] > 0
+    assert energies[1:4] == [energies[0]] * 3, "steps between measures reuse the last one"
+    assert energies[4] != energies[0], "step 4 is measured again (its spikes differ)"

@@ -49,7 +49,7 @@ def test_split_nodes_predict_what_the_model_node_predicts(checkpoints: dict[str,
         "threshold": 0.0,
     }
 
-    single = MockIO(ModelNode, "model", ModelNode.Params(**params))  # type: ignore[arg-type]
+    single = MockIO(ModelNode, "model", ModelNode.Params(**params, energy_every=1))  # type: ignore[arg-type]
     for port, message in stream:
         single.send("keyframes" if port == "keyframes" else "steps", message)
 
