@@ -91,9 +91,41 @@ def plan_demo(source: str | None) -> DemoPlan:
     )
 
 
+def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
+    """Parameters that make the residual node (and a synthetic source) fit the model's
+    checkpoint: its SNN input size, channels and K, and the classes it knows."""
+    from respike.models.checkpoint import read_checkpoint, resolve_checkpoint
+    from respike.models.hybrid import ModelConfig
+    from respike.models.synthetic import CLASS_NAMES
+
+    models = [node for node in spec.nodes if node.kind == "model"]
+    if not models:
+        return {}
+    payload = read_checkpoint(resolve_checkpoint(models[0].params.checkpoint))
+    inputs = ModelConfig.from_dict(payload["config"]).input_spec
+    classes = [str(name) for name in payload["class_names"]]
+    overrides: dict[str, dict[str, Any]] = {}
+    for node in spec.nodes:
+        if node.kind == "residual":
+            height, width = inputs.snn_size
+            color = "grey" if inputs.snn_channels == 1 else "rgb"
+            overrides[node.name] = {
+                "width": width,
+                "height": height,
+                "stride": inputs.keyframe_interval,
+                "color": color,
+            }
+        if node.kind == "synthetic" and set(classes) <= set(CLASS_NAMES):
+            overrides[node.name] = {"classes": ",".join(classes)}
+    return overrides
+
+
 def demo_pipeline(plan: DemoPlan, *, viewer: bool, as_json: bool) -> PipelineSpec:
-    """Load the planned pipeline, without the viewer if asked, printing JSON if asked."""
-    overrides = {name: dict(values) for name, values in plan.overrides.items()}
+    """Load the planned pipeline fitted to its checkpoint, without the viewer if asked,
+    printing JSON if asked."""
+    overrides = matching_overrides(load_pipeline(plan.pipeline))
+    for name, values in plan.overrides.items():
+        overrides.setdefault(name, {}).update(values)
     if as_json:
         overrides.setdefault("print", {}).update(format="json", arrays=False)
     spec = load_pipeline(plan.pipeline, overrides)
