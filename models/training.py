@@ -409,6 +409,11 @@ def train(
             epoch + 1, loss, accuracy, val_accuracy, time.perf_counter() - epoch_start
         )
         history.append(stats)
+        if info.world > 1:
+            # DDP broadcasts rank 0's buffers at each forward, so after the last batch the
+            # batch-norm statistics still differ; make every replica rank 0's exactly.
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)
         if info.main:
             assert last_path is not None and best_path is not None
             metrics = {
@@ -860,7 +865,10 @@ def apply_config_file(args: argparse.Namespace) -> argparse.Namespace:
         action = actions[dest]
         if merged.get(dest) != action.default:
             continue
-        if isinstance(value, list):
+        convert = cast(Callable[[str], Any], action.type or str)
+        if isinstance(value, list) and isinstance(action, argparse._AppendAction):
+            value = [convert(str(v)) for v in value]
+        elif isinstance(value, list):
             value = ",".join(str(v) for v in value)
         if action.type is not None and isinstance(value, str | int | float):
             value = cast(Callable[[str], Any], action.type)(str(value))

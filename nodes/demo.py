@@ -116,8 +116,21 @@ def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
                 "color": color,
             }
         if node.kind == "synthetic" and set(classes) <= set(CLASS_NAMES):
-            overrides[node.name] = {"classes": ",".join(classes)}
+            overrides[node.name] = {"classes": ",".join(classes), **_training_scene(payload)}
     return overrides
+
+
+def _training_scene(payload: dict[str, Any]) -> dict[str, Any]:
+    """Framing and size of the synthetic scenes the checkpoint was trained on, when recorded."""
+    try:
+        scene = payload["extra"]["data"]["scene"]
+        return {
+            "framing": str(scene["framing"]),
+            "width": int(scene["width"]),
+            "height": int(scene["height"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        return {}
 
 
 def demo_pipeline(plan: DemoPlan, *, viewer: bool, as_json: bool) -> PipelineSpec:

@@ -367,4 +367,3 @@ def _join(parts: list[EventArray]) -> EventArray:
         out = concat_events(parts)
     out.flags.writeable = False
     return out
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -57,3 +58,16 @@ def test_a_killed_model_node_is_restarted_and_predictions_resume(
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert b"node model died (signal 9); restarting" in stderr
+
+
+def test_the_demo_predicts_the_synthetic_actions_well_above_chance(spawn) -> None:
+
+    process = spawn("demo", "--for", "40", "--no-viewer", "--json", stdout=subprocess.PIPE)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    predictions = [json.loads(line)["meta"] for line in stdout.splitlines()]
+    assert len(predictions) > 300, f"only {len(predictions)} predictions in 40 s at 30 fps"
+    settled = [p for p in predictions[90:] if p["truth"]]  # after the first 3 s of warm-up
+    hits = sum(p["label"] == p["truth"] for p in settled) / len(settled)
+    chance = 1 / len({p["truth"] for p in settled})
+    assert hits > 4 * chance, f"live accuracy {hits:.0%} against chance {chance:.0%}"
