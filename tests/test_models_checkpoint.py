@@ -109,3 +109,16 @@ def test_weights_that_do_not_fit_the_config(
     torch.save(payload, wrong)
     with pytest.raises(CheckpointError, match=r"wrong\.pt: checkpoint config is invalid"):
         load_checkpoint(wrong)
+
+
+def test_saved_checkpoints_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(
+            tmp_path / "perm.pt", get_model("respike_tiny", num_classes=2), ("a", "b")
+        )
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644, "not the 0600 of a temporary file"
