@@ -195,15 +195,13 @@ class Launcher:
             )
             for spec in pipeline.nodes
         ]
-        for spec in pipeline.nodes:
-            if not runs_here(spec.host, hosts):
+        for node in self.nodes:
+            if not node.local:
                 log.warning(
                     "node %s runs on %s: start it there with\n  respike %s",
-                    spec.name,
-                    spec.host,
-                    " ".join(
-                        node_command(spec, pipeline, self.endpoints, keys=keys, insecure=insecure)
-                    ),
+                    node.spec.name,
+                    node.spec.host,
+                    " ".join(node.argv),
                 )
         self.local = [node for node in self.nodes if node.local]
 

@@ -11,14 +11,13 @@ on every ``energy_every``-th step, plus the key frame's share).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
+    EnergyMeter,
     KeyframeAligner,
     PredictionParams,
     PredictionPublisher,
@@ -41,15 +40,6 @@ class ModelNode(Node):
     @dataclass(frozen=True)
     class Params(PredictionParams):
         compile: bool = param(False, "torch.compile the step (costs seconds at start)")
-        energy_every: int = param(
-            8,
-            "measure MACs and spike ACs on every N-th step and key frame (0 = never); the others reuse the last measure",
-        )
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.energy_every < 0:
-                raise ValueError("energy_every must be ≥ 0")
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -67,33 +57,12 @@ class ModelNode(Node):
             self, classes, self.params.smoothing(), self.spec.keyframe_interval
         )
         self._aligner: KeyframeAligner[tuple[Any, float], Message] = KeyframeAligner()
-        self._counter = self._op_counter() if self.params.energy_every else None
-        self._step_pj = self._keyframe_pj = 0.0
+        self._energy = EnergyMeter(self.model, self.params.energy_every)
         self._state: Any = None
-        self.steps = self.keyframes = 0
+        self.steps = 0
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
         self._warm_up()
-
-    def _op_counter(self) -> Any:
-        from respike.models.energy import OpCounter
-
-        spike_driven = self.model.snn.spike_driven_convs() if self.model.snn is not None else []
-        return OpCounter(self.model, spike_driven=spike_driven)
-
-    @contextlib.contextmanager
-    def _measured(self, count: int) -> Iterator[list[float]]:
-        """Count the work of the enclosed call (pJ, appended to the yielded list) on every
-        ``energy_every``-th call. Counting hooks run eagerly, so a compiled model keeps its
-        compiled graph and is not recompiled around them."""
-        measured: list[float] = []
-        if self._counter is None or count % self.params.energy_every:
-            yield measured
-            return
-        self._counter.reset()
-        with self.model.eager(), self._counter:
-            yield measured
-        measured.append(float(self._counter.counts().energy_pj()))
 
     def _warm_up(self) -> None:
         """Run one key frame and one step on zeros so the first real message is not slow."""
@@ -109,14 +78,12 @@ class ModelNode(Node):
         if port == "keyframes":
             if self.model.config.mode == "snn":
                 return
-            with self._torch.no_grad(), self._measured(self.keyframes) as measured:
+            with self._torch.no_grad(), self._energy.measure("keyframe"):
                 context = self.model.encode_keyframe(
                     keyframe_input(message, self.spec).to(self.params.device)
                 )
-            self.keyframes += 1
-            self._keyframe_pj = measured[0] if measured else self._keyframe_pj
             ready = self._aligner.add_context(
-                message.meta.get("key_index"), (context, self._keyframe_pj)
+                message.meta.get("key_index"), (context, self._energy.last["keyframe"])
             )
         else:
             ready = self._aligner.add_step(message.meta.get("key_index"), message)
@@ -132,14 +99,17 @@ class ModelNode(Node):
         snn_state = self._state.snn if self._state is not None else None
         if new_segment or self._state is None:
             self._state = ModelState(snn=snn_state, context=context, head=None)
-        with torch.no_grad(), self._measured(self.steps) as measured:
+        with torch.no_grad(), self._energy.measure("step", per=len(steps)):
             x = torch.from_numpy(steps)[None].to(self.params.device)
             logits, self._state = self.model.steps(x, self._state)
         self.steps += len(steps)
-        self._step_pj = measured[0] / len(steps) if measured else self._step_pj
         probs = torch.softmax(logits[0, -1].float(), dim=0).cpu().numpy()
         self._predictions.publish(
-            message, probs, (time.perf_counter() - begin) * 1000, self._step_pj, keyframe_pj
+            message,
+            probs,
+            (time.perf_counter() - begin) * 1000,
+            self._energy.last["step"],
+            keyframe_pj,
         )
 
     def stats(self) -> dict[str, float]:

@@ -6,12 +6,12 @@ fusion and head on the features the other two send.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
 from respike.nodes.base import Node, register
 from respike.nodes.inference import (
+    EnergyMeter,
     KeyframeAligner,
     PredictionParams,
     PredictionPublisher,
@@ -31,30 +31,14 @@ class _CheckpointNode(Node):
     def _load(self, *, spike_driven: bool) -> None:
         import torch
 
-        from respike.models.energy import OpCounter
-
         self._torch = torch
         self.model, self.classes, self.spec = load_model(self.params)
-        convs = (
-            self.model.snn.spike_driven_convs()
-            if spike_driven and self.model.snn is not None
-            else []
-        )
-        self._hooks = contextlib.ExitStack()
-        self._counter = self._hooks.enter_context(OpCounter(self.model, spike_driven=convs))
-
-    def _counted_pj(self) -> float:
-        energy = float(self._counter.counts().energy_pj())
-        self._counter.reset()
-        return energy
+        self._energy = EnergyMeter(self.model, self.params.energy_every, spike_driven=spike_driven)
 
     def _passed_on(self, message: Message, stage_ms: float) -> dict[str, Any]:
         meta = {k: message.meta[k] for k in PASS_THROUGH if k in message.meta}
         meta["latency_ms"] = {**meta.get("latency_ms", {}), self.kind: round(stage_ms, 3)}
         return meta
-
-    def finish(self) -> None:
-        self._hooks.close()
 
 
 @register("snn")
@@ -82,8 +66,7 @@ class SnnNode(_CheckpointNode):
         torch = self._torch
         begin = time.perf_counter()
         x = torch.from_numpy(self._inputs(message))[:, None].to(self.params.device)
-        self._counted_pj()
-        with torch.no_grad():
+        with torch.no_grad(), self._energy.measure("snn"):
             spikes, self._state = self.model.snn.forward_sequence(x, self._state)
         arrays = {
             f"stage{i}": s[:, 0].to(torch.uint8).cpu().numpy()
@@ -91,7 +74,7 @@ class SnnNode(_CheckpointNode):
         }
         meta = self._passed_on(message, (time.perf_counter() - begin) * 1000)
         self.publish(
-            "features", "features", message.t, arrays, energy_pj=self._counted_pj(), **meta
+            "features", "features", message.t, arrays, energy_pj=self._energy.last["snn"], **meta
         )
 
 
@@ -112,13 +95,12 @@ class KeyframeNode(_CheckpointNode):
 
     def on_message(self, port: str, message: Message) -> None:
         begin = time.perf_counter()
-        self._counted_pj()
-        with self._torch.no_grad():
+        with self._torch.no_grad(), self._energy.measure("ann"):
             maps = self.model.ann(keyframe_input(message, self.spec).to(self.params.device))
         arrays = {f"stage{i}": m[0].float().cpu().numpy() for i, m in enumerate(maps, start=1)}
         meta = self._passed_on(message, (time.perf_counter() - begin) * 1000)
         self.publish(
-            "features", "features", message.t, arrays, energy_pj=self._counted_pj(), **meta
+            "features", "features", message.t, arrays, energy_pj=self._energy.last["ann"], **meta
         )
 
 
@@ -148,10 +130,9 @@ class FusionNode(_CheckpointNode):
                 torch.tensor(message.arrays[f"stage{i}"])[None].to(self.params.device)
                 for i in range(1, 5)
             ]
-            self._counted_pj()
-            with torch.no_grad():
+            with torch.no_grad(), self._energy.measure("context"):
                 context = self.model.context_from_features(maps)
-            keyframe_pj = float(message.meta.get("energy_pj", 0.0)) + self._counted_pj()
+            keyframe_pj = float(message.meta.get("energy_pj", 0.0)) + self._energy.last["context"]
             ready = self._aligner.add_context(message.meta.get("key_index"), (context, keyframe_pj))
         else:
             ready = self._aligner.add_step(message.meta.get("key_index"), message)
@@ -165,14 +146,14 @@ class FusionNode(_CheckpointNode):
             torch.tensor(message.arrays[f"stage{i}"]).float()[:, None].to(self.params.device)
             for i in range(1, 5)
         ]
-        self._counted_pj()
-        with torch.no_grad():
+        steps = features[0].shape[0]
+        with torch.no_grad(), self._energy.measure("fusion"):
             logits, self._head = self.model.fuse(
-                features, context, None if new_segment else self._head, steps=features[0].shape[0]
+                features, context, None if new_segment else self._head, steps=steps
             )
-        energy_pj = (float(message.meta.get("energy_pj", 0.0)) + self._counted_pj()) / features[
-            0
-        ].shape[0]
+        energy_pj = (
+            float(message.meta.get("energy_pj", 0.0)) + self._energy.last["fusion"]
+        ) / steps
         probs = torch.softmax(logits[-1, 0].float(), dim=0).cpu().numpy()
         self._predictions.publish(
             message, probs, (time.perf_counter() - begin) * 1000, energy_pj, keyframe_pj

@@ -47,14 +47,17 @@ def test_split_nodes_predict_what_the_model_node_predicts(checkpoints: dict[str,
         "enter": 0.0,
         "margin": 0.0,
         "threshold": 0.0,
+        "energy_every": 1,  # every step counted, so the energies compare exactly
     }
 
-    single = MockIO(ModelNode, "model", ModelNode.Params(**params, energy_every=1))  # type: ignore[arg-type]
+    single = MockIO(ModelNode, "model", ModelNode.Params(**params))  # type: ignore[arg-type]
     for port, message in stream:
         single.send("keyframes" if port == "keyframes" else "steps", message)
 
-    snn = MockIO(SnnNode, "snn", SnnNode.Params(checkpoint=params["checkpoint"]))
-    ann = MockIO(KeyframeNode, "ann", KeyframeNode.Params(checkpoint=params["checkpoint"]))
+    snn = MockIO(SnnNode, "snn", SnnNode.Params(checkpoint=params["checkpoint"], energy_every=1))
+    ann = MockIO(
+        KeyframeNode, "ann", KeyframeNode.Params(checkpoint=params["checkpoint"], energy_every=1)
+    )
     for port, message in stream:
         (ann if port == "keyframes" else snn).send(
             "keyframes" if port == "keyframes" else "steps", message
