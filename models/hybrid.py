@@ -27,6 +27,7 @@ hosts as separate pipeline nodes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple, cast
@@ -251,16 +252,62 @@ class HybridReSpike(nn.Module):
         """Several steps of one segment: ``x`` ``(B, T, C, h, w)`` to logits ``(B, T, classes)``."""
         return self._run(self._step_fn, x, state)
 
+    def steps_across(
+        self,
+        x: torch.Tensor,
+        state: ModelState | None,
+        new_segments: Mapping[int, KeyframeContext],
+    ) -> tuple[torch.Tensor, ModelState]:
+        """Steps ``x`` ``(B, T, C, h, w)`` that may span segments: logits ``(B, T, classes)``.
+
+        ``new_segments`` maps a step index to the context of the key frame that starts a new
+        segment there (as :meth:`set_keyframe` would). The result equals :meth:`set_keyframe`
+        and :meth:`steps` segment by segment, but the SNN runs over all ``T`` steps in one pass
+        (fusion is late, so the SNN never needs the context): a node that fell behind catches up
+        with one batched convolution per layer instead of ``T``. A single segment goes through
+        the (possibly compiled) step path.
+        """
+        new_segments = dict(new_segments)
+        context = new_segments.pop(0, None)
+        if context is not None:
+            state = ModelState(
+                snn=state.snn if state is not None else None, context=context, head=None
+            )
+        if state is None or state.context is None:
+            raise RuntimeError("no key frame yet: the first step needs a context in new_segments")
+        if not new_segments:
+            return self.steps(x, state)
+        self._check_steps(x)
+        steps = x.shape[1]
+        if not all(0 < t < steps for t in new_segments):
+            raise ValueError(f"segment starts {sorted(new_segments)} outside steps 1..{steps - 1}")
+        features, snn_state = None, state.snn
+        if self.snn is not None:
+            features, snn_state = self.snn.forward_sequence(x.transpose(0, 1), snn_state)
+        bounds = [0, *sorted(new_segments), steps]
+        context, head = state.context, state.head
+        logits = []
+        for begin, end in itertools.pairwise(bounds):
+            if begin in new_segments:
+                context, head = new_segments[begin], None
+            part = None if features is None else [f[begin:end] for f in features]
+            segment_logits, head = self.fuse(part, context, head, steps=end - begin)
+            logits.append(segment_logits)
+        return torch.cat(logits).transpose(0, 1), ModelState(snn_state, context, head)
+
     def _run(
         self, fn: StepFn, x: torch.Tensor, state: ModelState
     ) -> tuple[torch.Tensor, ModelState]:
         if state.context is None:
             raise RuntimeError("no key frame yet: call set_keyframe(frame, state) before step()")
+        self._check_steps(x)
+        logits, state = fn(x.transpose(0, 1), state)
+        return logits.transpose(0, 1), state
+
+    def _check_steps(self, x: torch.Tensor) -> None:
         expected = (self.config.input_spec.snn_channels, *self.config.input_spec.snn_size)
         if x.dim() != 5 or tuple(x.shape[2:]) != expected:
             raise ValueError(f"SNN input has shape {tuple(x.shape)}; expected (B, T, *{expected})")
-        logits, state = fn(x.transpose(0, 1), state)
-        return logits.transpose(0, 1), state
 
     def _steps_impl(self, x: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
         """The one code path of every mode: time-major ``x (T, B, C, h, w)`` to ``(T, B, n)``."""

@@ -91,6 +91,14 @@ class Node:
     def on_message(self, port: str, message: Message) -> None:
         """Handle one validated message that arrived on input ``port``."""
 
+    def flush(self) -> None:
+        """Run work that :meth:`on_message` deferred; called once no input message is waiting.
+
+        A node that has fallen behind gets every waiting message through :meth:`on_message`
+        first and can then process them in one batch here (the ``model`` node steps its SNN
+        over all of them in one pass). Nodes that work per message leave this empty.
+        """
+
     def produce(self) -> float | None:
         """Emit output; return seconds from now until the next call, or None when done.
 

@@ -7,13 +7,19 @@ frame of their segment (:class:`~respike.nodes.inference.KeyframeAligner`). Each
 the top-k scores, the capture time ``t`` of the frame it refers to, the latency from capture to
 this prediction with its per-stage parts, and the energy of the step (MACs and spike ACs measured
 on every ``energy_every``-th step, plus the key frame's share).
+
+Steps are queued by :meth:`ModelNode.on_message` and run by :meth:`ModelNode.flush`, which the
+runtime calls once no more input is waiting: live, that is one message at a time; behind (a
+replay as fast as possible, a burst), up to ``batch`` steps run in one SNN pass
+(:meth:`~respike.models.hybrid.HybridReSpike.steps_across`), so the per-step Python overhead
+of a small network is paid once per batch.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
@@ -40,6 +46,14 @@ class ModelNode(Node):
     @dataclass(frozen=True)
     class Params(PredictionParams):
         compile: bool = param(False, "torch.compile the step (costs seconds at start)")
+        batch: int = param(
+            32, "most waiting steps run in one SNN pass when the node is behind (1 = one by one)"
+        )
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.batch < 1:
+                raise ValueError("batch must be ≥ 1")
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -52,14 +66,17 @@ class ModelNode(Node):
         self.model, classes, self.spec = load_model(self.params)
         if self.params.compile:
             self.model.enable_compile()
+        self._batch = 1 if self.params.compile else self.params.batch  # one graph per shape
         self._inputs = StepInputs(self.spec)
         self._predictions = PredictionPublisher(
             self, classes, self.params.smoothing(), self.spec.keyframe_interval
         )
         self._aligner: KeyframeAligner[tuple[Any, float], Message] = KeyframeAligner()
         self._energy = EnergyMeter(self.model, self.params.energy_every)
+        self._pending: list[_Ready] = []
         self._state: Any = None
         self.steps = 0
+        self.batches = 0
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
         self._warm_up()
@@ -87,30 +104,66 @@ class ModelNode(Node):
             )
         else:
             ready = self._aligner.add_step(message.meta.get("key_index"), message)
+        errors = []
         for step, (context, keyframe_pj), new_segment in ready:
-            self._run(step, context, keyframe_pj, new_segment)
+            try:  # a bad step is counted; the good ones released with it still run
+                self._pending.append(
+                    _Ready(step, self._inputs(step), context, keyframe_pj, new_segment)
+                )
+            except ValueError as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
-    def _run(self, message: Message, context: Any, keyframe_pj: float, new_segment: bool) -> None:
-        from respike.models.hybrid import ModelState
+    def flush(self) -> None:
+        """Run the waiting steps, at most ``batch`` at a time, and publish their predictions."""
+        while self._pending:
+            count, steps = 0, 0
+            for item in self._pending:
+                if count and steps + len(item.steps) > self._batch:
+                    break
+                count, steps = count + 1, steps + len(item.steps)
+            batch, self._pending = self._pending[:count], self._pending[count:]
+            self._run(batch)
+
+    def _run(self, batch: list[_Ready]) -> None:
+        import numpy as np
 
         torch = self._torch
-        steps = self._inputs(message)
         begin = time.perf_counter()
-        snn_state = self._state.snn if self._state is not None else None
-        if new_segment or self._state is None:
-            self._state = ModelState(snn=snn_state, context=context, head=None)
-        with torch.no_grad(), self._energy.measure("step", per=len(steps)):
-            x = torch.from_numpy(steps)[None].to(self.params.device)
-            logits, self._state = self.model.steps(x, self._state)
-        self.steps += len(steps)
-        probs = torch.softmax(logits[0, -1].float(), dim=0).cpu().numpy()
-        self._predictions.publish(
-            message,
-            probs,
-            (time.perf_counter() - begin) * 1000,
-            self._energy.last["step"],
-            keyframe_pj,
-        )
+        new_segments, ends, offset = {}, [], 0
+        for item in batch:
+            if item.new_segment or (self._state is None and offset == 0):
+                new_segments[offset] = item.context
+            offset += len(item.steps)
+            ends.append(offset - 1)
+        x = np.concatenate([item.steps for item in batch]) if len(batch) > 1 else batch[0].steps
+        with torch.no_grad(), self._energy.measure("step", per=offset):
+            logits, self._state = self.model.steps_across(
+                torch.from_numpy(x)[None].to(self.params.device), self._state, new_segments
+            )
+        self.steps += offset
+        self.batches += 1
+        probs = torch.softmax(logits[0, ends].float(), dim=-1).cpu().numpy()
+        compute_ms = (time.perf_counter() - begin) * 1000
+        for item, item_probs in zip(batch, probs, strict=True):
+            self._predictions.publish(
+                item.message, item_probs, compute_ms, self._energy.last["step"], item.keyframe_pj
+            )
 
     def stats(self) -> dict[str, float]:
-        return {"steps": float(self.steps), "dropped_steps": float(self._aligner.dropped)}
+        return {
+            "steps": float(self.steps),
+            "steps_per_batch": self.steps / self.batches if self.batches else 0.0,
+            "dropped_steps": float(self._aligner.dropped),
+        }
+
+
+class _Ready(NamedTuple):
+    """A step message paired with its key frame's context, converted and waiting for flush."""
+
+    message: Message
+    steps: Any
+    context: Any
+    keyframe_pj: float
+    new_segment: bool

@@ -1,8 +1,9 @@
 """The node runtime: wires a node to sockets, runs its loop, publishes stats, stops cleanly.
 
 One loop per process: wait on the input sockets (or until a source is due), hand each valid
-message to the node, call a source's :meth:`~respike.nodes.base.Node.produce` on its schedule,
-publish ``<name>/stats`` every second. SIGINT/SIGTERM set a stop flag that the loop (and a
+message to the node, then call its :meth:`~respike.nodes.base.Node.flush` once nothing more is
+waiting (so a node that fell behind can batch), call a source's
+:meth:`~respike.nodes.base.Node.produce` on its schedule, publish ``<name>/stats`` every second. SIGINT/SIGTERM set a stop flag that the loop (and a
 send blocked by backpressure) checks; the node's :meth:`finish` always runs and every socket is
 closed. An exception while handling one input message is counted and logged once per type:
 input never kills a node. ``end`` on every input finishes the node, which forwards ``end`` on
@@ -12,6 +13,7 @@ its own outputs, so a finite source drains the whole pipeline and every process 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -20,6 +22,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -203,7 +206,12 @@ class NodeRunner:
                     if message.end:
                         ended.add(port)
                     else:
-                        self._handle(port, message)
+                        received = now_us()
+                        self.hop_ms.add((received - message.pt) / 1000)
+                        self.age_ms.add((received - message.t) / 1000)
+                        self._handle(port, functools.partial(self.node.on_message, port, message))
+            if ready:
+                self._handle("flush", self.node.flush)
             if self.subscribers and ended >= set(self.subscribers):
                 return
             if source_due is not None and time.monotonic() >= source_due:
@@ -217,12 +225,10 @@ class NodeRunner:
             time.sleep(timeout_ms / 1000)
         return {}
 
-    def _handle(self, port: str, message: Message) -> None:
-        received = now_us()
-        self.hop_ms.add((received - message.pt) / 1000)
-        self.age_ms.add((received - message.t) / 1000)
+    def _handle(self, port: str, call: Callable[[], None]) -> None:
+        """Run one call into the node; an exception is counted (logged once per type), not fatal."""
         try:
-            self._timed(lambda: self.node.on_message(port, message))
+            self._timed(call)
         except Stopped:
             raise
         except Exception as exc:
@@ -335,6 +341,7 @@ class MockIO:
         if port not in self.node_cls.inputs and not self.node_cls.any_inputs:
             raise ValueError(f"{self.node_cls.kind} has no input {port!r}")
         self.node.on_message(port, message)
+        self.node.flush()
 
     def run_source(self, max_calls: int = 1_000_000) -> None:
         """Call ``produce`` (without sleeping) until the source is done or ``max_calls``."""

@@ -7,9 +7,10 @@ fusion and head on the features the other two send.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from respike.nodes.base import Node, register
+from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     EnergyMeter,
     KeyframeAligner,
@@ -49,7 +50,17 @@ class SnnNode(_CheckpointNode):
     ACs of the steps as ``energy_pj``.
     """
 
-    Params = RuntimeParams
+    @dataclass(frozen=True)
+    class Params(RuntimeParams):
+        batch: int = param(
+            32, "most waiting steps run in one SNN pass when the node is behind (1 = one by one)"
+        )
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.batch < 1:
+                raise ValueError("batch must be ≥ 1")
+
     inputs = ("steps",)
     outputs = ("features",)
 
@@ -60,22 +71,50 @@ class SnnNode(_CheckpointNode):
                 f"checkpoint {self.params.checkpoint!r} has no SNN branch (mode 'ann')"
             )
         self._inputs = StepInputs(self.spec)
+        self._pending: list[tuple[Message, Any]] = []
         self._state: Any = None
 
     def on_message(self, port: str, message: Message) -> None:
+        self._pending.append((message, self._inputs(message)))
+
+    def flush(self) -> None:
+        """Step the SNN over the waiting messages, at most ``batch`` steps per pass."""
+        while self._pending:
+            count, steps = 0, 0
+            for _, x in self._pending:
+                if count and steps + len(x) > self.params.batch:
+                    break
+                count, steps = count + 1, steps + len(x)
+            batch, self._pending = self._pending[:count], self._pending[count:]
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[Message, Any]]) -> None:
+        import numpy as np
+
         torch = self._torch
         begin = time.perf_counter()
-        x = torch.from_numpy(self._inputs(message))[:, None].to(self.params.device)
-        with torch.no_grad(), self._energy.measure("snn"):
-            spikes, self._state = self.model.snn.forward_sequence(x, self._state)
-        arrays = {
-            f"stage{i}": s[:, 0].to(torch.uint8).cpu().numpy()
-            for i, s in enumerate(spikes, start=1)
-        }
-        meta = self._passed_on(message, (time.perf_counter() - begin) * 1000)
-        self.publish(
-            "features", "features", message.t, arrays, energy_pj=self._energy.last["snn"], **meta
-        )
+        x = np.concatenate([steps for _, steps in batch]) if len(batch) > 1 else batch[0][1]
+        with torch.no_grad(), self._energy.measure("snn", per=len(x)):
+            spikes, self._state = self.model.snn.forward_sequence(
+                torch.from_numpy(x)[:, None].to(self.params.device), self._state
+            )
+        stages = [s[:, 0].to(torch.uint8).cpu().numpy() for s in spikes]
+        stage_ms = (time.perf_counter() - begin) * 1000
+        offset = 0
+        for message, steps in batch:
+            arrays = {
+                f"stage{i}": stage[offset : offset + len(steps)]
+                for i, stage in enumerate(stages, start=1)
+            }
+            offset += len(steps)
+            self.publish(
+                "features",
+                "features",
+                message.t,
+                arrays,
+                energy_pj=self._energy.last["snn"] * len(steps),
+                **self._passed_on(message, stage_ms),
+            )
 
 
 @register("keyframe")

@@ -109,6 +109,28 @@ def test_modes_are_one_code_path() -> None:
     torch.testing.assert_close(parts, total, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "snn"])
+def test_steps_across_segments_equal_step_by_step(mode: str) -> None:
+    """One SNN pass over steps spanning key frames gives the streaming logits and state."""
+    torch.manual_seed(0)
+    model = excited(get_model("respike_tiny", num_classes=4, mode=mode))
+    clip = make_clip(model, batch=1, segments=3)
+    k = model.keyframe_interval
+    frames = clip.keyframes[:, :, None] if mode == "hybrid" else [[None] * 3]
+    contexts = [model.encode_keyframe(f) for f in frames[0]]
+    with torch.no_grad():
+        expected = stream(model, clip)
+        # steps 0..2 (segment 0 and the first step of segment 1), then 3..5 (a new segment at 4)
+        first, state = model.steps_across(clip.steps[:, :3], None, {0: contexts[0], 2: contexts[1]})
+        second, state = model.steps_across(clip.steps[:, 3:], state, {1: contexts[2]})
+    assert k == 2
+    torch.testing.assert_close(torch.cat([first, second], 1), expected, rtol=0, atol=1e-10)
+    with pytest.raises(RuntimeError, match="no key frame yet"):
+        model.steps_across(clip.steps[:, :2], None, {1: contexts[1]})
+    with pytest.raises(ValueError, match="outside steps"):
+        model.steps_across(clip.steps[:, :2], state, {2: contexts[1]})
+
+
 def test_streaming_errors() -> None:
     model = get_model("respike_tiny", num_classes=2).eval()
     x = torch.zeros(1, 2, 32, 32)

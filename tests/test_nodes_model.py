@@ -69,6 +69,37 @@ def test_predictions_follow_the_model_step_by_step(
     assert predictions[0].t == 1000, "a prediction carries the capture time of its frame"
 
 
+def test_a_node_behind_runs_waiting_steps_in_one_batch_with_the_same_predictions(
+    checkpoints: Path, rng: np.random.Generator
+) -> None:
+    params = ModelNode.Params(checkpoint=str(checkpoints["residual"]), batch=5)
+    frames = [keyframe(rng, 4 * k) for k in range(3)]
+    residuals = [rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32) for _ in range(11)]
+
+    def messages() -> list[tuple[str, Message]]:
+        out = []
+        for i, residual in enumerate(residuals):
+            if i % 2 == 0:  # the fixture's checkpoint has K = 2
+                out.append(("keyframes", frames[i // 4] if i % 4 == 0 else keyframe(rng, i)))
+            out.append(("steps", Message("res/residual", "residual", i, {"residual": residual})))
+        return out
+
+    script = messages()
+    one_by_one = MockIO(ModelNode, "model", params)
+    for port, message in script:
+        one_by_one.send(port, message)
+    behind = MockIO(ModelNode, "model", params)
+    for port, message in script:  # everything arrives before the runtime calls flush
+        behind.node.on_message(port, message)
+    assert behind.outputs == []
+    behind.node.flush()
+    assert behind.node.stats()["steps_per_batch"] == pytest.approx(11 / 3), "5 + 5 + 1 steps"
+    assert [m.t for _, m in behind.outputs] == list(range(11))
+    for (_, a), (_, b) in zip(one_by_one.outputs, behind.outputs, strict=True):
+        np.testing.assert_allclose(a.arrays["probs"], b.arrays["probs"], rtol=1e-5, atol=1e-6)
+        assert a.meta["label"] == b.meta["label"]
+
+
 def test_steps_wait_for_their_key_frame_and_wrong_shapes_are_rejected(
     checkpoints: Path, rng: np.random.Generator
 ) -> None:
