@@ -62,6 +62,7 @@ from respike.models.datasets import (
 from respike.models.energy import measure_energy, r3d18_reference
 from respike.models.fusion import FusionConfig
 from respike.models.hybrid import MODES, Clip, HybridReSpike, InputSpec, Mode
+from respike.models.neurons import LIFConfig
 from respike.models.registry import get_model, list_models
 from respike.models.snn import SNNConfig
 from respike.models.synthetic import GROUPS, SceneConfig, class_names
@@ -804,6 +805,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--snn-widths", type=_ints, help="e.g. 16,32,64,128")
     model.add_argument("--snn-blocks", type=_ints, help="e.g. 1,1,1,1")
     model.add_argument("--snn-stem-stride", type=int, default=2)
+    model.add_argument(
+        "--lif-decay", type=float, help="membrane kept per step (default ReSpike's 0.25)"
+    )
     model.add_argument("--ann-widths", type=_ints)
     model.add_argument("--ann-blocks", type=_ints)
     model.add_argument("--fusion-stages", type=_ints)
@@ -890,12 +894,13 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         time_bin_us=args.time_bin_us,
     )
     snn = None
-    if args.snn_widths or args.snn_blocks or args.snn_stem_stride != 2:
+    if args.snn_widths or args.snn_blocks or args.snn_stem_stride != 2 or args.lif_decay:
         base = SNNConfig()
         snn = SNNConfig(
             widths=args.snn_widths or base.widths,
             blocks=args.snn_blocks or (1,) * len(args.snn_widths or base.widths),
             stem_stride=args.snn_stem_stride,
+            lif=LIFConfig(decay=args.lif_decay) if args.lif_decay else base.lif,
         )
     ann = None
     if args.ann_widths or args.ann_blocks:
