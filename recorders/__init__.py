@@ -8,13 +8,14 @@
 """
 
 from respike.recorders.base import (
+    TRIGGER_DTYPE,
     EventReader,
     EventWindow,
     Frame,
     ReadOptions,
     RecordingSummary,
 )
-from respike.recorders.errors import EventFileError, UnknownFormatError
+from respike.recorders.errors import DatasetSampleError, EventFileError, UnknownFormatError
 from respike.recorders.formats import (
     FORMATS,
     FormatSpec,
@@ -26,6 +27,8 @@ from respike.recorders.formats import (
 
 __all__ = [
     "FORMATS",
+    "TRIGGER_DTYPE",
+    "DatasetSampleError",
     "EventFileError",
     "EventReader",
     "EventWindow",

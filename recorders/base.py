@@ -25,6 +25,22 @@ from respike.recorders.errors import EventFileError
 #: µs per unit, for the time columns of formats that do not fix their unit
 TIME_UNITS = {"s": 1_000_000.0, "ms": 1_000.0, "us": 1.0, "ns": 0.001}
 
+#: External trigger events (a sync or trigger input of the camera): ``t`` in µs on the events'
+#: clock, ``edge`` 1 for a rising and 0 for a falling edge, ``id`` the trigger channel.
+TRIGGER_DTYPE = np.dtype([("t", "<i8"), ("edge", "u1"), ("id", "u1")])
+
+TriggerArray = npt.NDArray[np.void]
+
+
+def trigger_array(t: npt.ArrayLike, edge: npt.ArrayLike, ident: npt.ArrayLike) -> TriggerArray:
+    """A TRIGGER_DTYPE array from its three columns."""
+    t = np.asarray(t)
+    out = np.empty(t.shape[0], dtype=TRIGGER_DTYPE)
+    out["t"] = t
+    out["edge"] = edge
+    out["id"] = ident
+    return out
+
 
 @dataclass(frozen=True)
 class ReadOptions:
@@ -40,12 +56,15 @@ class ReadOptions:
     ``time_unit``: unit of the time column for formats that do not define one (text, npy, npz,
     HDF5): "s", "ms", "us" or "ns"; None guesses seconds for floating-point times and µs for
     integers.
+    ``sample``: for dataset folders, the sample to read: its index in the folder's listing or
+    its path relative to the folder.
     """
 
     strict: bool = True
     packet_events: int = 1 << 14
     topic: str | None = None
     time_unit: str | None = None
+    sample: int | str | None = None
 
     def __post_init__(self) -> None:
         if self.packet_events < 1:
@@ -140,7 +159,7 @@ class EventReader(abc.ABC):
     format_name: str = ""
 
     def __init__(self, path: str | Path, options: ReadOptions | None = None) -> None:
-        self._path = Path(path)
+        self._path = path if isinstance(path, Path) else Path(path)
         self._options = options or ReadOptions()
         self._sensor_size: tuple[int, int] | None = None
         self._summary: RecordingSummary | None = None
@@ -197,14 +216,35 @@ class EventReader(abc.ABC):
         :class:`EventFileError` is raised; with ``strict=False`` the pass ends there and the
         error is kept in :attr:`error`.
         """
+        for item in self._guarded(self._items()):
+            if isinstance(item, Frame):
+                yield item
+            elif item.shape[0]:
+                item.flags.writeable = False
+                yield item
+
+    def triggers(self) -> Iterator[TriggerArray]:
+        """External trigger events (TRIGGER_DTYPE arrays, non-empty, read-only, time-ordered).
+
+        One fresh pass over the file per call, apart from :meth:`stream` because few consumers
+        want them (a replay does not). Formats that carry them: Prophesee EVT3 (EXT_TRIGGER
+        words) and ROS bags with EventPacket evt3 or ``trigger`` packets; nothing for the others.
+        Damage is handled as in :meth:`stream`.
+        """
+        for item in self._guarded(self._trigger_items()):
+            if item.shape[0]:
+                item.flags.writeable = False
+                yield item
+
+    def _trigger_items(self) -> Iterator[TriggerArray]:
+        """Yield trigger arrays in file order; formats with trigger events override this."""
+        return iter(())
+
+    def _guarded(self, items: Iterator[Any]) -> Iterator[Any]:
+        """Pass ``items`` through, applying the strictness option to an EventFileError."""
         self.error = None
         try:
-            for item in self._items():
-                if isinstance(item, Frame):
-                    yield item
-                elif item.shape[0]:
-                    item.flags.writeable = False
-                    yield item
+            yield from items
         except EventFileError as exc:
             self.error = exc
             if self._options.strict:

@@ -1,9 +1,13 @@
-"""The errors the event-file readers raise: one class for damaged files, one for unknown formats."""
+"""The errors the event-file readers raise: damaged files, unknown formats, dataset choices."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from respike.recorders.datasets import DatasetFolder
 
 
 class EventFileError(ValueError):
@@ -46,3 +50,24 @@ class UnknownFormatError(EventFileError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class DatasetSampleError(ValueError):
+    """A dataset folder was opened without a sample, or with one it does not hold.
+
+    The message names the folder and lists what it holds (layout, counts, the first samples
+    by index), so the user can pick ``sample=INDEX`` / ``sample=PATH`` or ``FOLDER#INDEX``.
+    """
+
+    def __init__(self, path: str | Path, reason: str, folder: DatasetFolder | None) -> None:
+        self.path = Path(path)
+        self.folder = folder
+        where = (
+            f"; it holds: {folder.listing()}. Open one with sample=INDEX or sample=PATH, "
+            f"or as {self.path}#INDEX"
+            if folder is not None
+            else "; expected tonic's NMNIST (Train/<digit>/*.bin) or DVSGesture "
+            "(ibmGestureTrain/userNN_light/<label>.npy) layout, train*.txt/test*.txt split "
+            "files or a labels.csv"
+        )
+        super().__init__(f"{self.path}: dataset folder: {reason}{where}")

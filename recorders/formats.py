@@ -3,6 +3,8 @@
 Detection reads the first bytes: magic numbers (AEDAT, HDF5, NumPy, zip, SQLite, MCAP, ROS 1
 bag), then the Prophesee ``%`` header, then plain text; the extension only decides between
 formats that have no header (N-MNIST binary) or a damaged one. ``format=`` skips detection.
+A folder is a ROS 2 bag (``metadata.yaml``) or a dataset folder (see
+:mod:`respike.recorders.datasets`), read one sample at a time.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def open_events(
     packet_events: int = 1 << 14,
     topic: str | None = None,
     time_unit: str | None = None,
+    sample: int | str | None = None,
 ) -> EventReader:
     """Open any supported event recording and return its reader.
 
@@ -63,16 +66,28 @@ def open_events(
     (``reader.windows(duration_us)``), frames when the recording has them, the sensor size and a
     one-pass ``reader.summary()``. ``strict=False`` turns damage after a valid prefix into
     ``reader.error`` instead of an exception; ``topic`` picks the event topic of a bag;
-    ``time_unit`` sets the unit of formats without one (see :class:`ReadOptions`).
+    ``time_unit`` sets the unit of formats without one (see :class:`ReadOptions`); ``sample``
+    picks the recording of a dataset folder (index or relative path), which ``FOLDER#INDEX``
+    does too.
 
     >>> reader = open_events("recording.raw")                      # doctest: +SKIP
     >>> for window in reader.windows(10_000): ...                  # doctest: +SKIP
+    >>> digit = open_events("NMNIST#12")                           # doctest: +SKIP
     """
-    p = Path(path)
+    p = path if isinstance(path, Path) else Path(path)
+    if not p.exists() and "#" in p.name:
+        base, _, choice = str(path).rpartition("#")
+        if Path(base).is_dir() and choice:
+            p = Path(base)
+            sample = int(choice) if choice.isdigit() else choice
     if not p.exists():
         raise FileNotFoundError(f"no such event recording: {p}")
     options = ReadOptions(
-        strict=strict, packet_events=packet_events, topic=topic, time_unit=time_unit
+        strict=strict,
+        packet_events=packet_events,
+        topic=topic,
+        time_unit=time_unit,
+        sample=sample,
     )
     name = format or detect_format(p)
     if name not in FORMATS:
@@ -82,11 +97,17 @@ def open_events(
 
 def detect_format(path: str | Path) -> str:
     """Registry name of the recording's format, from its header (extension as a hint)."""
-    p = Path(path)
+    p = path if isinstance(path, Path) else Path(path)
     if p.is_dir():
         if (p / "metadata.yaml").exists():
             return "rosbag2"
-        raise UnknownFormatError(p, "folder without a ROS 2 metadata.yaml", supported_formats())
+        from respike.recorders.datasets import dataset_layout
+
+        if dataset_layout(p) is not None:
+            return "tonic"
+        raise UnknownFormatError(
+            p, "folder is neither a ROS 2 bag nor a dataset folder", supported_formats()
+        )
     with p.open("rb") as f:
         head = f.read(SNIFF_BYTES)
     ext = p.suffix.lower()
@@ -233,7 +254,7 @@ for _spec in (
     ),
     FormatSpec(
         "rosbag2",
-        "ROS 2 bag (sqlite3 or MCAP): EventPacket evt3/libcaer/mono, EventArray",
+        "ROS 2 bag (sqlite3 or MCAP): EventPacket evt3/libcaer/libcaer_cmp/mono/trigger, EventArray",
         (".db3", ".mcap"),
         _lazy(f"{_PKG}.rosbag", "RosBagReader"),
     ),
@@ -242,6 +263,13 @@ for _spec in (
         "ROS 1 bag: dvs_msgs/EventArray, EventPacket",
         (".bag",),
         _lazy(f"{_PKG}.rosbag", "RosBagReader"),
+    ),
+    FormatSpec(
+        "tonic",
+        "dataset folder, one sample by sample= or FOLDER#INDEX: tonic NMNIST/DVSGesture layouts,"
+        " N-MNIST split lists, labels.csv",
+        (),
+        _lazy(f"{_PKG}.datasets", "DatasetFolderReader"),
     ),
 ):
     register_format(_spec)

@@ -12,17 +12,19 @@ decoder: it cannot say where a file is damaged (it decodes garbage words silentl
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
 from respike.events import EVENT_DTYPE, empty_events
 from respike.events.types import EventArray
-from respike.recorders.base import EventReader, Frame, ReadOptions
-from respike.recorders.errors import UnknownFormatError
+from respike.recorders.base import EventReader, Frame, ReadOptions, TriggerArray, trigger_array
+from respike.recorders.errors import EventFileError, UnknownFormatError
 from respike.recorders.kernels import (
     ERROR_TEXT,
     decode_evt2,
@@ -52,7 +54,7 @@ _GENERATION_SIZES = {
 class PropheseeHeader:
     """The ``%``-comment header of a RAW or DAT file and where the binary data starts."""
 
-    fields: dict[str, str]
+    fields: Mapping[str, str]
     data_start: int
     encoding: str | None
     sensor_size: tuple[int, int] | None
@@ -63,8 +65,18 @@ def read_header(path: Path) -> PropheseeHeader:
     """Parse the ASCII header: ``% key value`` lines up to the first non-``%`` byte or ``% end``.
 
     For DAT files the two bytes after the header (event type, event size) are consumed too.
+    The result is cached per file version (path, size, modification time): format detection
+    and the reader both need it, and for a small file parsing it twice was the largest cost of
+    an open.
     """
-    with path.open("rb") as f:
+    stat = path.stat()
+    return _read_header(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_header(path_text: str, _size: int, _mtime_ns: int) -> PropheseeHeader:
+    """read_header's work; the size and time arguments only key the cache."""
+    with open(path_text, "rb") as f:
         head = f.read(HEADER_LIMIT)
     fields: dict[str, str] = {}
     pos = 0
@@ -95,10 +107,11 @@ def read_header(path: Path) -> PropheseeHeader:
     if encoding == "dat" and pos + 2 <= len(head):
         dat_event_size = head[pos + 1]
         pos += 2
-    return PropheseeHeader(fields, pos, encoding, _sensor_size(fields), dat_event_size)
+    sensor = _sensor_size(fields)
+    return PropheseeHeader(MappingProxyType(fields), pos, encoding, sensor, dat_event_size)
 
 
-def _sensor_size(fields: dict[str, str]) -> tuple[int, int] | None:
+def _sensor_size(fields: Mapping[str, str]) -> tuple[int, int] | None:
     """Width and height from whichever header line states or implies them."""
     fmt = fields.get("format", "")
     w = re.search(r"width=(\d+)", fmt)
@@ -153,8 +166,25 @@ class PropheseeReader(EventReader):
     def _geometry(self) -> tuple[int, int]:
         return self._sensor_size if self._sensor_size else (0, 0)
 
-    def _words(self) -> Iterator[EventArray]:
-        """EVT2/EVT3: blocks of words through the resumable kernel into fixed-size packets."""
+    def _trigger_items(self) -> Iterator[TriggerArray]:
+        """EVT3 EXT_TRIGGER words, collected by a full decoding pass (the events are dropped)."""
+        if self.format_name != "evt3":
+            return
+        found: list[TriggerArray] = []
+        try:
+            for _ in self._words(found):
+                yield from found
+                found.clear()
+        except EventFileError:
+            yield from found  # the triggers decoded before the damage
+            raise
+        yield from found
+
+    def _words(self, triggers: list[TriggerArray] | None = None) -> Iterator[EventArray]:
+        """EVT2/EVT3: blocks of words through the resumable kernel into fixed-size packets.
+
+        With a ``triggers`` list, EVT3 trigger events are appended to it as they are decoded.
+        """
         evt3 = self.format_name == "evt3"
         word = 2 if evt3 else 4
         dtype = np.dtype("<u2") if evt3 else np.dtype("<u4")
@@ -170,15 +200,18 @@ class PropheseeReader(EventReader):
         pos = self._header.data_start
         with self._path.open("rb") as f:
             f.seek(pos)
-            while raw := f.read(BLOCK_BYTES):
-                whole = len(raw) - len(raw) % word
-                words = np.frombuffer(raw, dtype=dtype, count=whole // word)
+            block = bytearray(BLOCK_BYTES)  # reused: the kernels copy what they decode
+            while got := f.readinto(block):
+                whole = got - got % word
+                words = np.frombuffer(block, dtype=dtype, count=whole // word)
                 i = 0
                 while i < words.shape[0]:
                     if evt3:
-                        n, _, i, err = decode_evt3(
+                        n, nt, i, err = decode_evt3(
                             words, i, state, out, n, width, height, trig_t, trig_e, trig_i, 0
                         )
+                        if nt and triggers is not None:
+                            triggers.append(trigger_array(trig_t[:nt], trig_e[:nt], trig_i[:nt]))
                     else:
                         n, i, err = decode_evt2(words, i, state, out, n, width, height)
                     if err:
@@ -191,7 +224,7 @@ class PropheseeReader(EventReader):
                         out = record_words(packet)
                         n = 0
                 pos += whole
-                if whole < len(raw):
+                if whole < got:
                     if n:
                         yield packet[:n]
                     raise self._damaged(
@@ -222,12 +255,17 @@ class PropheseeReader(EventReader):
                 x = data & 0x3FFF
                 y = (data >> 14) & 0x3FFF
                 p = data >> 28
-                checks = [(bad, "time steps back and is not a wrap-around")]
-                checks.append((_first(p > 1), "polarity field above 1"))
+                suspect = p > 1
                 if width:
-                    checks.append((_first(x >= width), "event x outside the sensor width"))
-                    checks.append((_first(y >= height), "event y outside the sensor height"))
-                found = [(i, why) for i, why in checks if i >= 0]
+                    suspect |= (x >= width) | (y >= height)
+                found: list[tuple[int, str]] = []
+                if bad >= 0 or suspect.any():  # name the first problem; else one check only
+                    checks = [(bad, "time steps back and is not a wrap-around")]
+                    checks.append((_first(p > 1), "polarity field above 1"))
+                    if width:
+                        checks.append((_first(x >= width), "event x outside the sensor width"))
+                        checks.append((_first(y >= height), "event y outside the sensor height"))
+                    found = [(i, why) for i, why in checks if i >= 0]
                 stop = min(found)[0] if found else nrec
                 if stop:
                     out = empty_events(stop)

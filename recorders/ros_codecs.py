@@ -1,12 +1,15 @@
-"""Decoders for the event payloads of ROS messages: evt3 / libcaer / mono packets, dvs_msgs arrays.
+"""Decoders for the event payloads of ROS messages: the EventPacket encodings, dvs_msgs arrays.
 
 ``event_camera_msgs/EventPacket`` and ``event_array_msgs/EventArray`` carry packed events in an
 ``encoding``; only the C++ event_camera_codecs decodes them, so they are decoded here after its
-definitions (include/event_camera_codecs/{evt3,libcaer,mono}_decoder.h): evt3 through the numba
-kernel shared with Prophesee RAW files, libcaer and mono with vectorised numpy. Times come out in
-nanoseconds as the codec reports them (evt3: sensor time; libcaer: time_base + sensor time,
-unwrapped at 2**31 µs inside a packet; mono: time_base + 32-bit offset), so the checksums of
-../shared/data/README.md can be checked exactly; the bag reader turns them into µs.
+definitions (include/event_camera_codecs/{evt3,libcaer,libcaer_cmp,mono,trigger}_decoder.h):
+evt3 and libcaer_cmp through numba kernels (the evt3 one shared with Prophesee RAW files),
+libcaer, mono and trigger with vectorised numpy. Times come out in nanoseconds as the codec
+reports them (evt3: sensor time; libcaer: time_base + sensor time, unwrapped at 2**31 µs inside
+a packet; libcaer_cmp: time_base + 24-bit µs offset; mono and trigger: time_base + 32-bit ns
+offset), so the checksums of ../shared/data/README.md can be checked exactly; the bag reader
+turns them into µs. External trigger events (evt3 EXT_TRIGGER words, ``trigger`` packets) come
+out beside the CD events in :attr:`PacketDecoder.triggers`.
 
 ``dvs_msgs/EventArray`` holds one struct per event; deserialising those one Python object at a
 time is slow, so its ROS 1 and CDR byte layouts are read directly with numpy.
@@ -21,9 +24,16 @@ import numpy as np
 import numpy.typing as npt
 
 from respike.events import EVENT_DTYPE
-from respike.recorders.kernels import ERROR_TEXT, decode_evt3, evt3_state, record_words
+from respike.recorders.kernels import (
+    ERROR_TEXT,
+    decode_evt3,
+    decode_libcaer_cmp,
+    evt3_state,
+    libcaer_cmp_state,
+    record_words,
+)
 
-ENCODINGS = ("evt3", "libcaer", "mono")
+ENCODINGS = ("evt3", "libcaer", "libcaer_cmp", "mono", "trigger")
 
 
 class DecodedEvents(NamedTuple):
@@ -36,11 +46,17 @@ class DecodedEvents(NamedTuple):
 
 
 class Triggers(NamedTuple):
-    """External trigger events of an evt3 message; ``t_ns`` in nanoseconds."""
+    """External trigger events of one message; ``t_ns`` in nanoseconds, ``edge`` 1 for rising."""
 
     t_ns: npt.NDArray[np.int64]
     edge: npt.NDArray[np.uint8]
     id: npt.NDArray[np.uint8]
+
+
+NO_TRIGGERS = Triggers(np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.uint8))
+NO_EVENTS = DecodedEvents(
+    np.empty(0, np.int64), np.empty(0, np.uint16), np.empty(0, np.uint16), np.empty(0, np.uint8)
+)
 
 
 class PayloadError(ValueError):
@@ -53,10 +69,11 @@ class PayloadError(ValueError):
 
 
 class PacketDecoder:
-    """Decodes the packets of one topic in order (evt3 carries time state across packets).
+    """Decodes the packets of one topic in order (evt3 and libcaer_cmp carry state across them).
 
-    ``width``/``height`` of the messages bound the coordinates for evt3 (0 disables the check).
-    After each evt3 packet, :attr:`triggers` holds its external trigger events.
+    ``width``/``height`` of the messages bound the coordinates for evt3 and libcaer_cmp (0
+    disables the check). After each packet, :attr:`triggers` holds its external trigger events
+    (evt3 EXT_TRIGGER words, every event of a ``trigger`` packet; empty for the other encodings).
     """
 
     def __init__(self, encoding: str, width: int = 0, height: int = 0) -> None:
@@ -67,18 +84,37 @@ class PacketDecoder:
         self.encoding = encoding
         self.width = width
         self.height = height
-        self._state = evt3_state()
-        self.triggers = Triggers(
-            np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.uint8)
-        )
+        self._state = libcaer_cmp_state() if encoding == "libcaer_cmp" else evt3_state()
+        self.triggers = NO_TRIGGERS
 
     def decode(self, payload: npt.NDArray[np.uint8], time_base: int) -> DecodedEvents:
         """Decode one message's ``events`` bytes; raises PayloadError on damage."""
+        self.triggers = NO_TRIGGERS
         if self.encoding == "evt3":
             return self._evt3(payload)
         if self.encoding == "libcaer":
             return decode_libcaer(payload, time_base)
+        if self.encoding == "libcaer_cmp":
+            return self._libcaer_cmp(payload, time_base)
+        if self.encoding == "trigger":
+            self.triggers = decode_trigger(payload, time_base)
+            return NO_EVENTS
         return decode_mono(payload, time_base)
+
+    def _libcaer_cmp(self, payload: npt.NDArray[np.uint8], time_base: int) -> DecodedEvents:
+        if payload.shape[0] % 2:
+            raise PayloadError(
+                "libcaer_cmp payload has an odd number of bytes", payload.shape[0] - 1
+            )
+        words = payload.view("<u2")
+        packet = np.empty(words.shape[0] * 8, dtype=EVENT_DTYPE)
+        n, stop, err = decode_libcaer_cmp(
+            words, self._state, record_words(packet), self.width, self.height
+        )
+        if err:
+            raise PayloadError(f"libcaer_cmp: {ERROR_TEXT[err]}", stop * 2)
+        out = packet[:n]
+        return DecodedEvents(np.int64(time_base) + out["t"] * 1000, out["x"], out["y"], out["p"])
 
     def _evt3(self, payload: npt.NDArray[np.uint8]) -> DecodedEvents:
         if payload.shape[0] % 2:
@@ -138,6 +174,23 @@ def decode_mono(payload: npt.NDArray[np.uint8], time_base: int) -> DecodedEvents
     y = ((v >> 48) & 0x7FFF).astype(np.uint16)
     p = (v >> 63).astype(np.uint8)
     return DecodedEvents(t_ns, x, y, p)
+
+
+def decode_trigger(payload: npt.NDArray[np.uint8], time_base: int) -> Triggers:
+    """trigger events: one little-endian u64 each: bits 0-31 ns offset, 48-62 id, 63 edge.
+
+    The codec hands the id on as a uint8, so only bits 48-55 survive; so here.
+    """
+    if payload.shape[0] % 8:
+        raise PayloadError(
+            "trigger payload is not a whole number of 8-byte events",
+            payload.shape[0] - payload.shape[0] % 8,
+        )
+    v = payload.view("<u8")
+    t_ns = np.int64(time_base) + (v & 0xFFFFFFFF).astype(np.int64)
+    edge = (v >> 63).astype(np.uint8)
+    ident = ((v >> 48) & 0xFF).astype(np.uint8)
+    return Triggers(t_ns, edge, ident)
 
 
 # dvs_msgs/Event {uint16 x; uint16 y; time ts; bool polarity}: 13 packed bytes in ROS 1.

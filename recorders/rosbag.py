@@ -4,7 +4,9 @@ Bags are read with ``rosbags``; event message types are registered from their ``
 definitions (../shared/data/README.md) so bags without embedded definitions still deserialise.
 One packet per message, decoded by :mod:`respike.recorders.ros_codecs`; times in µs (the
 nanosecond times of the codecs floored). The event clock depends on the encoding: evt3 packets
-carry sensor time, libcaer and dvs_msgs carry ROS (epoch) time; frames carry their header stamp.
+carry sensor time, libcaer, libcaer_cmp, mono, trigger and dvs_msgs carry ROS (epoch) time;
+frames carry their header stamp. Trigger events (evt3 EXT_TRIGGER words, ``trigger`` packets)
+come from ``reader.triggers()``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import numpy as np
 
 from respike.events import empty_events
 from respike.events.types import EventArray
-from respike.recorders.base import EventReader, Frame, ReadOptions
+from respike.recorders.base import EventReader, Frame, ReadOptions, TriggerArray, trigger_array
 from respike.recorders.ros_codecs import (
     DecodedEvents,
     PacketDecoder,
     PayloadError,
+    Triggers,
     decode_dvs_array,
 )
 
@@ -209,8 +212,19 @@ class RosBagReader(EventReader):
         finally:
             reader.close()
 
-    def _messages(self, reader: Any) -> Iterator[EventArray | Frame]:
-        topics = {self._topic, self._image_topic}
+    def _trigger_items(self) -> Iterator[TriggerArray]:
+        if self._topic is None:
+            return
+        reader = self._open()
+        try:
+            yield from self._messages(reader, triggers=True)
+        finally:
+            reader.close()
+
+    def _messages(self, reader: Any, *, triggers: bool = False) -> Iterator[Any]:
+        """Event packets and frames, or with ``triggers`` the trigger events of each message
+        (µs, same clock as the events), in bag order."""
+        topics = {self._topic} if triggers else {self._topic, self._image_topic}
         conns = [c for c in reader.connections if c.topic in topics]
         decoders: dict[str, PacketDecoder] = {}
         last_t = np.iinfo(np.int64).min
@@ -218,6 +232,7 @@ class RosBagReader(EventReader):
         messages = reader.messages(connections=conns)
         while True:
             where = f"message {index} on {self._topic}"
+            found: Triggers | None = None
             try:
                 item = next(messages, None)
                 if item is None:
@@ -240,11 +255,16 @@ class RosBagReader(EventReader):
                         decoder = PacketDecoder(msg.encoding, int(msg.width), int(msg.height))
                         decoders[msg.encoding] = decoder
                     decoded = decoder.decode(np.asarray(msg.events), int(msg.time_base))
+                    found = decoder.triggers
             except PayloadError as exc:
                 raise self._damaged(exc.reason, offset=exc.offset, where=where) from None
             except Exception as exc:
                 raise self._damaged(f"message cannot be read ({exc})", where=where) from None
             index += 1
+            if triggers:
+                if found is not None and found.t_ns.shape[0]:
+                    yield trigger_array(found.t_ns // 1000, found.edge, found.id)
+                continue
             packet = _packet(decoded)
             if packet.shape[0]:
                 if packet["t"][0] < last_t or np.any(np.diff(packet["t"]) < 0):

@@ -32,6 +32,10 @@ class Unwrapper:
         n = raw.shape[0]
         if n == 0:
             return raw.astype(np.int64), -1
+        if (not self._prev or raw[0] >= self._prev[-1]) and not np.any(raw[1:] < raw[:-1]):
+            # the common block: no step back at all, so no wrap and no damage to look for
+            self._prev = [*self._prev, *raw[-2:].tolist()][-2:]
+            return raw + self._offset, -1
         span = 1 << self.bits
         history = np.concatenate((np.asarray(self._prev, dtype=np.int64), raw))
         lead = len(self._prev)

@@ -51,7 +51,7 @@ def test_unknown_format_lists_supported(tmp_path: Path) -> None:
     assert str(path) in message
     for name in ("aedat4", "evt3", "evt2", "dat", "nmnist", "hdf5", "npy", "rosbag2", "rosbag1"):
         assert f"{name} (" in message, f"{name} missing from the list of supported formats"
-    with pytest.raises(UnknownFormatError, match="folder without"):
+    with pytest.raises(UnknownFormatError, match="neither a ROS 2 bag nor a dataset folder"):
         open_events(tmp_path)
 
 

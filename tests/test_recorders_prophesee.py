@@ -196,3 +196,18 @@ def test_random_byte_flips_never_escape_as_other_errors(tmp_path: Path, shared_d
                 validate_events(packet, what=f"{name} flip trial {trial}")
                 assert packet["t"][0] >= last
                 last = int(packet["t"][-1])
+
+
+def test_evt3_file_triggers(tmp_path: Path, shared_data: Path) -> None:
+    """EXT_TRIGGER words come out of ``triggers()`` with their edge, id and the events' time."""
+    raw, start, words = _data_words(_evt3(shared_data), "<u2")
+    patched = np.concatenate(
+        [words[:1000], np.array([0xA001], "<u2"), words[1000:5000], np.array([0xA500], "<u2")]
+    )
+    path = tmp_path / "trigger.raw"
+    path.write_bytes(raw[:start] + patched.tobytes())
+    triggers = np.concatenate(list(open_events(path).triggers()))
+    assert triggers["edge"].tolist() == [1, 0] and triggers["id"].tolist() == [0, 5]
+    before = open_events(path).read_all()
+    assert before["t"][0] <= triggers["t"][0] <= triggers["t"][1] <= before["t"][-1]
+    assert list(open_events(shared_data / "prophesee" / "evt2_sample.raw").triggers()) == []

@@ -13,6 +13,7 @@ from respike.recorders.ros_codecs import (
     decode_dvs_array,
     decode_libcaer,
     decode_mono,
+    decode_trigger,
 )
 from respike.recorders.rosbag import DVS_TYPE, event_typestore
 
@@ -89,7 +90,7 @@ def test_evt3_damage_names_payload_offset() -> None:
         decoder.decode(words.view(np.uint8), 0)
     assert info.value.offset == 8 and "event type" in info.value.reason
     with pytest.raises(PayloadError, match="not supported"):
-        PacketDecoder("libcaer_cmp")
+        PacketDecoder("evt4")
 
 
 @pytest.mark.parametrize("ros2", [True, False])
@@ -122,3 +123,123 @@ def test_dvs_array_bytes_equal_rosbags(ros2: bool, rng: np.random.Generator) -> 
         assert arr.events.t_ns.tolist() == [e.ts.sec * 10**9 + e.ts.nanosec for e in events]
     with pytest.raises(PayloadError):
         decode_dvs_array(raw[:-4], cdr=ros2)
+
+
+# libcaer_cmp words after event_camera_codecs libcaer_cmp_types.h: code in bits 12-15
+TIME_HIGH, TIME_LOW, ADDR_X, ADDR_Y, VECT_BASE_Y, VECT_8 = range(6)
+
+
+def _word(code: int, value: int) -> int:
+    return (code << 12) | value
+
+
+def encode_libcaer_cmp(events: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Encode (t µs since time_base, x, y, p) events, sorted by (t, x, p, y), as a packet.
+
+    Written from the word layout, not from the decoder: a time word when a time part changes
+    (both start at 0), ADDR_X when x changes, then per 8-row block of y either one ADDR_Y (a
+    lone event) or VECT_BASE_Y + VECT_8 (two or more events of one time, x and polarity).
+    """
+    words: list[int] = []
+    high = low = 0
+    x_now = -1
+    i = 0
+    while i < len(events):
+        t, x, y, p = events[i]
+        block = [e for e in events[i : i + 8] if (e[0], e[1], e[3], e[2] // 8) == (t, x, p, y // 8)]
+        if t >> 12 != high:
+            high = t >> 12
+            words.append(_word(TIME_HIGH, high))
+        if t & 0xFFF != low:
+            low = t & 0xFFF
+            words.append(_word(TIME_LOW, low))
+        if x != x_now:
+            x_now = x
+            words.append(_word(ADDR_X, x))
+        if len(block) == 1:
+            words.append(_word(ADDR_Y, (p << 11) | y))
+        else:
+            mask = sum(1 << (e[2] % 8) for e in block)
+            words += [_word(VECT_BASE_Y, (p << 11) | (y // 8 * 8)), _word(VECT_8, mask)]
+        i += len(block)
+    return np.array(words, dtype="<u2").view(np.uint8)
+
+
+def _random_events(rng: np.random.Generator, n: int, span_us: int) -> list[tuple[int, ...]]:
+    t = np.sort(rng.integers(0, span_us, n))
+    t[: n // 4] = t[0]  # a burst at one time: vectors of neighbouring rows
+    events = {
+        (int(a), int(b), int(c), int(d))
+        for a, b, c, d in zip(
+            t, rng.integers(0, 346, n), rng.integers(0, 260, n), rng.integers(0, 2, n), strict=True
+        )
+    }
+    burst = {(int(t[0]), 17, y, 1) for y in range(40, 60)}
+    return sorted(events | burst, key=lambda e: (e[0], e[1], e[3], e[2]))
+
+
+def test_libcaer_cmp_round_trip(rng: np.random.Generator) -> None:
+    decoder = PacketDecoder("libcaer_cmp", 346, 260)
+    time_base = 1_700_000_000_123_456_789
+    for span in (3000, 5_000_000):  # inside one TIME_HIGH step, then across many
+        events = _random_events(rng, 2000, span)
+        payload = encode_libcaer_cmp(events)
+        assert (payload.view("<u2") >> 12 == VECT_8).any(), "the test must exercise VECT_8"
+        ev = decoder.decode(payload, time_base)
+        got = list(zip(ev.t_ns.tolist(), ev.x.tolist(), ev.y.tolist(), ev.p.tolist(), strict=True))
+        want = [(time_base + t * 1000, x, y, p) for t, x, y, p in events]
+        assert got == want, "decoded events differ from the encoded ones"
+        assert decoder.triggers.t_ns.shape[0] == 0
+
+
+def test_libcaer_cmp_state_rules() -> None:
+    decoder = PacketDecoder("libcaer_cmp", 64, 64)
+    first = [_word(TIME_HIGH, 1), _word(TIME_LOW, 2), _word(ADDR_X, 9), _word(ADDR_Y, 3)]
+    ev = decoder.decode(np.array(first, "<u2").view(np.uint8), 1000)
+    assert ev.t_ns.tolist() == [1000 + (4096 + 2) * 1000]
+    # next packet: times restart at 0, x is kept, a VECT_8 moves the base by 8 rows
+    second = [_word(VECT_BASE_Y, (1 << 11) | 8), _word(VECT_8, 0b11), _word(VECT_8, 0b1)]
+    ev = decoder.decode(np.array(second, "<u2").view(np.uint8), 5000)
+    assert ev.t_ns.tolist() == [5000] * 3
+    assert ev.x.tolist() == [9, 9, 9] and ev.y.tolist() == [8, 9, 16] and ev.p.tolist() == [1] * 3
+
+
+@pytest.mark.parametrize(
+    ("words", "offset", "reason"),
+    [
+        ([_word(ADDR_X, 5), _word(ADDR_Y, 1), _word(7, 0), _word(ADDR_Y, 2)], 4, "event type"),
+        ([_word(ADDR_X, 70), _word(ADDR_Y, 1)], 2, "x outside"),
+        ([_word(VECT_BASE_Y, 56), _word(VECT_8, 0x81)], 2, "y outside"),
+        ([_word(TIME_LOW, 9), _word(ADDR_Y, 1), _word(TIME_LOW, 8), _word(ADDR_Y, 2)], 6, "back"),
+    ],
+)
+def test_libcaer_cmp_damage_names_encoding_and_offset(
+    words: list[int], offset: int, reason: str
+) -> None:
+    with pytest.raises(PayloadError) as info:
+        PacketDecoder("libcaer_cmp", 64, 60).decode(np.array(words, "<u2").view(np.uint8), 0)
+    assert info.value.offset == offset and reason in info.value.reason
+    assert info.value.reason.startswith("libcaer_cmp")
+    payload = np.array([_word(ADDR_X, 1), _word(ADDR_Y, 2)], "<u2").view(np.uint8)
+    with pytest.raises(PayloadError, match="libcaer_cmp payload has an odd") as cut:
+        PacketDecoder("libcaer_cmp").decode(payload[:3], 0)
+    assert cut.value.offset == 2
+
+
+def encode_trigger(t_ns: list[int], edge: list[int], ident: list[int]) -> np.ndarray:
+    """trigger packet words from trigger_decoder.h: bits 0-31 ns offset, 48-62 id, 63 edge."""
+    words = [(e << 63) | (i << 48) | t for t, e, i in zip(t_ns, edge, ident, strict=True)]
+    return np.array(words, dtype="<u8").view(np.uint8)
+
+
+def test_trigger_packets() -> None:
+    payload = encode_trigger([0, 1500, (1 << 32) - 1], [1, 0, 1], [0, 3, 200])
+    decoder = PacketDecoder("trigger")
+    ev = decoder.decode(payload, 10**18)
+    assert ev.t_ns.shape[0] == 0, "trigger packets carry no CD events"
+    found = decoder.triggers
+    assert found.t_ns.tolist() == [10**18, 10**18 + 1500, 10**18 + (1 << 32) - 1]
+    assert found.edge.tolist() == [1, 0, 1] and found.id.tolist() == [0, 3, 200]
+    with pytest.raises(PayloadError, match="trigger payload") as info:
+        decode_trigger(payload[:20], 0)
+    assert info.value.offset == 16

@@ -251,3 +251,84 @@ def test_truncated_database_is_reported(tmp_path: Path, shared_data: Path) -> No
     with pytest.raises(EventFileError) as info:
         open_events(dst).read_all()
     assert str(dst) in str(info.value) and "rosbag2" in str(info.value)
+
+
+def test_evt3_bag_triggers_match_reference(shared_data: Path) -> None:
+    """README: trigger events of test_data_evt3_trigger sum to t 29096982000 ns, edge 1, id 0."""
+    from respike.recorders import TRIGGER_DTYPE
+
+    reader = open_events(_bag(shared_data, "test_data_evt3_trigger"))
+    found = list(reader.triggers())
+    assert found and all(a.dtype == TRIGGER_DTYPE and not a.flags.writeable for a in found)
+    triggers = np.concatenate(found)
+    assert int(triggers["t"].sum()) * 1000 == 29_096_982_000, "trigger times differ"
+    assert int(triggers["edge"].sum()) == 1 and int(triggers["id"].sum()) == 0
+    assert np.all(np.diff(triggers["t"]) >= 0)
+    events = reader.read_all()
+    assert events["t"][0] <= triggers["t"][0] <= events["t"][-1], "triggers share the event clock"
+    assert list(open_events(_bag(shared_data, "test_data_mono_cd")).triggers()) == []
+
+
+def _write_packet_bag(path: Path, packets: dict[str, list[tuple[str, int, np.ndarray]]]) -> None:
+    """A ROS 2 bag with EventPacket topics: topic -> [(encoding, time_base, payload)]."""
+    from rosbags.rosbag2 import Writer
+
+    store = event_typestore(True)
+    Time = store.types["builtin_interfaces/msg/Time"]
+    Header = store.types["std_msgs/msg/Header"]
+    Packet = store.types["event_camera_msgs/msg/EventPacket"]
+    kind = "event_camera_msgs/msg/EventPacket"
+    with Writer(path, version=8) as writer:
+        for topic, messages in packets.items():
+            conn = writer.add_connection(topic, kind, typestore=store)
+            for seq, (encoding, time_base, payload) in enumerate(messages):
+                head = Header(stamp=Time(sec=time_base // 10**9, nanosec=0), frame_id="cam")
+                msg = Packet(
+                    header=head,
+                    height=260,
+                    width=346,
+                    seq=seq,
+                    time_base=time_base,
+                    encoding=encoding,
+                    is_bigendian=False,
+                    events=payload,
+                )
+                writer.write(conn, time_base, store.serialize_cdr(msg, kind))
+
+
+def test_libcaer_cmp_and_trigger_topics(tmp_path: Path, rng: np.random.Generator) -> None:
+    from test_recorders_ros_codecs import _random_events, encode_libcaer_cmp, encode_trigger
+
+    bases = [1_700_000_000_000_000_000 + k * 10_000_000_000 for k in range(3)]
+    chunks = [_random_events(rng, 500, 2_000_000) for _ in bases]
+    damaged = encode_libcaer_cmp(chunks[2]).copy()
+    damaged[41] = 0x70  # word 20 gets code 7
+    path = tmp_path / "davis"
+    _write_packet_bag(
+        path,
+        {
+            "/dvs/events": [
+                *(
+                    ("libcaer_cmp", b, encode_libcaer_cmp(c))
+                    for b, c in zip(bases, chunks, strict=True)
+                ),
+                ("libcaer_cmp", bases[2] + 5_000_000_000, damaged),
+            ],
+            "/dvs/triggers": [
+                ("trigger", b, encode_trigger([10, 2000], [1, 0], [2, 2])) for b in bases
+            ],
+        },
+    )
+    reader = open_events(path, topic="/dvs/events", strict=False)
+    events = reader.read_all()
+    want = [
+        (b // 1000 + t, x, y, p) for b, c in zip(bases, chunks, strict=True) for t, x, y, p in c
+    ]
+    got = list(zip(*(events[k].tolist() for k in ("t", "x", "y", "p")), strict=True))
+    assert got == want and reader.sensor_size == (346, 260)
+    assert reader.error is not None and reader.error.offset == 40
+    assert "libcaer_cmp" in str(reader.error) and "message 3 on /dvs/events" in str(reader.error)
+    triggers = np.concatenate(list(open_events(path, topic="/dvs/triggers").triggers()))
+    assert triggers["t"].tolist() == [b // 1000 + d for b in bases for d in (0, 2)]
+    assert triggers["edge"].tolist() == [1, 0] * 3 and set(triggers["id"].tolist()) == {2}
+    assert open_events(path, topic="/dvs/triggers").read_all().shape[0] == 0
