@@ -251,8 +251,6 @@ def _info(path: Path, as_json: bool, format_name: str | None) -> int:
     from respike.recorders import open_events
     from respike.recorders.recording import RecordingError, recording_summary
 
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
     summary = None
     if path.suffix.lower() == ".mcap" and format_name is None:
         try:
@@ -278,9 +276,9 @@ def _convert(args: argparse.Namespace) -> int:
     from respike.recorders.writers import write_packets
 
     source, target = args.input, args.output
-    if not source.exists():
-        raise FileNotFoundError(f"{source} does not exist")
     if args.format is None and is_video(source):
+        if not source.exists():
+            raise FileNotFoundError(f"{source} does not exist")
         from respike.events.emulator import DvsEmulator
         from respike.recorders.video import VideoEvents
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -63,8 +62,6 @@ class DvsNode(Node):
     outputs = ("events", "frames")
 
     def start(self) -> None:
-        if not Path(self.params.path).exists():
-            raise FileNotFoundError(f"recording {self.params.path!r} does not exist")
         self._reader = open_events(self.params.path, format=self.params.format or None)
         first = next(iter(self._reader.packets()), None)
         if first is None or not len(first):

@@ -71,8 +71,17 @@ def test_loop_replays_again(gesture: Path) -> None:
     assert len(io.outputs) > 2 * once
 
 
+def test_a_dataset_folder_sample_replays(shared_data: Path) -> None:
+    folder = shared_data / "dvs_gesture10"
+    io = MockIO(DvsNode, "dvs", DvsNode.Params(path=f"{folder}#2", speed=0))
+    io.run_source()
+    events = [m.arrays["events"] for _, m in io.outputs if m.kind == "events"]
+    assert sum(len(e) for e in events) == 113_063, "3.bs2, the folder's sample 2"
+    assert io.outputs[0][1].meta["width"] == 128
+
+
 def test_missing_and_empty_recordings_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such event recording"):
         MockIO(DvsNode, "dvs", DvsNode.Params(path=str(tmp_path / "none.aedat4")))
     empty = tmp_path / "empty.txt"
     empty.write_text("")
