@@ -189,7 +189,7 @@ def video_pipeline(
     ckpt: Path,
     rate: float,
     model_params: dict[str, Any],
-    steps_queue: int = 1,
+    steps_queue: int = 4,
 ) -> Path:
     spec = input_spec(ckpt)
     height, width = spec["snn_size"]
@@ -593,8 +593,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--steps-queue",
         type=int,
-        default=1,
-        help="live queue of the model's steps input (1 as in pipelines/video.toml)",
+        default=4,
+        help="live queue of the model's steps input (4 as in pipelines/video.toml)",
     )
     parser.add_argument(
         "--model-param",
