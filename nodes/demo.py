@@ -70,7 +70,8 @@ def plan_demo(source: str | None) -> DemoPlan:
             f"no camera at index {source}: using the synthetic source instead",
         )
     path = Path(source)
-    if not path.exists():
+    sample = path.name.rpartition("#")[0]  # FOLDER#INDEX: one sample of a dataset folder
+    if not path.exists() and not (sample and path.with_name(sample).is_dir()):
         raise FileNotFoundError(
             f"demo source {source!r} does not exist (give a camera index, a video or an event recording)"
         )
