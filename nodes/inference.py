@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter, OrderedDict, defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -20,6 +20,10 @@ import numpy as np
 from respike.nodes.base import Node, param
 from respike.nodes.rolling import RollingState, Smoothing, roll
 from respike.stream.messages import Message, now_us
+
+C = TypeVar("C")
+S = TypeVar("S")
+Q = TypeVar("Q")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,50 @@ class RuntimeParams:
             raise ValueError("threads must be ≥ 1")
         if self.energy_every < 0:
             raise ValueError("energy_every must be ≥ 0")
+
+
+@dataclass(frozen=True)
+class BatchParams(RuntimeParams):
+    """Parameters of the nodes that step the SNN on every input."""
+
+    batch: int = param(
+        32, "most waiting steps run in one SNN pass when the node is behind (1 = one by one)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch < 1:
+            raise ValueError("batch must be ≥ 1")
+
+
+class StepQueue(Generic[Q]):
+    """Inputs waiting for the node's ``flush``, taken in batches of at most ``limit`` steps.
+
+    A batch holds at least one input, however many steps it has, and keeps arrival order.
+    """
+
+    def __init__(self, limit: int, steps: Callable[[Q], int]) -> None:
+        self._items: list[Q] = []
+        self._limit = limit
+        self._steps = steps
+
+    def append(self, item: Q) -> None:
+        self._items.append(item)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def batches(self) -> Iterator[list[Q]]:
+        """Take the waiting inputs batch by batch (each batch leaves the queue as it is taken)."""
+        while self._items:
+            count, steps = 0, 0
+            for item in self._items:
+                steps += self._steps(item)
+                if count and steps > self._limit:
+                    break
+                count += 1
+            batch, self._items = self._items[:count], self._items[count:]
+            yield batch
 
 
 @dataclass(frozen=True)
@@ -163,10 +211,6 @@ class EnergyMeter:
         with self._model.eager(), self._counter:
             yield
         self.last[kind] = float(self._counter.counts().energy_pj()) / per
-
-
-C = TypeVar("C")
-S = TypeVar("S")
 
 
 class KeyframeAligner(Generic[C, S]):

@@ -23,11 +23,13 @@ from typing import Any, NamedTuple
 
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
+    BatchParams,
     EnergyMeter,
     KeyframeAligner,
     PredictionParams,
     PredictionPublisher,
     StepInputs,
+    StepQueue,
     keyframe_input,
     load_model,
 )
@@ -44,16 +46,8 @@ class ModelNode(Node):
     """
 
     @dataclass(frozen=True)
-    class Params(PredictionParams):
+    class Params(PredictionParams, BatchParams):
         compile: bool = param(False, "torch.compile the step (costs seconds at start)")
-        batch: int = param(
-            32, "most waiting steps run in one SNN pass when the node is behind (1 = one by one)"
-        )
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.batch < 1:
-                raise ValueError("batch must be ≥ 1")
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -73,7 +67,7 @@ class ModelNode(Node):
         )
         self._aligner: KeyframeAligner[tuple[Any, float], Message] = KeyframeAligner()
         self._energy = EnergyMeter(self.model, self.params.energy_every)
-        self._pending: list[_Ready] = []
+        self._pending: StepQueue[_Ready] = StepQueue(self._batch, lambda item: len(item.steps))
         self._state: Any = None
         self.steps = 0
         self.batches = 0
@@ -117,13 +111,7 @@ class ModelNode(Node):
 
     def flush(self) -> None:
         """Run the waiting steps, at most ``batch`` at a time, and publish their predictions."""
-        while self._pending:
-            count, steps = 0, 0
-            for item in self._pending:
-                if count and steps + len(item.steps) > self._batch:
-                    break
-                count, steps = count + 1, steps + len(item.steps)
-            batch, self._pending = self._pending[:count], self._pending[count:]
+        for batch in self._pending.batches():
             self._run(batch)
 
     def _run(self, batch: list[_Ready]) -> None:

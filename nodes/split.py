@@ -7,17 +7,18 @@ fusion and head on the features the other two send.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from respike.nodes.base import Node, param, register
+from respike.nodes.base import Node, register
 from respike.nodes.inference import (
+    BatchParams,
     EnergyMeter,
     KeyframeAligner,
     PredictionParams,
     PredictionPublisher,
     RuntimeParams,
     StepInputs,
+    StepQueue,
     keyframe_input,
     load_model,
 )
@@ -50,17 +51,7 @@ class SnnNode(_CheckpointNode):
     ACs of the steps as ``energy_pj``.
     """
 
-    @dataclass(frozen=True)
-    class Params(RuntimeParams):
-        batch: int = param(
-            32, "most waiting steps run in one SNN pass when the node is behind (1 = one by one)"
-        )
-
-        def __post_init__(self) -> None:
-            super().__post_init__()
-            if self.batch < 1:
-                raise ValueError("batch must be ≥ 1")
-
+    Params = BatchParams
     inputs = ("steps",)
     outputs = ("features",)
 
@@ -71,7 +62,9 @@ class SnnNode(_CheckpointNode):
                 f"checkpoint {self.params.checkpoint!r} has no SNN branch (mode 'ann')"
             )
         self._inputs = StepInputs(self.spec)
-        self._pending: list[tuple[Message, Any]] = []
+        self._pending: StepQueue[tuple[Message, Any]] = StepQueue(
+            self.params.batch, lambda item: len(item[1])
+        )
         self._state: Any = None
 
     def on_message(self, port: str, message: Message) -> None:
@@ -79,13 +72,7 @@ class SnnNode(_CheckpointNode):
 
     def flush(self) -> None:
         """Step the SNN over the waiting messages, at most ``batch`` steps per pass."""
-        while self._pending:
-            count, steps = 0, 0
-            for _, x in self._pending:
-                if count and steps + len(x) > self.params.batch:
-                    break
-                count, steps = count + 1, steps + len(x)
-            batch, self._pending = self._pending[:count], self._pending[count:]
+        for batch in self._pending.batches():
             self._run(batch)
 
     def _run(self, batch: list[tuple[Message, Any]]) -> None:
