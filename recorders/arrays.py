@@ -112,7 +112,21 @@ def _pick_fields(names: Any) -> tuple[str, str, str, str] | None:
     return None
 
 
-class NpyReader(ColumnReader):
+class MappedNpyReader(ColumnReader):
+    """A ``.npy`` file read through ``np.load(mmap_mode="r")``, rows located by byte offset."""
+
+    def _map(self) -> Any:
+        try:
+            return np.load(self._path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise self._damaged(f"NumPy header or data cannot be mapped ({exc})") from None
+
+    def _row_offset(self, row: int) -> int | None:
+        array = self._map()
+        return int(array.offset) + row * array.strides[0]
+
+
+class NpyReader(MappedNpyReader):
     """``.npy`` structured array with t, x, y, p fields (any order and integer/float types)."""
 
     format_name = "npy"
@@ -155,16 +169,6 @@ class NpyReader(ColumnReader):
                 offset=size,
             )
         return tuple(shape), dtype, offset
-
-    def _map(self) -> Any:
-        try:
-            return np.load(self._path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise self._damaged(f"NumPy header or data cannot be mapped ({exc})") from None
-
-    def _row_offset(self, row: int) -> int | None:
-        array = self._map()
-        return int(array.offset) + row * array.dtype.itemsize
 
     def _blocks(self) -> Iterator[tuple[int, Mapping[str, npt.NDArray[Any]]]]:
         array = self._map()

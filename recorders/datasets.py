@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from respike.events.types import EventArray
-from respike.recorders.arrays import ColumnReader
+from respike.recorders.arrays import MappedNpyReader
 from respike.recorders.base import EventReader, Frame, ReadOptions
 from respike.recorders.errors import DatasetSampleError
 
@@ -167,7 +167,7 @@ def _split_entries(path: Path) -> Iterator[tuple[str, int]]:
             yield fields[0], int(fields[1])
 
 
-class TonicNpyReader(ColumnReader):
+class TonicNpyReader(MappedNpyReader):
     """tonic's DVSGesture ``.npy``: an (N, 4) array with columns x, y, p, t (t in ms)."""
 
     format_name = "npy"
@@ -181,16 +181,6 @@ class TonicNpyReader(ColumnReader):
                 f"holds a {array.dtype} array of shape {array.shape}; expected tonic's (N, 4) "
                 "x, y, p, t"
             )
-
-    def _map(self) -> Any:
-        try:
-            return np.load(self._path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise self._damaged(f"NumPy header or data cannot be mapped ({exc})") from None
-
-    def _row_offset(self, row: int) -> int | None:
-        array = self._map()
-        return int(array.offset) + row * 4 * array.dtype.itemsize
 
     def _blocks(self) -> Iterator[tuple[int, Mapping[str, npt.NDArray[Any]]]]:
         array = self._map()
