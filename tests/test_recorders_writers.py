@@ -64,7 +64,7 @@ def test_info_and_convert_commands(aedat4: Path, tmp_path: Path) -> None:
 
 def test_info_on_a_missing_or_unknown_file_is_a_clear_error(tmp_path: Path) -> None:
     missing = run_cli("info", str(tmp_path / "none.raw"))
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.returncode == 2 and "no such event recording" in missing.stderr
     unknown = tmp_path / "x.bin2"
     unknown.write_bytes(b"\x01\x02" * 100)
     result = run_cli("info", str(unknown))
