@@ -155,8 +155,7 @@ class FusionBlock(nn.Module):
         """Keys and values from one key frame's ANN stage map ``(B, C_ann, H, W)``."""
         tokens = self.context_norm(ann_features.flatten(2).transpose(1, 2))
         if self.positional:
-            height, width = ann_features.shape[-2:]
-            tokens = tokens + grid_encoding(height, width, tokens.shape[-1], tokens)
+            tokens = tokens + grid_encoding(*ann_features.shape[-2:], tokens.shape[-1], tokens)
         return self.cross_attn.keys_values(tokens)
 
     def forward(self, x: torch.Tensor, kv: KeyValue) -> torch.Tensor:
