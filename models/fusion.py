@@ -13,7 +13,6 @@ key frame and every SNN step until the next key frame reuses them.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -35,10 +34,6 @@ class FusionConfig:
     head_dim: int = 32
     ff_mult: int = 4
     norm_groups: int = 32
-    positional: bool = False
-    """Add a fixed encoding of each token's place in the image to SNN and ANN tokens, so the
-    cross-attention can relate where the SNN sees motion to where the key frame shows things
-    (without it, attention matches content only; checkpoints from before it load as False)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(sorted(int(s) for s in self.stages)))
@@ -46,28 +41,6 @@ class FusionConfig:
             raise ValueError(f"fusion stages must be distinct 1-based indices, got {self.stages}")
         if self.head_dim < 1 or self.ff_mult < 1 or self.norm_groups < 1:
             raise ValueError("fusion head_dim, ff_mult and norm_groups must be positive")
-
-
-POSITION_FREQUENCIES = 4
-"""Sine/cosine pairs per axis of :func:`grid_encoding`: periods of 2, 1, 1/2 and 1/4 image."""
-
-
-@functools.lru_cache(maxsize=64)
-def _grid_encoding(height: int, width: int, dim: int) -> torch.Tensor:
-    freqs = math.pi * 2.0 ** torch.arange(POSITION_FREQUENCIES, dtype=torch.float64)
-    ys = ((torch.arange(height, dtype=torch.float64) + 0.5) / height)[:, None] * freqs
-    xs = ((torch.arange(width, dtype=torch.float64) + 0.5) / width)[:, None] * freqs
-    per_y = torch.cat([ys.sin(), ys.cos()], dim=1)[:, None].expand(height, width, -1)
-    per_x = torch.cat([xs.sin(), xs.cos()], dim=1)[None].expand(height, width, -1)
-    codes = torch.cat([per_y, per_x], dim=2).reshape(height * width, -1)
-    return F.pad(codes, (0, max(0, dim - codes.shape[1])))[:, :dim].float()
-
-
-def grid_encoding(height: int, width: int, dim: int, like: torch.Tensor) -> torch.Tensor:
-    """``(height * width, dim)`` fixed codes of each grid cell's centre in image-relative
-    coordinates, so an SNN cell and an ANN cell over the same part of the image get the same
-    code whatever their grid sizes (first ``4 * POSITION_FREQUENCIES`` channels, zeros after)."""
-    return _grid_encoding(height, width, dim).to(like.device, like.dtype)
 
 
 class KeyValue(NamedTuple):
@@ -146,17 +119,14 @@ class FusionBlock(nn.Module):
         self.norm3 = nn.LayerNorm(inner)
         self.ff = GEGLU(inner, config.ff_mult)
         self.proj_out = nn.Conv2d(inner, channels, kernel_size=1)
-        self.positional = config.positional
         nn.init.zeros_(self.proj_out.weight)
         assert self.proj_out.bias is not None
         nn.init.zeros_(self.proj_out.bias)
 
     def context(self, ann_features: torch.Tensor) -> KeyValue:
         """Keys and values from one key frame's ANN stage map ``(B, C_ann, H, W)``."""
-        tokens = self.context_norm(ann_features.flatten(2).transpose(1, 2))
-        if self.positional:
-            tokens = tokens + grid_encoding(*ann_features.shape[-2:], tokens.shape[-1], tokens)
-        return self.cross_attn.keys_values(tokens)
+        tokens = ann_features.flatten(2).transpose(1, 2)
+        return self.cross_attn.keys_values(self.context_norm(tokens))
 
     def forward(self, x: torch.Tensor, kv: KeyValue) -> torch.Tensor:
         """Fuse SNN features ``x`` of shape ``(T, B, C, H, W)`` with one key frame's ``kv``.
@@ -167,8 +137,6 @@ class FusionBlock(nn.Module):
         steps, batch, _, height, width = x.shape
         h = self.proj_in(self.norm(x.flatten(0, 1)))
         h = h.flatten(2).transpose(1, 2)  # (T*B, N, inner)
-        if self.positional:
-            h = h + grid_encoding(height, width, h.shape[-1], h)
         h = h + self.self_attn(self.norm1(h))
         tokens = h.unflatten(0, (steps, batch)).transpose(0, 1).flatten(1, 2)  # (B, T*N, inner)
         tokens = tokens + self.cross_attn(self.norm2(tokens), kv)
@@ -178,12 +146,4 @@ class FusionBlock(nn.Module):
         return x + self.proj_out(h).unflatten(0, (steps, batch))
 
 
-__all__ = [
-    "GEGLU",
-    "Attention",
-    "FusionBlock",
-    "FusionConfig",
-    "KeyValue",
-    "ScaledDotProduct",
-    "grid_encoding",
-]
+__all__ = ["GEGLU", "Attention", "FusionBlock", "FusionConfig", "KeyValue", "ScaledDotProduct"]

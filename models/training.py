@@ -812,9 +812,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--ann-blocks", type=_ints)
     model.add_argument("--fusion-stages", type=_ints)
     model.add_argument("--fusion-head-dim", type=int, default=32)
-    model.add_argument(
-        "--fusion-positional", action="store_true", help="image-position codes on fusion tokens"
-    )
     data = parser.add_argument_group("data")
     data.add_argument("--classes", help="synthetic classes: names or groups, comma-separated")
     data.add_argument("--segments", type=int, default=4, help="S: key frames per clip")
@@ -911,11 +908,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
             widths=args.ann_widths or ANNConfig().widths, blocks=args.ann_blocks or (1, 1, 1, 1)
         )
     fusion = None
-    if args.fusion_stages or args.fusion_head_dim != 32 or args.fusion_positional:
+    if args.fusion_stages or args.fusion_head_dim != 32:
         fusion = FusionConfig(
-            stages=args.fusion_stages or FusionConfig().stages,
-            head_dim=args.fusion_head_dim,
-            positional=args.fusion_positional,
+            stages=args.fusion_stages or FusionConfig().stages, head_dim=args.fusion_head_dim
         )
     classes: tuple[str, ...] = ()
     if args.classes:

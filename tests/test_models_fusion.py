@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from respike.models.fusion import FusionBlock, FusionConfig, grid_encoding
+from respike.models.fusion import FusionBlock, FusionConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -59,27 +59,3 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="distinct"):
         FusionConfig(stages=(2, 2))
     assert FusionConfig(stages=(4, 2)).stages == (2, 4)
-
-
-def test_position_codes_let_attention_see_where_a_key_frame_token_is() -> None:
-    """Content-only attention cannot tell a key frame from its mirror image; with position codes
-    it can, and a cell gets the code of the same image place on grids of any size."""
-    torch.manual_seed(0)
-    plain = FusionBlock(32, 32, FusionConfig(head_dim=16)).double().eval()
-    placed = FusionBlock(32, 32, FusionConfig(head_dim=16, positional=True)).double().eval()
-    placed.load_state_dict(plain.state_dict())
-    with torch.no_grad():
-        for block in (plain, placed):
-            torch.nn.init.normal_(block.proj_out.weight, std=0.2)
-        placed.proj_out.weight.copy_(plain.proj_out.weight)
-    x = (torch.rand(1, 1, 32, 4, 4, dtype=torch.float64) < 0.3).double()
-    frame = torch.randn(1, 32, 3, 3, dtype=torch.float64)
-    mirrored = frame.flip(-1)
-    with torch.no_grad():
-        same = plain(x, plain.context(frame)), plain(x, plain.context(mirrored))
-        told = placed(x, placed.context(frame)), placed(x, placed.context(mirrored))
-    torch.testing.assert_close(*same, rtol=0, atol=1e-12)
-    assert not torch.allclose(*told), "the mirrored key frame must change the fused output"
-    centre = grid_encoding(1, 1, 16, x)[0]
-    torch.testing.assert_close(grid_encoding(3, 3, 16, x)[4], centre)
-    assert FusionConfig(**{"stages": (3, 4)}).positional is False, "old configs load without it"
