@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     BatchParams,
@@ -115,8 +117,6 @@ class ModelNode(Node):
             self._run(batch)
 
     def _run(self, batch: list[_Ready]) -> None:
-        import numpy as np
-
         torch = self._torch
         begin = time.perf_counter()
         new_segments, ends, offset = {}, [], 0

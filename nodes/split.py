@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from respike.nodes.base import Node, register
 from respike.nodes.inference import (
     BatchParams,
@@ -76,8 +78,6 @@ class SnnNode(_CheckpointNode):
             self._run(batch)
 
     def _run(self, batch: list[tuple[Message, Any]]) -> None:
-        import numpy as np
-
         torch = self._torch
         begin = time.perf_counter()
         x = np.concatenate([steps for _, steps in batch]) if len(batch) > 1 else batch[0][1]
