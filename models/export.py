@@ -62,11 +62,6 @@ def snn_to_nir(snn: SpikingResNet, input_size: tuple[int, int], *, dt: float = 1
     """
     import nir
 
-    if snn.config.input_delta:
-        raise ValueError(
-            "NIR export of an SNN with input_delta is not supported: NIR has no one-step delay "
-            "for the stem's second input"
-        )
     lif = snn.config.lif
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []

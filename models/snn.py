@@ -40,12 +40,6 @@ class SNNConfig:
     blocks: tuple[int, ...] = (2, 2, 2, 2)
     stem_stride: int = 2
     lif: LIFConfig = field(default_factory=LIFConfig)
-    input_delta: bool = False
-    """Give the stem each input next to its change since the previous step (a one-step delay
-    line). A residual shows the hand where it is and where it was at the key frame, with a sign
-    that depends on its contrast; the change since the last step shows only the moving end, so
-    the direction of motion becomes a local pattern (measured: on swipe right vs left, SNN alone,
-    2,000 steps, 59 % with it, 48 % without; chance 50 %)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -63,11 +57,9 @@ class SNNConfig:
 
 
 class SNNState(NamedTuple):
-    """Membrane state of every LIF cell, in :meth:`SpikingResNet.cells` order, and the last
-    input (``(B, C, H, W)``, kept only with ``input_delta``)."""
+    """Membrane state of every LIF cell, in :meth:`SpikingResNet.cells` order."""
 
     cells: tuple[LIFBoxFeedForwardState, ...]
-    previous: torch.Tensor | None = None
 
 
 def over_time(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -146,8 +138,7 @@ class SpikingResNet(nn.Module):
         self.config = config
         self.in_channels = in_channels
         widths = config.widths
-        stem_in = 2 * in_channels if config.input_delta else in_channels
-        self.stem = ConvBN(stem_in, widths[0], 3, config.stem_stride)
+        self.stem = ConvBN(in_channels, widths[0], 3, config.stem_stride)
         stages = []
         in_ch = widths[0]
         for index, (width, count) in enumerate(zip(widths, config.blocks, strict=True)):
@@ -216,12 +207,6 @@ class SpikingResNet(nn.Module):
         )
         new: list[LIFBoxFeedForwardState] = []
         features: list[torch.Tensor] = []
-        previous = None
-        if self.config.input_delta:
-            last = state.previous if state is not None else None
-            before = torch.cat([torch.zeros_like(x[:1]) if last is None else last[None], x[:-1]])
-            previous = x[-1]
-            x = torch.cat([x, x - before], dim=2)
         r = over_time(self.stem, x)
         for index, stage in enumerate(self.blocks()):
             for b, block in enumerate(stage):
@@ -233,7 +218,7 @@ class SpikingResNet(nn.Module):
         spikes, st = lif_sequence(self.lif_out, r, old[len(new)])
         new.append(st)
         features.append(spikes)
-        return tuple(features), SNNState(tuple(new), previous)
+        return tuple(features), SNNState(tuple(new))
 
     def step(
         self, x: torch.Tensor, state: SNNState | None = None

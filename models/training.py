@@ -806,11 +806,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--snn-blocks", type=_ints, help="e.g. 1,1,1,1")
     model.add_argument("--snn-stem-stride", type=int, default=2)
     model.add_argument(
-        "--snn-input-delta",
-        action="store_true",
-        help="the SNN stem also sees each input's change since the previous step",
-    )
-    model.add_argument(
         "--lif-decay", type=float, help="membrane kept per step (default ReSpike's 0.25)"
     )
     model.add_argument("--ann-widths", type=_ints)
@@ -899,20 +894,13 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         time_bin_us=args.time_bin_us,
     )
     snn = None
-    if (
-        args.snn_widths
-        or args.snn_blocks
-        or args.snn_stem_stride != 2
-        or args.lif_decay
-        or args.snn_input_delta
-    ):
+    if args.snn_widths or args.snn_blocks or args.snn_stem_stride != 2 or args.lif_decay:
         base = SNNConfig()
         snn = SNNConfig(
             widths=args.snn_widths or base.widths,
             blocks=args.snn_blocks or (1,) * len(args.snn_widths or base.widths),
             stem_stride=args.snn_stem_stride,
             lif=LIFConfig(decay=args.lif_decay) if args.lif_decay else base.lif,
-            input_delta=args.snn_input_delta,
         )
     ann = None
     if args.ann_widths or args.ann_blocks:

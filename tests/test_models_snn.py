@@ -49,11 +49,9 @@ def test_features_are_spikes_and_every_stage_fires() -> None:
         assert f.sum() > 0, f"stage {i} must fire for the test to mean anything"
 
 
-@pytest.mark.parametrize("delta", [False, True], ids=["plain", "input-delta"])
-def test_sequence_equals_repeated_steps_and_state_carries(delta: bool) -> None:
+def test_sequence_equals_repeated_steps_and_state_carries() -> None:
     torch.manual_seed(0)
-    config = SNNConfig(widths=TINY.widths, blocks=TINY.blocks, input_delta=delta)
-    snn = excite(SpikingResNet(config, in_channels=2).double())
+    snn = excite(SpikingResNet(TINY, in_channels=2).double())
     x = events(6, 2)
     with torch.no_grad():
         whole, _ = snn.forward_sequence(x)
@@ -109,21 +107,3 @@ def test_config_validation() -> None:
         SNNConfig(widths=(4, 8), blocks=(1,))
     with pytest.raises(ValueError, match="stem_stride"):
         SNNConfig(stem_stride=3)
-
-
-def test_input_delta_feeds_the_change_since_the_last_step() -> None:
-    """With input_delta the stem sees [x_t, x_t - x_(t-1)]: a constant input's second half is
-    zero after the first step, and the last input is carried in the state."""
-    snn = SpikingResNet(SNNConfig(widths=(4, 4, 4, 4), blocks=(1, 1, 1, 1), input_delta=True), 1)
-    assert snn.stem.conv.in_channels == 2
-    seen: list[torch.Tensor] = []
-    snn.stem.register_forward_hook(lambda module, args, out: seen.append(args[0]))
-    x = torch.ones(3, 1, 1, 16, 16)
-    with torch.no_grad():
-        _, state = snn.eval().forward_sequence(x)
-        snn.forward_sequence(x[:1], state)
-    first, carried = seen[0].unflatten(0, (3, 1)), seen[1]
-    assert torch.equal(first[0, :, 1], x[0, :, 0]), "the first step's change is from zero"
-    assert torch.equal(first[1:, :, 1], torch.zeros(2, 1, 16, 16))
-    assert state.previous is not None and torch.equal(state.previous, x[-1])
-    assert torch.equal(carried[:, 1], torch.zeros(1, 16, 16)), "the state carries the last input"
