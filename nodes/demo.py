@@ -69,9 +69,10 @@ def plan_demo(source: str | None) -> DemoPlan:
             {},
             f"no camera at index {source}: using the synthetic source instead",
         )
+    from respike.recorders import UnknownFormatError, open_events, split_sample
+
     path = Path(source)
-    sample = path.name.rpartition("#")[0]  # FOLDER#INDEX: one sample of a dataset folder
-    if not path.exists() and not (sample and path.with_name(sample).is_dir()):
+    if not split_sample(path)[0].exists():  # FOLDER#INDEX: one sample of a dataset folder
         raise FileNotFoundError(
             f"demo source {source!r} does not exist (give a camera index, a video or an event recording)"
         )
@@ -79,8 +80,6 @@ def plan_demo(source: str | None) -> DemoPlan:
         return DemoPlan(
             PIPELINES / "video.toml", {"source": {"source": str(path)}}, f"video {path}"
         )
-    from respike.recorders import UnknownFormatError, open_events
-
     try:
         open_events(path)
     except UnknownFormatError as exc:

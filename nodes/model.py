@@ -121,7 +121,7 @@ class ModelNode(Node):
         begin = time.perf_counter()
         new_segments, ends, offset = {}, [], 0
         for item in batch:
-            if item.new_segment or (self._state is None and offset == 0):
+            if item.new_segment:
                 new_segments[offset] = item.context
             offset += len(item.steps)
             ends.append(offset - 1)

@@ -22,6 +22,7 @@ from respike.recorders.formats import (
     detect_format,
     open_events,
     register_format,
+    split_sample,
     supported_formats,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "detect_format",
     "open_events",
     "register_format",
+    "split_sample",
     "supported_formats",
 ]

@@ -74,12 +74,8 @@ def open_events(
     >>> for window in reader.windows(10_000): ...                  # doctest: +SKIP
     >>> digit = open_events("NMNIST#12")                           # doctest: +SKIP
     """
-    p = path if isinstance(path, Path) else Path(path)
-    if not p.exists() and "#" in p.name:
-        base, _, choice = str(path).rpartition("#")
-        if Path(base).is_dir() and choice:
-            p = Path(base)
-            sample = int(choice) if choice.isdigit() else choice
+    p, chosen = split_sample(path)
+    sample = chosen if chosen is not None else sample
     if not p.exists():
         raise FileNotFoundError(f"no such event recording: {p}")
     options = ReadOptions(
@@ -93,6 +89,17 @@ def open_events(
     if name not in FORMATS:
         raise UnknownFormatError(p, f"format {name!r} is not known", supported_formats())
     return FORMATS[name].opener(p, options)
+
+
+def split_sample(path: str | Path) -> tuple[Path, int | str | None]:
+    """``FOLDER#INDEX`` (or ``FOLDER#REL/PATH``) as the folder and its sample choice; any
+    other path (one that exists, or has no folder before a ``#``) as itself and ``None``."""
+    p = path if isinstance(path, Path) else Path(path)
+    if not p.exists() and "#" in str(p):
+        base, _, choice = str(path).rpartition("#")
+        if Path(base).is_dir() and choice:
+            return Path(base), int(choice) if choice.isdigit() else choice
+    return p, None
 
 
 def detect_format(path: str | Path) -> str:

@@ -86,3 +86,16 @@ def test_summary_json_for_info(shared_data: Path) -> None:
     assert data["topics"] == {
         "/event_camera/events": {"type": "event_array_msgs/msg/EventArray", "count": 2}
     }
+
+
+def test_split_sample_reads_folder_hash_choices(tmp_path: Path) -> None:
+    from respike.recorders import split_sample
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    assert split_sample(f"{folder}#3") == (folder, 3)
+    assert split_sample(f"{folder}#Train/0/a.bin") == (folder, "Train/0/a.bin")
+    named = tmp_path / "odd#1.raw"
+    named.write_bytes(b"")
+    assert split_sample(named) == (named, None), "an existing file keeps its '#'"
+    assert split_sample(tmp_path / "none#2") == (tmp_path / "none#2", None)
