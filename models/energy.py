@@ -30,6 +30,7 @@ from torch import nn
 
 from respike.models.fusion import ScaledDotProduct
 from respike.models.hybrid import Clip, HybridReSpike
+from respike.models.motion import MotionDetectors
 
 ENERGY_PER_MAC_PJ = 4.6
 ENERGY_PER_AC_PJ = 0.9
@@ -128,7 +129,8 @@ class OpCounter:
     """Count MACs and ACs of ``model``'s layers while it runs, via forward hooks.
 
     Convolutions in ``spike_driven`` count ACs on their actual input; every other convolution,
-    linear layer and :class:`~respike.models.fusion.ScaledDotProduct` counts MACs. ``category``
+    linear layer, :class:`~respike.models.fusion.ScaledDotProduct` and
+    :class:`~respike.models.motion.MotionDetectors` count MACs. ``category``
     maps a module's qualified name to the bucket it counts into (default: the top-level child).
 
     Example::
@@ -155,7 +157,7 @@ class OpCounter:
 
     def __enter__(self) -> OpCounter:
         for name, module in self.model.named_modules():
-            if isinstance(module, (*_CONVS, nn.Linear, ScaledDotProduct)):
+            if isinstance(module, (*_CONVS, nn.Linear, ScaledDotProduct, MotionDetectors)):
                 self._handles.append(module.register_forward_hook(self._hook(self.category(name))))
         return self
 
@@ -183,6 +185,10 @@ class OpCounter:
                 self._macs[bucket] += linear_macs(module, output)
             elif isinstance(module, ScaledDotProduct):
                 self._macs[bucket] += attention_macs(*inputs)
+            elif isinstance(module, MotionDetectors):
+                x = inputs[0]
+                pixels = x.shape[0] * x.shape[1] * x.shape[-2] * x.shape[-1]
+                self._macs[bucket] += module.multiplies_per_pixel() * pixels
 
         return hook
 

@@ -62,6 +62,11 @@ def snn_to_nir(snn: SpikingResNet, input_size: tuple[int, int], *, dt: float = 1
     """
     import nir
 
+    if snn.motion is not None:
+        raise ValueError(
+            "NIR export of an SNN with motion detectors is not supported: NIR has no one-step "
+            "delay or product node for them"
+        )
     lif = snn.config.lif
     nodes: dict[str, nir.NIRNode] = {}
     edges: list[tuple[str, str]] = []

@@ -94,6 +94,11 @@ class ModelConfig:
         bad = [s for s in self.fusion.stages if s > min(len(self.snn.widths), len(self.ann.widths))]
         if bad:
             raise ValueError(f"fusion stages {bad} do not exist in the SNN/ANN branches")
+        if self.snn.motion_shifts and self.input_spec.snn_input != "residual":
+            raise ValueError(
+                "SNN motion detectors need residual input (events are changes already), "
+                f"got snn_input={self.input_spec.snn_input!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, tuples, strings and numbers (loadable with ``weights_only=True``)."""

@@ -25,6 +25,7 @@ from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from norse.torch.module.lif_box import LIFBoxCell
 from torch import nn
 
+from respike.models.motion import MotionDetectors, MotionState
 from respike.models.neurons import LIFConfig, lif_step, make_lif_cell
 
 
@@ -40,10 +41,16 @@ class SNNConfig:
     blocks: tuple[int, ...] = (2, 2, 2, 2)
     stem_stride: int = 2
     lif: LIFConfig = field(default_factory=LIFConfig)
+    motion_shifts: tuple[int, ...] = ()
+    """Shifts (input pixels) of the elementary motion detectors whose channels the stem sees
+    beside the input (:mod:`respike.models.motion`); empty: none."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        object.__setattr__(self, "motion_shifts", tuple(int(s) for s in self.motion_shifts))
+        if self.motion_shifts and min(self.motion_shifts) < 1:
+            raise ValueError(f"SNN motion_shifts must be positive, got {self.motion_shifts}")
         if isinstance(self.lif, dict):
             object.__setattr__(self, "lif", LIFConfig(**self.lif))
         if not self.widths or len(self.widths) != len(self.blocks):
@@ -57,9 +64,11 @@ class SNNConfig:
 
 
 class SNNState(NamedTuple):
-    """Membrane state of every LIF cell, in :meth:`SpikingResNet.cells` order."""
+    """Membrane state of every LIF cell, in :meth:`SpikingResNet.cells` order, and the motion
+    detectors' memory (``None`` without them)."""
 
     cells: tuple[LIFBoxFeedForwardState, ...]
+    motion: MotionState | None = None
 
 
 def over_time(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +147,9 @@ class SpikingResNet(nn.Module):
         self.config = config
         self.in_channels = in_channels
         widths = config.widths
-        self.stem = ConvBN(in_channels, widths[0], 3, config.stem_stride)
+        self.motion = MotionDetectors(config.motion_shifts) if config.motion_shifts else None
+        stem_in = in_channels + (self.motion.channels if self.motion is not None else 0)
+        self.stem = ConvBN(stem_in, widths[0], 3, config.stem_stride)
         stages = []
         in_ch = widths[0]
         for index, (width, count) in enumerate(zip(widths, config.blocks, strict=True)):
@@ -207,6 +218,10 @@ class SpikingResNet(nn.Module):
         )
         new: list[LIFBoxFeedForwardState] = []
         features: list[torch.Tensor] = []
+        motion = None
+        if self.motion is not None:
+            channels, motion = self.motion(x, state.motion if state is not None else None)
+            x = torch.cat([x, channels], dim=2)
         r = over_time(self.stem, x)
         for index, stage in enumerate(self.blocks()):
             for b, block in enumerate(stage):
@@ -218,7 +233,7 @@ class SpikingResNet(nn.Module):
         spikes, st = lif_sequence(self.lif_out, r, old[len(new)])
         new.append(st)
         features.append(spikes)
-        return tuple(features), SNNState(tuple(new))
+        return tuple(features), SNNState(tuple(new), motion)
 
     def step(
         self, x: torch.Tensor, state: SNNState | None = None

@@ -806,6 +806,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--snn-blocks", type=_ints, help="e.g. 1,1,1,1")
     model.add_argument("--snn-stem-stride", type=int, default=2)
     model.add_argument(
+        "--snn-motion",
+        type=_ints,
+        help="shifts of the SNN's motion detectors in input pixels, e.g. 1,2,4 (residual input)",
+    )
+    model.add_argument(
         "--lif-decay", type=float, help="membrane kept per step (default ReSpike's 0.25)"
     )
     model.add_argument("--ann-widths", type=_ints)
@@ -894,13 +899,20 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         time_bin_us=args.time_bin_us,
     )
     snn = None
-    if args.snn_widths or args.snn_blocks or args.snn_stem_stride != 2 or args.lif_decay:
+    if (
+        args.snn_widths
+        or args.snn_blocks
+        or args.snn_stem_stride != 2
+        or args.lif_decay
+        or args.snn_motion
+    ):
         base = SNNConfig()
         snn = SNNConfig(
             widths=args.snn_widths or base.widths,
             blocks=args.snn_blocks or (1,) * len(args.snn_widths or base.widths),
             stem_stride=args.snn_stem_stride,
             lif=LIFConfig(decay=args.lif_decay) if args.lif_decay else base.lif,
+            motion_shifts=args.snn_motion or (),
         )
     ann = None
     if args.ann_widths or args.ann_blocks:
