@@ -39,13 +39,6 @@ class MotionState(NamedTuple):
     previous_change: torch.Tensor
 
 
-def _shifted(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``t`` moved ``dy`` rows down and ``dx`` columns right, zeros shifted in."""
-    height, width = t.shape[-2:]
-    padded = nn.functional.pad(t, (dx, 0, dy, 0))
-    return padded[..., :height, :width]
-
-
 class MotionDetectors(nn.Module):
     """Opponent Reichardt detectors at ``shifts`` along both image axes (no parameters).
 
@@ -83,12 +76,24 @@ class MotionDetectors(nn.Module):
         still = x.flatten(2).abs().amax(dim=2) == 0
         change = change.masked_fill(still[..., None, None, None], 0.0)
         before = torch.cat([last_change[None], change[:-1]])
-        out = []
-        for s in self.shifts:
-            for dy, dx in ((0, s), (s, 0)):
-                m = change * _shifted(before, dy, dx) - _shifted(change, dy, dx) * before
-                out += [m.clamp(min=0).sqrt(), (-m).clamp(min=0).sqrt()]
-        return torch.cat(out, dim=2), MotionState(x[-1], change[-1])
+        m = change * self._shifted(before) - self._shifted(change) * before
+        out = torch.stack([m.clamp(min=0), (-m).clamp(min=0)], dim=3).flatten(2, 3).sqrt()
+        return out, MotionState(x[-1], change[-1])
+
+    def _shifted(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (``(..., 1, H, W)``) moved by each shift along x, then y: ``(..., 2 * n, H, W)``.
+
+        Zeros move in at the top and left edges; output ``(y, x)`` holds ``t(y - dy, x - dx)``.
+        """
+        height, width = t.shape[-2:]
+        pad = max(self.shifts)
+        padded = nn.functional.pad(t, (pad, 0, pad, 0))
+        views = [
+            padded[..., pad - dy : pad - dy + height, pad - dx : pad - dx + width]
+            for s in self.shifts
+            for dy, dx in ((0, s), (s, 0))
+        ]
+        return torch.cat(views, dim=-3)
 
 
 __all__ = ["MotionDetectors", "MotionState"]
