@@ -33,7 +33,7 @@ from torch import nn
 
 
 class MotionState(NamedTuple):
-    """The previous step's input and its change, ``(B, C, H, W)`` each."""
+    """The previous step's input (averaged over channels) and its change, ``(B, 1, H, W)`` each."""
 
     previous_input: torch.Tensor
     previous_change: torch.Tensor
