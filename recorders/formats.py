@@ -75,7 +75,10 @@ def open_events(
     >>> digit = open_events("NMNIST#12")                           # doctest: +SKIP
     """
     p, chosen = split_sample(path)
-    sample = chosen if chosen is not None else sample
+    if chosen is not None:
+        if sample is not None and sample != chosen:
+            raise ValueError(f"{path} names sample {chosen!r} but sample={sample!r} was given")
+        sample = chosen
     if not p.exists():
         raise FileNotFoundError(f"no such event recording: {p}")
     options = ReadOptions(

@@ -99,3 +99,12 @@ def test_split_sample_reads_folder_hash_choices(tmp_path: Path) -> None:
     named.write_bytes(b"")
     assert split_sample(named) == (named, None), "an existing file keeps its '#'"
     assert split_sample(tmp_path / "none#2") == (tmp_path / "none#2", None)
+
+
+def test_open_events_refuses_two_different_sample_choices(tmp_path: Path) -> None:
+    from respike.recorders import open_events
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="names sample 3 but sample=5"):
+        open_events(f"{folder}#3", sample=5)
