@@ -39,6 +39,7 @@ from respike.events.frames import (
 )
 
 COLORS: tuple[str, ...] = ("grey", "rgb")
+KEY_RESIDUALS: tuple[str, ...] = ("zero", "previous")
 
 
 class ResidualState(NamedTuple):
@@ -89,6 +90,10 @@ class ResidualFrames:
     - ``color``: ``"grey"`` (one channel, BT.601 weights) or ``"rgb"`` (three channels, output
       in R, G, B order; needs 3-channel frames).
     - ``channel_order``: order of 3-channel input frames, ``"bgr"`` (OpenCV) or ``"rgb"``.
+    - ``key_residual``: a key frame's residual, ``"zero"`` (ReSpike: the frame minus itself) or
+      ``"previous"`` (the frame minus the previous key frame: the previous segment's residuals
+      carried one step further, so that the change across a segment boundary reaches the SNN;
+      zero at the first frame of a stream).
 
     A frame whose format (size, channel count or dtype) differs from the stream's restarts the
     stream instead of failing: it becomes frame 0 of a new stream (a key frame, residual zero)
@@ -99,6 +104,7 @@ class ResidualFrames:
     size: tuple[int, int] | None = None
     color: str = "grey"
     channel_order: str = "bgr"
+    key_residual: str = "zero"
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
@@ -110,6 +116,10 @@ class ResidualFrames:
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(
                 f"channel_order is {self.channel_order!r}; expected one of {CHANNEL_ORDERS}"
+            )
+        if self.key_residual not in KEY_RESIDUALS:
+            raise ValueError(
+                f"key_residual is {self.key_residual!r}; expected one of {KEY_RESIDUALS}"
             )
 
     def __call__(
@@ -183,6 +193,10 @@ class ResidualFrames:
             key, key_index = state.key, state.key_index
         out = np.empty(plan.out_shape, dtype=np.float32)
         run(checked, key, is_key, out, plan)
+        if is_key and state is not None and self.key_residual == "previous":
+            # Same float32 arithmetic as the kernels' (value - key) / scale.
+            np.subtract(key, state.key, out=out, dtype=np.float32)
+            out /= plan.scale
         return out, ResidualState(key, index, key_index, fmt, format_changes)
 
 

@@ -176,6 +176,7 @@ class FrameEncoder:
             size=_width_height(self.spec.snn_size),
             color=color,
             channel_order=self.channel_order,
+            key_residual=self.spec.key_residual,
         )
 
     def frames_needed(self, steps: int) -> int:

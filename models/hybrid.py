@@ -30,7 +30,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast, get_args
 
 import torch
 from torch import nn
@@ -42,6 +42,7 @@ from respike.models.snn import SNNConfig, SNNState, SpikingResNet
 Mode = Literal["hybrid", "snn", "ann"]
 MODES: tuple[Mode, ...] = ("hybrid", "snn", "ann")
 SNNInput = Literal["events", "residual"]
+KeyResidual = Literal["zero", "previous"]
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,16 @@ class InputSpec:
     """What the model expects per step and per key frame; stored in every checkpoint.
 
     ``snn_input`` is ``"events"`` (``snn_channels == 2``: OFF and ON counts per time bin) or
-    ``"residual"`` (1 grey or 3 RGB channels of signed frame-minus-key-frame differences).
+    ``"residual"`` (1 grey or 3 RGB channels of signed frame-minus-key-frame differences;
+    ``key_residual`` says what a key frame's own residual is, as in
+    :class:`~respike.events.residual.ResidualFrames`).
     ``time_bin_us`` is the duration of one SNN step; ``keyframe_interval`` is ``K``.
     """
 
     snn_size: tuple[int, int] = (64, 64)
     snn_input: SNNInput = "events"
     snn_channels: int = 2
+    key_residual: KeyResidual = "zero"
     keyframe_size: tuple[int, int] = (112, 112)
     keyframe_interval: int = 4
     time_bin_us: int = 33_333
@@ -69,6 +73,12 @@ class InputSpec:
             raise ValueError(f"residual input has 1 or 3 channels, got {self.snn_channels}")
         if self.snn_input not in ("events", "residual"):
             raise ValueError(f"snn_input must be 'events' or 'residual', got {self.snn_input!r}")
+        if self.key_residual not in get_args(KeyResidual):
+            raise ValueError(
+                f"key_residual must be 'zero' or 'previous', got {self.key_residual!r}"
+            )
+        if self.key_residual != "zero" and self.snn_input != "residual":
+            raise ValueError(f"key_residual={self.key_residual!r} needs residual input")
         if self.keyframe_interval < 1 or self.time_bin_us < 1:
             raise ValueError("keyframe_interval and time_bin_us must be positive")
         if min(self.snn_size) < 1 or min(self.keyframe_size) < 1:
@@ -417,6 +427,7 @@ __all__ = [
     "HeadState",
     "HybridReSpike",
     "InputSpec",
+    "KeyResidual",
     "KeyframeContext",
     "Mode",
     "ModelConfig",

@@ -35,7 +35,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import cv2
 import numpy as np
@@ -61,7 +61,7 @@ from respike.models.datasets import (
 )
 from respike.models.energy import measure_energy, r3d18_reference
 from respike.models.fusion import FusionConfig
-from respike.models.hybrid import MODES, Clip, HybridReSpike, InputSpec, Mode
+from respike.models.hybrid import MODES, Clip, HybridReSpike, InputSpec, KeyResidual, Mode
 from respike.models.neurons import LIFConfig
 from respike.models.registry import get_model, list_models
 from respike.models.snn import SNNConfig
@@ -798,6 +798,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--mode", default="hybrid", choices=MODES)
     model.add_argument("--snn-input", default="residual", choices=("residual", "events"))
     model.add_argument("--snn-channels", type=int, help="1 grey / 3 RGB residuals; events: 2")
+    model.add_argument(
+        "--key-residual",
+        default="zero",
+        choices=get_args(KeyResidual),
+        help="a key frame's residual: zero (ReSpike) or minus the previous key frame",
+    )
     model.add_argument("--snn-size", type=_pair, default=(64, 64), help="SNN input, N or WxH")
     model.add_argument("--keyframe-size", type=_pair, default=(112, 112), help="N or WxH")
     model.add_argument("--keyframe-interval", type=int, default=4, help="K: steps per key frame")
@@ -894,6 +900,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         snn_size=_hw(args.snn_size),
         snn_input=args.snn_input,
         snn_channels=channels,
+        key_residual=args.key_residual,
         keyframe_size=_hw(args.keyframe_size),
         keyframe_interval=args.keyframe_interval,
         time_bin_us=args.time_bin_us,

@@ -114,6 +114,7 @@ def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
                 "height": height,
                 "stride": inputs.keyframe_interval,
                 "color": color,
+                "key_residual": inputs.key_residual,
             }
         if node.kind == "synthetic" and set(classes) <= set(CLASS_NAMES):
             overrides[node.name] = {"classes": ",".join(classes), **_training_scene(payload)}

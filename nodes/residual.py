@@ -39,6 +39,7 @@ class ResidualNode(Node):
         width: int = param(0, "residual width (the model's input); 0 = frame width")
         height: int = param(0, "residual height; 0 = frame height")
         color: str = param("grey", "residual channels: grey (1) or rgb (3)")
+        key_residual: str = param("zero", "a key frame's residual: zero or previous (key frame)")
         residuals: bool = param(True, "publish residuals")
         events: bool = param(False, "publish emulated DVS events")
         keyframes: bool = param(True, "publish key frames")
@@ -67,7 +68,11 @@ class ResidualNode(Node):
         p = self.params
         size = (p.width, p.height) if p.width else None
         self._residuals = ResidualFrames(
-            stride=p.stride, size=size, color=p.color, channel_order="rgb"
+            stride=p.stride,
+            size=size,
+            color=p.color,
+            channel_order="rgb",
+            key_residual=p.key_residual,
         )
         self._emulator = DvsEmulator(
             on_threshold=p.on_threshold,

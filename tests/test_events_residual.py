@@ -21,6 +21,7 @@ CONFIGS = [
     ResidualFrames(color="rgb"),
     ResidualFrames(color="rgb", size=(112, 112)),
     ResidualFrames(size=(500, 300)),
+    ResidualFrames(size=(64, 48), key_residual="previous"),
 ]
 
 
@@ -119,6 +120,26 @@ def test_residual_is_frame_minus_segment_key_frame_in_intensity_units(
         assert res.min() >= -1.0 and res.max() <= 1.0, "residual must lie in [-1, 1]"
 
 
+def test_previous_key_residual_carries_the_segment_one_step_further(
+    rng: np.random.Generator,
+) -> None:
+    frames = [rng.integers(0, 256, (6, 10, 3), dtype=np.uint8) for _ in range(9)]
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255 for f in frames]
+    zero, _ = run(ResidualFrames(stride=4), frames)
+    previous, _ = run(ResidualFrames(stride=4, key_residual="previous"), frames)
+    assert not previous[0].any(), "the first frame of a stream has no previous key: zero"
+    for i in (4, 8):
+        assert np.allclose(previous[i][0], grey[i] - grey[i - 4], atol=1e-6), (
+            f"key frame {i}: residual must be the frame minus the previous key frame"
+        )
+        change = previous[i][0] - previous[i - 1][0]
+        assert np.allclose(change, grey[i] - grey[i - 1], atol=1e-5), (
+            f"step {i}: the change of residual across the key frame must be the frame change"
+        )
+    for i in (1, 2, 3, 5, 6, 7):
+        assert np.array_equal(previous[i], zero[i]), f"frame {i} is not a key frame: unchanged"
+
+
 def test_grey_residual_uses_opencv_grey(rng: np.random.Generator) -> None:
     frames = [rng.integers(0, 256, (10, 14, 3), dtype=np.uint8) for _ in range(2)]
     residuals, _ = run(ResidualFrames(), frames)
@@ -199,6 +220,7 @@ def test_rgb_output_needs_three_channel_frames() -> None:
         ({"size": (4, 4, 4)}, "size is"),
         ({"color": "gray"}, "color is 'gray'"),
         ({"channel_order": "bgra"}, "channel_order is 'bgra'"),
+        ({"key_residual": "last"}, "key_residual is 'last'"),
     ],
 )
 def test_settings_are_validated(kwargs: dict, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,7 @@ from respike.models.datasets import (
     parse_data_spec,
     read_nmnist_binary,
 )
+from respike.models.hybrid import KeyResidual
 from respike.models.synthetic import (
     DVS_GESTURE_CLASSES,
     HELDOUT_BACKGROUNDS,
@@ -41,11 +43,15 @@ EVENTS = InputSpec(snn_size=(32, 32), snn_input="events", snn_channels=2, keyfra
 SMALL_SCENE = SceneConfig(width=64, height=48, backgrounds=TRAIN_BACKGROUNDS)
 
 
-def test_synthetic_residual_clip_equals_the_live_kernels() -> None:
-    data = SyntheticActions(RESIDUAL, split="train", clips=3, segments=2, scene=SMALL_SCENE)
+@pytest.mark.parametrize("key_residual", ["zero", "previous"])
+def test_synthetic_residual_clip_equals_the_live_kernels(key_residual: KeyResidual) -> None:
+    spec = replace(RESIDUAL, key_residual=key_residual)
+    data = SyntheticActions(spec, split="train", clips=3, segments=2, scene=SMALL_SCENE)
     sample = data[2]
     frames = render_clip(data.class_names[2], data.clip_seed(2), 8, SMALL_SCENE)
-    kernel = ResidualFrames(stride=4, size=(32, 24), color="grey", channel_order="rgb")
+    kernel = ResidualFrames(
+        stride=4, size=(32, 24), color="grey", channel_order="rgb", key_residual=key_residual
+    )
     state, expected = None, []
     for frame in frames:
         residual, state = kernel(frame, state)

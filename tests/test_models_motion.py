@@ -74,6 +74,32 @@ def test_still_input_and_key_frames_give_no_motion() -> None:
     assert channels[[2, 3, 6, 7]].min() > 0
 
 
+def test_key_residuals_against_the_previous_key_keep_motion_across_key_frames() -> None:
+    # key_residual="previous": the key frame's residual is it minus the previous key frame, so
+    # the change across the key frame is known and every step after the first two has motion
+    bar = moving_bar((0, 1), 0.3, steps=8)
+    second = bar[4:] - bar[4]
+    second[0] = bar[4]
+    channels = MotionDetectors(SHIFTS)(torch.cat([bar[:4], second]))[0]
+    right, left, _, _ = energy(channels, SHIFTS.index(2))
+    assert right > 10 * left
+    per_step = channels.sum(dim=(1, 2, 3, 4))
+    assert per_step[:2].abs().max() == 0
+    assert per_step[2:].min() > 0, f"no motion at some step after the first two: {per_step}"
+
+
+def test_key_residual_is_validated_and_old_checkpoints_read_as_zero() -> None:
+    spec = InputSpec(snn_input="residual", snn_channels=1, key_residual="previous")
+    data = ModelConfig(num_classes=2, mode="snn", input_spec=spec).to_dict()
+    assert ModelConfig.from_dict(data).input_spec.key_residual == "previous"
+    del data["input_spec"]["key_residual"]  # as checkpoints from before the setting store it
+    assert ModelConfig.from_dict(data).input_spec.key_residual == "zero"
+    with pytest.raises(ValueError, match="key_residual must be 'zero' or 'previous'"):
+        InputSpec(snn_input="residual", snn_channels=1, key_residual="last")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs residual input"):
+        InputSpec(key_residual="previous")
+
+
 def test_a_stream_of_steps_equals_the_whole_sequence() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(9, 2, 1, 12, 14, generator=gen)
