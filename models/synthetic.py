@@ -103,10 +103,18 @@ Framing = Literal["full", "upper"]
 
 GROUPS: tuple[str, ...] = ("gesture", "appearance", "temporal")
 
-BACKGROUND_FAMILIES: tuple[str, ...] = ("gradient", "noise", "stripes", "tiles", "clutter", "room")
+BACKGROUND_FAMILIES: tuple[str, ...] = (
+    "gradient",
+    "noise",
+    "stripes",
+    "tiles",
+    "props",
+    "clutter",
+    "room",
+)
 """Procedural background kinds; each clip draws one from ``SceneConfig.backgrounds``."""
 
-TRAIN_BACKGROUNDS: tuple[str, ...] = ("gradient", "noise", "stripes", "tiles")
+TRAIN_BACKGROUNDS: tuple[str, ...] = ("gradient", "noise", "stripes", "tiles", "props")
 HELDOUT_BACKGROUNDS: tuple[str, ...] = ("clutter", "room")
 """A split of :data:`BACKGROUND_FAMILIES` for evaluating on backgrounds never seen in training."""
 
@@ -1014,6 +1022,14 @@ def _random_shapes(rng: np.random.Generator, img: np.ndarray, count: int) -> Non
             cv2.line(img, (int(cx), int(cy)), end, colour, thick, cv2.LINE_AA)
 
 
+def _bg_props(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A plain wall with a few coloured objects on it: a model must learn that a red disc in
+    the background is not a held ball (the held-out ``clutter`` has many more, on another base)."""
+    base = _bg_gradient(rng, h, w) if rng.random() < 0.5 else _bg_noise(rng, h, w)
+    _random_shapes(rng, base, int(rng.integers(4, 16)))
+    return base
+
+
 def _bg_clutter(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     base = _two_tone(
         _value_noise(rng, h, w, octaves=3),
@@ -1083,6 +1099,7 @@ _BACKGROUNDS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] =
     "noise": _bg_noise,
     "stripes": _bg_stripes,
     "tiles": _bg_tiles,
+    "props": _bg_props,
     "clutter": _bg_clutter,
     "room": _bg_room,
 }
