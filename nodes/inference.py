@@ -152,6 +152,12 @@ class StepInputs:
                 f"residual of shape {residual.shape} {residual.dtype}; the checkpoint expects {expected} float32 "
                 "(set the residual node's width, height and color to the model's input)"
             )
+        key_residual = message.meta.get("key_residual", "zero")
+        if key_residual != self.spec.key_residual:
+            raise ValueError(
+                f"residual with key_residual={key_residual!r}; the checkpoint was trained on "
+                f"{self.spec.key_residual!r} (set the residual node's key_residual to it)"
+            )
         return residual[None].copy()  # received buffers are read-only; torch wants its own
 
     def _events(self, message: Message) -> np.ndarray:

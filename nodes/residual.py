@@ -127,6 +127,7 @@ class ResidualNode(Node):
                 message.t,
                 {"residual": residual},
                 key_index=self._residual_state.key_index,
+                key_residual=self.params.key_residual,
                 latency_ms=latency,
                 **meta,
             )

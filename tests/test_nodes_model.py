@@ -114,6 +114,11 @@ def test_steps_wait_for_their_key_frame_and_wrong_shapes_are_rejected(
     wrong = {"residual": np.zeros((1, 64, 64), np.float32)}
     with pytest.raises(ValueError, match=r"expects \(1, 32, 32\) float32"):
         io.send("steps", Message("res/residual", "residual", 2, wrong, {"key_index": 0}))
+    other_kind = {"key_index": 0, "key_residual": "previous"}
+    with pytest.raises(
+        ValueError, match="key_residual='previous'; the checkpoint was trained on 'zero'"
+    ):
+        io.send("steps", Message("res/residual", "residual", 2, residual, other_kind))
     io.send("steps", Message("res/residual", "residual", 3, residual, {"key_index": 0}))
     assert [m.t for _, m in io.outputs] == [1, 3]
     assert io.outputs[-1][1].meta["label"] in (*CLASSES, NO_ACTION)

@@ -44,9 +44,28 @@ def test_keyframes_every_stride_with_zero_residual_and_truth_passed_on(
     assert not residuals[4].arrays["residual"].any(), "a key frame's residual is zero"
     assert residuals[5].arrays["residual"].any()
     assert all(m.meta["action"] == "wave" for _, m in io.outputs)
+    assert {m.meta["key_residual"] for m in residuals} == {"zero"}, "the model node checks it"
     events = [m for port, m in io.outputs if port == "events"]
     assert len(events[0].arrays["events"]) == 0, "the first frame has no events"
     assert sum(len(m.arrays["events"]) for m in events) > 0
+
+
+def test_previous_key_residual_makes_key_frames_carry_the_change(
+    rng: np.random.Generator,
+) -> None:
+    io = MockIO(ResidualNode, "res", ResidualNode.Params(stride=4, key_residual="previous"))
+    frames = [rng.integers(0, 256, (12, 16, 3), dtype=np.uint8) for _ in range(5)]
+    for i, frame in enumerate(frames):
+        io.send("frames", frame_message(frame, 1000 * i))
+    residuals = [m for port, m in io.outputs if port == "residual"]
+    expected, state = None, None
+    for frame in frames:
+        expected, state = ResidualFrames(stride=4, key_residual="previous", channel_order="rgb")(
+            frame, state
+        )
+    assert residuals[4].arrays["residual"].any(), "key frame 4: minus key frame 0, not zero"
+    assert np.array_equal(residuals[4].arrays["residual"], expected)
+    assert residuals[4].meta["key_residual"] == "previous"
 
 
 def test_bad_frames_are_rejected_and_a_size_change_restarts_the_streams(
