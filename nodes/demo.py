@@ -93,12 +93,13 @@ def plan_demo(source: str | None) -> DemoPlan:
 
 def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
     """Parameters that make the residual node (and a synthetic source) fit the model's
-    checkpoint: its SNN input size, channels and K, and the classes it knows."""
+    checkpoint (that of the first node with one): its SNN input size, channels, K and key-frame
+    residual, and the classes it knows."""
     from respike.models.checkpoint import read_checkpoint, resolve_checkpoint
     from respike.models.hybrid import ModelConfig
     from respike.models.synthetic import CLASS_NAMES
 
-    models = [node for node in spec.nodes if node.kind == "model"]
+    models = [node for node in spec.nodes if hasattr(node.params, "checkpoint")]
     if not models:
         return {}
     payload = read_checkpoint(resolve_checkpoint(models[0].params.checkpoint))

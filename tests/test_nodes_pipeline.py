@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from respike.nodes.demo import matching_overrides
 from respike.nodes.launcher import Endpoints, node_command
 from respike.nodes.pipeline import PipelineError, load_pipeline
 from respike.stream.sockets import Delivery
@@ -145,3 +146,15 @@ def test_shipped_pipelines_are_valid() -> None:
     assert files, "pipelines/ must hold ready pipeline files"
     for path in files:
         load_pipeline(path)
+
+
+def test_shipped_pipelines_feed_their_model_what_its_checkpoint_was_trained_on() -> None:
+    folder = Path(__file__).resolve().parents[1] / "pipelines"
+    for path in sorted(folder.glob("*.toml")):
+        spec = load_pipeline(path)
+        for name, wanted in matching_overrides(spec).items():
+            node = next(n for n in spec.nodes if n.name == name)
+            if node.kind != "residual":
+                continue
+            given = {key: getattr(node.params, key) for key in wanted}
+            assert given == wanted, f"{path.name}: residual node {name!r} params differ"
