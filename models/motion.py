@@ -15,12 +15,15 @@ An edge that moved by ``s`` in the positive direction makes the first product la
 carry the same sign whatever the edge's contrast, so the detector is contrast-invariant, and the
 mirror term makes it opponent (negative for the other direction). Each shift and axis gives two
 channels, the positive and negative half-waves, as square roots so that they stay in the input's
-intensity units. Shifts 1, 2, 4 tune the detectors to three speeds.
+intensity units. Shifts 1, 2, 4 tune the detectors to three speeds. A delay ``k`` correlates
+``d_t`` with ``d_{t-k}`` instead, tuning shift ``s`` to ``s / k`` pixels per step: delay 2 adds
+the slow speeds that tell a slow return from a fast stroke the other way.
 
 A step whose input is exactly zero everywhere is a key frame (its residual is zero by
 construction) or a still scene: its change is taken as zero, since the change across a key
-frame cannot be recovered from residuals. The state carries the last input and the last change,
-so a stream cut into steps gives the same channels as one sequence.
+frame cannot be recovered from such residuals (``key_residual="previous"`` residuals keep it).
+The state carries the last input and the last changes, so a stream cut into steps gives the
+same channels as one sequence.
 """
 
 from __future__ import annotations
@@ -33,52 +36,67 @@ from torch import nn
 
 
 class MotionState(NamedTuple):
-    """The previous step's input (averaged over channels) and its change, ``(B, 1, H, W)`` each."""
+    """The previous step's input (averaged over channels), ``(B, 1, H, W)``, and the changes of
+    the last ``max(delays)`` steps, newest first, ``(B, max(delays), H, W)``."""
 
     previous_input: torch.Tensor
-    previous_change: torch.Tensor
+    previous_changes: torch.Tensor
 
 
 class MotionDetectors(nn.Module):
     """Opponent Reichardt detectors at ``shifts`` along both image axes (no parameters).
 
-    Input ``(T, B, C, H, W)``; output ``(T, B, 4 * len(shifts), H, W)``: per shift, right/left
-    then down/up half-waves. Multi-channel input is averaged over channels first.
+    Input ``(T, B, C, H, W)``; output ``(T, B, 4 * len(shifts) * len(delays), H, W)``: per delay,
+    per shift, right/left then down/up half-waves. Multi-channel input is averaged over channels
+    first.
     """
 
-    def __init__(self, shifts: Sequence[int]) -> None:
+    def __init__(self, shifts: Sequence[int], delays: Sequence[int] = (1,)) -> None:
         super().__init__()
         self.shifts = tuple(int(s) for s in shifts)
+        self.delays = tuple(int(k) for k in delays)
         if not self.shifts or min(self.shifts) < 1:
             raise ValueError(f"motion detector shifts must be positive integers, got {shifts}")
+        if not self.delays or min(self.delays) < 1 or len(set(self.delays)) < len(self.delays):
+            raise ValueError(
+                f"motion detector delays must be distinct positive steps, got {delays}"
+            )
 
     @property
     def channels(self) -> int:
-        """Output channels: four per shift."""
-        return 4 * len(self.shifts)
+        """Output channels: four per shift and delay."""
+        return 4 * len(self.shifts) * len(self.delays)
 
     def multiplies_per_pixel(self) -> int:
-        """Multiplications per input pixel and step (two products per shift and axis)."""
-        return 4 * len(self.shifts)
+        """Multiplications per input pixel and step (two products per shift, axis and delay)."""
+        return 4 * len(self.shifts) * len(self.delays)
 
     def forward(
         self, x: torch.Tensor, state: MotionState | None = None
     ) -> tuple[torch.Tensor, MotionState]:
         """Detector channels for the sequence ``x`` and the state that continues it."""
         x = x.mean(dim=2, keepdim=True)
+        steps, depth = x.shape[0], max(self.delays)
         if state is None:
             last_input = torch.zeros_like(x[0])
-            last_change = torch.zeros_like(x[0])
+            past = x.new_zeros(x.shape[1], depth, *x.shape[-2:])
         else:
-            last_input, last_change = state
+            last_input, past = state
         inputs = torch.cat([last_input[None], x])
         change = inputs[1:] - inputs[:-1]
         still = x.flatten(2).abs().amax(dim=2) == 0
         change = change.masked_fill(still[..., None, None, None], 0.0)
-        before = torch.cat([last_change[None], change[:-1]])
-        m = change * self._shifted(before) - self._shifted(change) * before
+        # the changes in time order, oldest first: (depth + T, B, 1, H, W)
+        history = torch.cat([past.flip(1).transpose(0, 1)[:, :, None], change])
+        shifted_change = self._shifted(change)
+        products = []
+        for k in self.delays:
+            before = history[depth - k : depth - k + steps]
+            products.append(change * self._shifted(before) - shifted_change * before)
+        m = torch.cat(products, dim=2)
         out = torch.stack([m.clamp(min=0), (-m).clamp(min=0)], dim=3).flatten(2, 3).sqrt()
-        return out, MotionState(x[-1], change[-1])
+        newest_first = history[-depth:].flip(0)[:, :, 0].transpose(0, 1)
+        return out, MotionState(x[-1], newest_first)
 
     def _shifted(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` (``(..., 1, H, W)``) moved by each shift along x, then y: ``(..., 2 * n, H, W)``.

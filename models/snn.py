@@ -44,6 +44,9 @@ class SNNConfig:
     motion_shifts: tuple[int, ...] = ()
     """Shifts (input pixels) of the elementary motion detectors whose channels the stem sees
     beside the input (:mod:`respike.models.motion`); empty: none."""
+    motion_delays: tuple[int, ...] = (1,)
+    """Delays (steps) of the motion detectors: shift ``s`` at delay ``k`` is tuned to ``s / k``
+    pixels per step."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -51,6 +54,9 @@ class SNNConfig:
         object.__setattr__(self, "motion_shifts", tuple(int(s) for s in self.motion_shifts))
         if self.motion_shifts and min(self.motion_shifts) < 1:
             raise ValueError(f"SNN motion_shifts must be positive, got {self.motion_shifts}")
+        object.__setattr__(self, "motion_delays", tuple(int(k) for k in self.motion_delays))
+        if not self.motion_delays or min(self.motion_delays) < 1:
+            raise ValueError(f"SNN motion_delays must be positive, got {self.motion_delays}")
         if isinstance(self.lif, dict):
             object.__setattr__(self, "lif", LIFConfig(**self.lif))
         if not self.widths or len(self.widths) != len(self.blocks):
@@ -147,7 +153,11 @@ class SpikingResNet(nn.Module):
         self.config = config
         self.in_channels = in_channels
         widths = config.widths
-        self.motion = MotionDetectors(config.motion_shifts) if config.motion_shifts else None
+        self.motion = (
+            MotionDetectors(config.motion_shifts, config.motion_delays)
+            if config.motion_shifts
+            else None
+        )
         stem_in = in_channels + (self.motion.channels if self.motion is not None else 0)
         self.stem = ConvBN(stem_in, widths[0], 3, config.stem_stride)
         stages = []

@@ -817,6 +817,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="shifts of the SNN's motion detectors in input pixels, e.g. 1,2,4 (residual input)",
     )
     model.add_argument(
+        "--snn-motion-delays",
+        type=_ints,
+        help="delays of the motion detectors in steps, e.g. 1,2 (default 1)",
+    )
+    model.add_argument(
         "--lif-decay", type=float, help="membrane kept per step (default ReSpike's 0.25)"
     )
     model.add_argument("--ann-widths", type=_ints)
@@ -912,6 +917,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         or args.snn_stem_stride != 2
         or args.lif_decay
         or args.snn_motion
+        or args.snn_motion_delays
     ):
         base = SNNConfig()
         snn = SNNConfig(
@@ -920,6 +926,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
             stem_stride=args.snn_stem_stride,
             lif=LIFConfig(decay=args.lif_decay) if args.lif_decay else base.lif,
             motion_shifts=args.snn_motion or (),
+            motion_delays=args.snn_motion_delays or base.motion_delays,
         )
     ann = None
     if args.ann_widths or args.ann_blocks:

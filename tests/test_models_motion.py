@@ -100,12 +100,24 @@ def test_key_residual_is_validated_and_old_checkpoints_read_as_zero() -> None:
         InputSpec(key_residual="previous")
 
 
-def test_a_stream_of_steps_equals_the_whole_sequence() -> None:
+def test_a_delay_tunes_a_shift_to_a_slower_speed() -> None:
+    # a bar moving 1 pixel per step: shift 2 at delay 2 (1 px/step) beats shift 2 at delay 1
+    detectors = MotionDetectors((2,), delays=(1, 2))
+    bar = moving_bar((0, 1), 0.3, speed=1, steps=6)
+    channels = detectors(bar)[0]
+    assert channels.shape[2] == detectors.channels == 8
+    at_delay_1, at_delay_2 = energy(channels, 0)[0], energy(channels, 1)[0]
+    assert at_delay_2 > 1.5 * at_delay_1
+    assert energy(channels, 1)[0] > 10 * energy(channels, 1)[1], "delay 2 is direction-selective"
+
+
+@pytest.mark.parametrize("delays", [(1,), (1, 2), (3, 1)])
+def test_a_stream_of_steps_equals_the_whole_sequence(delays: tuple[int, ...]) -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(9, 2, 1, 12, 14, generator=gen)
     x[0] = 0
     x[4] = 0
-    detectors = MotionDetectors(SHIFTS)
+    detectors = MotionDetectors(SHIFTS, delays)
     whole, _ = detectors(x)
     state = None
     parts = []
@@ -118,6 +130,10 @@ def test_a_stream_of_steps_equals_the_whole_sequence() -> None:
 def test_bad_shifts_are_refused() -> None:
     with pytest.raises(ValueError, match="shifts"):
         MotionDetectors(())
+    with pytest.raises(ValueError, match="delays must be distinct positive steps"):
+        MotionDetectors(SHIFTS, (1, 1))
+    with pytest.raises(ValueError, match="motion_delays"):
+        SNNConfig(motion_shifts=(1,), motion_delays=(0,))
     with pytest.raises(ValueError, match="motion_shifts"):
         SNNConfig(motion_shifts=(0,))
 
@@ -146,6 +162,15 @@ def test_motion_needs_residual_input_and_survives_the_config_round_trip() -> Non
     data = config.to_dict()
     data["snn"]["motion_shifts"] = list(data["snn"]["motion_shifts"])  # as JSON gives it back
     assert ModelConfig.from_dict(data) == config
+    del data["snn"]["motion_delays"]  # as checkpoints from before delays store it
+    assert ModelConfig.from_dict(data).snn.motion_delays == (1,)
+    delayed = SNNConfig(
+        widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1), motion_shifts=SHIFTS, motion_delays=(1, 2)
+    )
+    data = ModelConfig(num_classes=3, mode="snn", input_spec=residual, snn=delayed).to_dict()
+    data["snn"]["motion_delays"] = [1, 2]
+    assert ModelConfig.from_dict(data).snn == delayed
+    assert SpikingResNet(delayed, 1).stem.conv.in_channels == 1 + 4 * len(SHIFTS) * 2
     with pytest.raises(ValueError, match="residual input"):
         ModelConfig(num_classes=3, mode="snn", input_spec=InputSpec(snn_input="events"), snn=snn)
 

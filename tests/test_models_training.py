@@ -221,6 +221,16 @@ def test_config_file_sets_defaults_and_flags_win(tmp_path: Path) -> None:
     assert config.val_data == "synthetic?split=val"
 
 
+def test_motion_and_key_residual_flags_reach_the_model_config() -> None:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    flags = ["--data", "synthetic", "--snn-motion", "1,2", "--snn-motion-delays", "1,2"]
+    config = train_config_from_args(parser.parse_args([*flags, "--key-residual", "previous"]))
+    assert config.snn is not None
+    assert config.snn.motion_shifts == (1, 2) and config.snn.motion_delays == (1, 2)
+    assert config.input_spec.key_residual == "previous"
+
+
 def test_resolve_checkpoint_names(tmp_path: Path) -> None:
     for name in SHIPPED:
         assert resolve_checkpoint(name).name == f"{name}.pt"
