@@ -64,15 +64,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
 
+from respike.nodes.demo import residual_params
 from respike.nodes.launcher import Launcher
 from respike.nodes.pipeline import load_pipeline
 from respike.stream.messages import now_us
 from respike.stream.sockets import Subscriber
+
+if TYPE_CHECKING:
+    from respike.models.hybrid import InputSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -154,10 +158,11 @@ def checkpoint(name: str, kind: str, folder: Path, dvs_size: int = 64) -> tuple[
     return path, f"{about} (`{name}` not found: stand-in of the same architecture)"
 
 
-def input_spec(path: Path) -> dict[str, Any]:
+def input_spec(path: Path) -> InputSpec:
     from respike.models.checkpoint import read_checkpoint
+    from respike.models.hybrid import InputSpec
 
-    return dict(read_checkpoint(path)["input_spec"])
+    return InputSpec(**read_checkpoint(path)["input_spec"])
 
 
 def toml_value(value: Any) -> str:
@@ -191,9 +196,6 @@ def video_pipeline(
     model_params: dict[str, Any],
     steps_queue: int = 4,
 ) -> Path:
-    spec = input_spec(ckpt)
-    height, width = spec["snn_size"]
-    color = "grey" if spec["snn_channels"] == 1 else "rgb"
     return write_pipeline(
         folder / f"e2e-{rate:g}.toml",
         f"e2e-{rate:g}",
@@ -202,12 +204,7 @@ def video_pipeline(
             "residual": {
                 "kind": "residual",
                 "inputs": {"frames": "camera/frames"},
-                "params": {
-                    "stride": spec["keyframe_interval"],
-                    "width": width,
-                    "height": height,
-                    "color": color,
-                },
+                "params": residual_params(input_spec(ckpt)),
             },
             "model": {
                 "kind": "model",

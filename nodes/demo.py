@@ -13,9 +13,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from respike.nodes.pipeline import PipelineSpec, load_pipeline
+
+if TYPE_CHECKING:
+    from respike.models.hybrid import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +111,22 @@ def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
     for node in spec.nodes:
         if node.kind == "residual":
-            height, width = inputs.snn_size
-            color = "grey" if inputs.snn_channels == 1 else "rgb"
-            overrides[node.name] = {
-                "width": width,
-                "height": height,
-                "stride": inputs.keyframe_interval,
-                "color": color,
-                "key_residual": inputs.key_residual,
-            }
+            overrides[node.name] = residual_params(inputs)
         if node.kind == "synthetic" and set(classes) <= set(CLASS_NAMES):
             overrides[node.name] = {"classes": ",".join(classes), **_training_scene(payload)}
     return overrides
+
+
+def residual_params(inputs: InputSpec) -> dict[str, Any]:
+    """The residual node's parameters that make the SNN input a checkpoint's ``inputs`` expect."""
+    height, width = inputs.snn_size
+    return {
+        "width": width,
+        "height": height,
+        "stride": inputs.keyframe_interval,
+        "color": "grey" if inputs.snn_channels == 1 else "rgb",
+        "key_residual": inputs.key_residual,
+    }
 
 
 def _training_scene(payload: dict[str, Any]) -> dict[str, Any]:
