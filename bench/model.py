@@ -37,7 +37,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,6 +50,7 @@ from respike.models import (
     load_checkpoint,
     measure_energy,
 )
+from respike.models.checkpoint import resolve_checkpoint
 from respike.models.energy import r3d18_reference
 from respike.models.snn import SNNState, SpikingResNet
 
@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50, help="timed calls per measurement")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls before timing")
     parser.add_argument("--model", default="respike_r18", help="registered model name")
-    parser.add_argument("--checkpoint", type=Path, help="benchmark this checkpoint's model")
+    parser.add_argument(
+        "--checkpoint", help="benchmark this checkpoint's model (path or shipped name)"
+    )
     parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     return parser.parse_args(argv)
@@ -69,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> HybridReSpike:
     if args.checkpoint is not None:
-        return load_checkpoint(args.checkpoint).model
+        return load_checkpoint(resolve_checkpoint(args.checkpoint)).model
     spec = InputSpec(snn_size=(args.size, args.size))
     return get_model(args.model, num_classes=101, input_spec=spec).eval()
 
