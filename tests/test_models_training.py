@@ -242,7 +242,7 @@ def test_resolve_checkpoint_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "clips", "floor"), [("actions", 40, 0.5), ("gestures-dvs", 44, 0.35)]
+    ("name", "clips", "floor"), [("actions", 40, 0.75), ("gestures-dvs", 44, 0.35)]
 )
 def test_shipped_checkpoints_classify_fresh_synthetic_clips(
     name: str, clips: int, floor: float
