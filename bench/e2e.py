@@ -69,9 +69,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zmq
 
-from respike.nodes.demo import residual_params
 from respike.nodes.launcher import Launcher
 from respike.nodes.pipeline import load_pipeline
+from respike.nodes.residual import residual_params
 from respike.stream.messages import now_us
 from respike.stream.sockets import Subscriber
 

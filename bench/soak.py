@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e import DEFAULT_INPUT, checkpoint, input_spec, make_video, write_pipeline
 
-from respike.nodes.demo import residual_params
+from respike.nodes.residual import residual_params
 from respike.stream.sockets import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]

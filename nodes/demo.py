@@ -13,12 +13,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from respike.nodes.pipeline import PipelineSpec, load_pipeline
-
-if TYPE_CHECKING:
-    from respike.models.hybrid import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +98,7 @@ def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
     from respike.models.checkpoint import read_checkpoint, resolve_checkpoint
     from respike.models.hybrid import ModelConfig
     from respike.models.synthetic import CLASS_NAMES
+    from respike.nodes.residual import residual_params
 
     models = [node for node in spec.nodes if hasattr(node.params, "checkpoint")]
     if not models:
@@ -115,18 +113,6 @@ def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
         if node.kind == "synthetic" and set(classes) <= set(CLASS_NAMES):
             overrides[node.name] = {"classes": ",".join(classes), **_training_scene(payload)}
     return overrides
-
-
-def residual_params(inputs: InputSpec) -> dict[str, Any]:
-    """The residual node's parameters that make the SNN input a checkpoint's ``inputs`` expect."""
-    height, width = inputs.snn_size
-    return {
-        "width": width,
-        "height": height,
-        "stride": inputs.keyframe_interval,
-        "color": "grey" if inputs.snn_channels == 1 else "rgb",
-        "key_residual": inputs.key_residual,
-    }
 
 
 def _training_scene(payload: dict[str, Any]) -> dict[str, Any]:

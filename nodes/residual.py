@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from respike.nodes.base import Node, param, register
 from respike.stream.messages import Message
+
+if TYPE_CHECKING:
+    from respike.models.hybrid import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -169,3 +172,15 @@ class ResidualNode(Node):
             "kernel_ms_mean": 1000 * self.kernel_s / self.frames if self.frames else 0.0,
             "format_changes": float(self.format_changes),
         }
+
+
+def residual_params(inputs: InputSpec) -> dict[str, Any]:
+    """The residual node's parameters that make the SNN input a checkpoint's ``inputs`` expect."""
+    height, width = inputs.snn_size
+    return {
+        "width": width,
+        "height": height,
+        "stride": inputs.keyframe_interval,
+        "color": "grey" if inputs.snn_channels == 1 else "rgb",
+        "key_residual": inputs.key_residual,
+    }

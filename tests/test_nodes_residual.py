@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
 import pytest
 
 from respike.events.emulator import DvsEmulator
-from respike.events.residual import ResidualFrames
-from respike.nodes.residual import ResidualNode
+from respike.events.residual import KEY_RESIDUALS, ResidualFrames
+from respike.models.hybrid import InputSpec, KeyResidual
+from respike.nodes.residual import ResidualNode, residual_params
 from respike.nodes.runtime import MockIO
 from respike.stream.messages import Message
 from respike.stream.sockets import Delivery, Subscriber
@@ -169,3 +171,16 @@ def test_video_file_through_camera_and_residual_processes_matches_the_offline_ke
     n_events = sum(len(m.arrays["events"]) for m in got["events"])
     # Event times follow the capture clock, but which crossings happen does not depend on it.
     assert n_events == expected_events, (n_events, expected_events)
+
+
+def test_residual_params_make_the_input_a_checkpoint_expects(rng: np.random.Generator) -> None:
+    spec = InputSpec(
+        snn_size=(12, 16), snn_input="residual", snn_channels=1, key_residual="previous"
+    )
+    assert get_args(KeyResidual) == KEY_RESIDUALS, "the model's and the kernel's choices agree"
+    io = MockIO(ResidualNode, "res", ResidualNode.Params(**residual_params(spec)))
+    for i in range(5):
+        io.send("frames", frame_message(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), i))
+    residuals = [m for port, m in io.outputs if port == "residual"]
+    assert residuals[4].arrays["residual"].shape == (1, *spec.snn_size)
+    assert residuals[4].arrays["residual"].any(), "key frame 4 carries the change (previous)"
