@@ -12,6 +12,7 @@ come from ``reader.triggers()``.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +34,10 @@ PACKET_TYPES = ("event_camera_msgs/msg/EventPacket", "event_array_msgs/msg/Event
 DVS_TYPE = "dvs_msgs/msg/EventArray"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 MCAP_MAGIC = b"\x89MCAP0\r\n"
+#: the line before each definition in a concatenated ros2msg/ros2idl schema (rosbag2's encoding)
+SCHEMA_SEPARATOR = "=" * 80 + "\n"
+#: schema encodings whose CDR messages can be deserialised
+SCHEMA_ENCODINGS = ("ros2msg", "ros2idl")
 
 PACKET_MSG = """std_msgs/Header header
 uint32 height
@@ -91,6 +96,77 @@ def _event_types(ros2: bool) -> dict[str, Any]:
     return types
 
 
+def schema_types(encoding: str, name: str, text: str) -> dict[str, Any]:
+    """The message types an embedded ROS 2 definition declares (rosbags parse trees).
+
+    ``ros2msg``: the top-level ``.msg`` first, dependencies after ``MSG: <type>`` lines;
+    ``ros2idl``: every definition after an ``IDL: <type>`` line (rosbag2's
+    docs/message_definition_encoding.md). IDL preprocessor lines (``#include``, which rosidl
+    writes and rosbags' IDL parser rejects) are dropped: the included types come as their own
+    sections. Raises ValueError with a one-line reason when the text cannot be parsed.
+    """
+    from rosbags.typesys import TypesysError, get_types_from_idl, get_types_from_msg
+
+    if encoding not in SCHEMA_ENCODINGS:
+        raise ValueError(
+            f"schema encoding {encoding!r} cannot be read (readable: {', '.join(SCHEMA_ENCODINGS)})"
+        )
+    types: dict[str, Any] = {}
+    try:
+        if encoding == "ros2msg":
+            types.update(get_types_from_msg(text, name))
+        else:
+            sections = text.split(SCHEMA_SEPARATOR) if SCHEMA_SEPARATOR in text else [text]
+            for section in sections:
+                head, _, body = section.partition("\n")
+                if not head.startswith("IDL: "):
+                    body = section
+                body = re.sub(r"(?m)^[ \t]*#.*$", "", body)
+                if body.strip():
+                    types.update(get_types_from_idl(body))
+    except TypesysError as exc:
+        raise ValueError(
+            f"{encoding} schema of {name} cannot be parsed ({_parse_failure(exc)})"
+        ) from None
+    if name not in types:
+        raise ValueError(f"{encoding} schema named {name} does not define that type")
+    return types
+
+
+def _parse_failure(exc: Exception) -> str:
+    """rosbags' multi-line parse error ("Could not parse:", the whole text, the position, the
+    text there, what was expected) as a short phrase naming where it stopped."""
+    lines = str(exc).splitlines()
+    if len(lines) >= 4 and lines[0].startswith("Could not parse") and lines[2].isdigit():
+        near = lines[3].strip()[:40]
+        return f"stopped at {near!r}" if near else "the definition ends too early"
+    return lines[0] if lines else type(exc).__name__
+
+
+@functools.lru_cache(maxsize=16)
+def _typestore(embedded: tuple[tuple[str, str, str], ...]) -> Any:
+    """A ROS 2 typestore: the event types of :func:`event_typestore` overridden by the
+    definitions a bag embeds ((encoding, type, text) triples, already checked by
+    :func:`schema_types`); cached, since each register generates and compiles code."""
+    from rosbags.typesys import Stores, get_typestore
+
+    types = dict(_event_types(True))
+    for encoding, name, text in embedded:
+        types.update(schema_types(encoding, name, text))
+    store = get_typestore(Stores.EMPTY)
+    store.register(types)
+    return store
+
+
+def _readable(encoding: str, name: str, text: str) -> str | None:
+    """None when the schema parses, else the one-line reason."""
+    try:
+        schema_types(encoding, name, text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 _BASE_TYPES = ("builtin_interfaces/msg/Time", "std_msgs/msg/Header", IMAGE_TYPE)
 
 
@@ -115,6 +191,7 @@ class RosBagReader(EventReader):
             event_topics = sorted(
                 {c.topic for c in conns if c.msgtype in (*PACKET_TYPES, DVS_TYPE)}
             )
+            self._refuse_unreadable(getattr(reader, "unreadable", {}), event_topics)
             if self._options.topic is not None:
                 if self._options.topic not in event_topics:
                     raise self._damaged(
@@ -129,6 +206,30 @@ class RosBagReader(EventReader):
             )
         finally:
             reader.close()
+
+    def _refuse_unreadable(
+        self, unreadable: dict[str, Unreadable], event_topics: list[str]
+    ) -> None:
+        """Raise, naming the topic and its schema encoding, when a channel that holds (or may
+        hold) the events asked for has a schema that cannot be read: better than 0 events.
+
+        That is: the topic asked for, any channel whose type is an event message, or, when no
+        event topic was found at all, every unreadable channel (its type is then unknown).
+        """
+        wanted = self._options.topic
+        bad = [
+            u
+            for u in unreadable.values()
+            if u.topic == wanted
+            or u.msgtype in (*PACKET_TYPES, DVS_TYPE)
+            or (not event_topics and wanted is None)
+        ]
+        if bad:
+            raise self._damaged(
+                "; ".join(
+                    f"topic {u.topic} (schema encoding {u.encoding!r}): {u.reason}" for u in bad
+                )
+            )
 
     def _lookup_sensor_size(self) -> tuple[int, int] | None:
         """(width, height) of the first event message (EventPacket/EventArray carry them)."""
@@ -172,7 +273,9 @@ class RosBagReader(EventReader):
             if self._ros2 and not self._bag.is_dir():
                 if self._bag.suffix != ".mcap":
                     raise ValueError("a sqlite3 bag needs the metadata.yaml of its folder")
-                return McapBag(self._bag, event_typestore(True))
+                return McapBag(self._bag)
+            if self._ros2:
+                return Ros2Folder(self._bag)
             reader = AnyReader([self._bag], default_typestore=event_typestore(self._ros2))
             reader.open()
         except Exception as exc:
@@ -281,22 +384,96 @@ class BagConnection(NamedTuple):
     msgcount: int
 
 
+class Unreadable(NamedTuple):
+    """A channel whose schema cannot be read: its topic, type name, schema encoding, why."""
+
+    topic: str
+    msgtype: str
+    encoding: str
+    reason: str
+
+
+class Ros2Folder:
+    """A ROS 2 bag folder (metadata.yaml beside sqlite3 or MCAP files), read with rosbags.
+
+    Offers the subset of rosbags' ``AnyReader`` the bag reader uses (``connections``,
+    ``messages``, ``deserialize``, ``close``), but parses the definitions the bag embeds with
+    :func:`schema_types`, which reads the ``ros2idl`` definitions rosbag2 writes (``AnyReader``
+    rejects their ``#include`` lines). Connections without a definition use the event types of
+    :func:`event_typestore`; those whose definition cannot be parsed are left out of
+    ``connections`` and listed in ``unreadable``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from rosbags.interfaces import MessageDefinitionFormat
+        from rosbags.rosbag2 import Reader
+
+        self._reader = Reader(path)
+        self._reader.open()
+        self.unreadable: dict[str, Unreadable] = {}
+        good: dict[tuple[str, str, str], None] = {}
+        for conn in self._reader.connections:
+            if conn.msgdef.format == MessageDefinitionFormat.NONE:
+                continue
+            encoding = "ros2msg" if conn.msgdef.format == MessageDefinitionFormat.MSG else "ros2idl"
+            key = (encoding, conn.msgtype, conn.msgdef.data)
+            why = _readable(*key)
+            if why is None:
+                good[key] = None
+            else:
+                self.unreadable[conn.topic] = Unreadable(conn.topic, conn.msgtype, encoding, why)
+        self._store = _typestore(tuple(good))
+        self.connections = [c for c in self._reader.connections if c.topic not in self.unreadable]
+
+    def messages(self, connections: list[Any]) -> Iterator[tuple[Any, int, bytes]]:
+        """(connection, receive time in ns, CDR bytes) of ``connections``, in time order."""
+        if not connections:
+            return iter(())
+        return iter(self._reader.messages(connections=connections))
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        return self._store.deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 class McapBag:
     """A ROS 2 MCAP file on its own (no metadata.yaml beside it), read with the mcap package.
 
     Offers the subset of rosbags' ``AnyReader`` the bag reader uses (``connections``,
-    ``messages``, ``deserialize``, ``close``); channels that are not CDR with a ``ros2msg`` schema
-    are left out. A file without a summary section (a recorder that was killed) is scanned once
-    for its channels and then read in file order up to its torn end, which the pass reports.
+    ``messages``, ``deserialize``, ``close``). CDR channels with a ``ros2msg`` or ``ros2idl``
+    schema are read with the types that schema defines; other channels are left out of
+    ``connections`` and listed in ``unreadable`` with the reason. A file without a summary
+    section (a recorder that was killed) is scanned once for its channels and then read in
+    file order up to its torn end, which the pass reports.
     """
 
-    def __init__(self, path: Path, typestore: Any) -> None:
+    def __init__(self, path: Path) -> None:
         from mcap.reader import NonSeekingReader, make_reader
 
         self._path = path
-        self._store = typestore
         counts: dict[str, int] = {}
         types: dict[str, str] = {}
+        self.unreadable: dict[str, Unreadable] = {}
+        good: dict[tuple[str, str, str], None] = {}
+        checked: dict[tuple[int, str], str | None] = {}
+
+        def add(schema: Any, channel: Any, count: int) -> None:
+            key = (channel.schema_id, channel.message_encoding)
+            if key not in checked:
+                checked[key] = self._check(schema, channel, good)
+            if checked[key] is None:
+                types[channel.topic] = str(schema.name)
+                counts[channel.topic] = counts.get(channel.topic, 0) + count
+            else:
+                self.unreadable[channel.topic] = Unreadable(
+                    channel.topic,
+                    str(schema.name) if schema is not None else "",
+                    str(schema.encoding) if schema is not None else "",
+                    checked[key] or "",
+                )
+
         with path.open("rb") as f:
             try:
                 summary = make_reader(f).get_summary()
@@ -306,26 +483,35 @@ class McapBag:
             if summary is not None and summary.statistics is not None:
                 stats = summary.statistics.channel_message_counts
                 for cid, channel in summary.channels.items():
-                    msgtype = _ros2_type(summary.schemas.get(channel.schema_id), channel)
-                    if msgtype:
-                        types[channel.topic] = msgtype
-                        counts[channel.topic] = counts.get(channel.topic, 0) + stats.get(cid, 0)
+                    add(summary.schemas.get(channel.schema_id), channel, stats.get(cid, 0))
             else:
                 f.seek(0)
                 scan = NonSeekingReader(f).iter_messages(log_time_order=False)
                 try:
                     for schema, channel, _ in scan:
-                        msgtype = _ros2_type(schema, channel)
-                        if msgtype:
-                            types[channel.topic] = msgtype
-                            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+                        add(schema, channel, 1)
                 except Exception:
-                    if not types:
+                    if not types and not self.unreadable:
                         raise ValueError(
                             "MCAP file is truncated before its first complete chunk"
                         ) from None
                     # a torn tail: the channels before it are known, the pass reports the tear
+        self._store = _typestore(tuple(good))
         self.connections = [BagConnection(t, types[t], counts[t]) for t in sorted(types)]
+
+    @staticmethod
+    def _check(schema: Any, channel: Any, good: dict[tuple[str, str, str], None]) -> str | None:
+        """None when the channel can be deserialised (its schema joins ``good``), else why not."""
+        if schema is None:
+            return "the channel has no schema"
+        if channel.message_encoding != "cdr":
+            return f"messages are {channel.message_encoding!r}, not ROS 2 CDR"
+        text = bytes(schema.data).decode("utf-8", errors="replace")
+        key = (str(schema.encoding), str(schema.name), text)
+        why = _readable(*key)
+        if why is None:
+            good[key] = None
+        return why
 
     def messages(self, connections: list[BagConnection]) -> Iterator[tuple[Any, int, bytes]]:
         """(connection, log time in ns, CDR bytes): in log-time order when the file has its
@@ -359,13 +545,6 @@ class McapBag:
 
     def close(self) -> None:
         """Nothing stays open between calls (each ``messages`` pass opens the file)."""
-
-
-def _ros2_type(schema: Any, channel: Any) -> str | None:
-    """The ROS 2 message type of an MCAP channel, None when it is not CDR with a ros2msg schema."""
-    if schema is None or schema.encoding != "ros2msg" or channel.message_encoding != "cdr":
-        return None
-    return str(schema.name)
 
 
 def _packet(decoded: DecodedEvents) -> EventArray:

@@ -332,3 +332,146 @@ def test_libcaer_cmp_and_trigger_topics(tmp_path: Path, rng: np.random.Generator
     assert triggers["t"].tolist() == [b // 1000 + d for b in bases for d in (0, 2)]
     assert triggers["edge"].tolist() == [1, 0] * 3 and set(triggers["id"].tolist()) == {2}
     assert open_events(path, topic="/dvs/triggers").read_all().shape[0] == 0
+
+
+# rosbag2's ros2idl schema of EventPacket as rosidl writes it (docs/message_definition_encoding.md):
+# every definition after a separator and an "IDL: <type>" line, with the #include lines and
+# @verbatim comment annotations rosidl_adapter generates.
+_SEP = "=" * 80 + "\n"
+EVENT_PACKET_IDL = (
+    _SEP
+    + """IDL: event_camera_msgs/msg/EventPacket
+// generated from rosidl_adapter/resource/msg.idl.em
+// with input from event_camera_msgs/msg/EventPacket.msg
+// generated code does not contain a copyright notice
+
+#include "std_msgs/msg/Header.idl"
+
+module event_camera_msgs {
+  module msg {
+    struct EventPacket {
+      std_msgs::msg::Header header;
+
+      uint32 height;
+
+      uint32 width;
+
+      @verbatim (language="comment", text=
+        "packet sequence number")
+      uint64 seq;
+
+      uint64 time_base;
+
+      string encoding;
+
+      boolean is_bigendian;
+
+      sequence<uint8> events;
+    };
+  };
+};
+"""
+    + _SEP
+    + """IDL: std_msgs/msg/Header
+// generated from rosidl_adapter/resource/msg.idl.em
+// with input from std_msgs/msg/Header.msg
+// generated code does not contain a copyright notice
+
+#include "builtin_interfaces/msg/Time.idl"
+
+module std_msgs {
+  module msg {
+    @verbatim (language="comment", text=
+      "Standard metadata for higher-level stamped data types.")
+    struct Header {
+      builtin_interfaces::msg::Time stamp;
+
+      string frame_id;
+    };
+  };
+};
+"""
+    + _SEP
+    + """IDL: builtin_interfaces/msg/Time
+// generated from rosidl_adapter/resource/msg.idl.em
+// with input from builtin_interfaces/msg/Time.msg
+// generated code does not contain a copyright notice
+
+
+module builtin_interfaces {
+  module msg {
+    struct Time {
+      int32 sec;
+
+      uint32 nanosec;
+    };
+  };
+};
+"""
+)
+PACKET_TYPE = "event_camera_msgs/msg/EventPacket"
+
+
+def _write_mcap(path: Path, src: Path, schema_encoding: str, schema_text: str) -> None:
+    """A lone MCAP file holding the CDR messages of the bag ``src`` under the given schema."""
+    from mcap.writer import Writer as McapWriter
+    from rosbags.highlevel import AnyReader
+
+    with path.open("wb") as f, AnyReader([src], default_typestore=event_typestore(True)) as bag:
+        writer = McapWriter(f)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema(
+            name=PACKET_TYPE, encoding=schema_encoding, data=schema_text.encode()
+        )
+        channel = writer.register_channel(topic=TOPIC, message_encoding="cdr", schema_id=schema)
+        for _, stamp, raw in bag.messages():
+            writer.add_message(channel, log_time=stamp, data=raw, publish_time=stamp)
+        writer.finish()
+
+
+def test_ros2idl_schemas_read_like_the_db3_bag(tmp_path: Path, shared_data: Path) -> None:
+    """A lone MCAP and a bag folder whose EventPacket schema is ros2idl (rosbag2 writes these)
+    decode to the events of the db3 bag, whose sums are the README's reference."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    src = _bag(shared_data, "test_data_evt3_trigger")
+    expected = open_events(src).read_all()
+    assert int(expected["t"].sum()) * 1000 == 1_222_326_831_810_000
+    assert int(expected["x"].sum()) == 42_078_718 and int(expected["p"].sum()) == 41_439
+    lone = tmp_path / "idl.mcap"
+    _write_mcap(lone, src, "ros2idl", EVENT_PACKET_IDL)
+    folder = tmp_path / "idl_bag"
+    with (
+        AnyReader([src], default_typestore=event_typestore(True)) as bag,
+        Writer(folder, version=8, storage_plugin=StoragePlugin.MCAP) as writer,
+    ):
+        conn = writer.add_connection(
+            TOPIC, PACKET_TYPE, msgdef=EVENT_PACKET_IDL, rihs01="RIHS01_" + "0" * 64
+        )
+        for _, stamp, raw in bag.messages():
+            writer.write(conn, stamp, raw)
+    for path in (lone, folder):
+        reader = open_events(path)
+        assert reader.summary().topics == {TOPIC: (PACKET_TYPE, 105)}, path
+        assert reader.sensor_size == (1280, 720), path
+        assert np.array_equal(reader.read_all(), expected), path
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text", "why"),
+    [
+        ("ros2idl", "module event_camera_msgs { struct broken", "cannot be parsed"),
+        ("protobuf", "syntax = 'proto3';", "cannot be read"),
+    ],
+)
+def test_unreadable_schema_is_an_error_naming_topic_and_encoding(
+    tmp_path: Path, shared_data: Path, encoding: str, text: str, why: str
+) -> None:
+    path = tmp_path / "bad.mcap"
+    _write_mcap(path, _bag(shared_data, "test_data_evt3_trigger"), encoding, text)
+    with pytest.raises(EventFileError) as info:
+        open_events(path).read_all()
+    message = str(info.value)
+    assert TOPIC in message and repr(encoding) in message and why in message, message
+    assert "\n" not in message, "one line"
