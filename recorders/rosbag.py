@@ -1,7 +1,8 @@
 """ROS bags (ROS 2 sqlite3 / MCAP storage, ROS 1): event topics as packets, image topics as frames.
 
 Bags are read with ``rosbags``; event message types are registered from their ``.msg``
-definitions (../shared/data/README.md) so bags without embedded definitions still deserialise.
+definitions (../shared/data/README.md) so bags without embedded definitions still deserialise,
+and the definitions a ROS 2 bag embeds (``ros2msg`` or ``ros2idl``) take their place when present.
 One packet per message, decoded by :mod:`respike.recorders.ros_codecs`; times in µs (the
 nanosecond times of the codecs floored). The event clock depends on the encoding: evt3 packets
 carry sensor time, libcaer, libcaer_cmp, mono, trigger and dvs_msgs carry ROS (epoch) time;
