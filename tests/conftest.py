@@ -19,6 +19,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RESPIKE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the fast tier first and the ``slow`` tier after it, in one ``python -m pytest``.
+
+    Quick feedback comes before the minutes of pipelines and training; the sort is stable, so
+    each tier keeps the collection order and a module's tests stay together within a tier.
+    ``-m "not slow"`` runs the fast tier alone.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real recordings (../shared/data); tests that need it skip when it is absent."""

@@ -152,6 +152,7 @@ def test_snn_mode_needs_no_keyframe_image() -> None:
     assert logits.shape == (1, 2) and state.snn is not None
 
 
+@pytest.mark.slow
 def test_tiny_snn_overfits_through_the_spiking_layers() -> None:
     """Head frozen: only the SNN learns, so gradients must flow through its spikes (BPTT)."""
     torch.manual_seed(0)
@@ -177,6 +178,7 @@ def test_tiny_snn_overfits_through_the_spiking_layers() -> None:
     assert torch.equal(logits.argmax(1), labels), "the tiny batch must be learnt"
 
 
+@pytest.mark.slow
 def test_compiled_step_matches_eager() -> None:
     """``enable_compile`` traces the whole step into one graph (eager backend: fast to build)."""
     torch.manual_seed(0)

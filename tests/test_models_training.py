@@ -89,6 +89,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     return train(tiny_config(tmp_path_factory.mktemp("tiny")), progress=False, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_a_tiny_run_learns_above_chance(tiny_run: TrainResult) -> None:
     last = tiny_run.history[-1]
     assert last.val_accuracy is not None and last.val_accuracy >= 0.7, (
@@ -103,6 +104,7 @@ def test_a_tiny_run_learns_above_chance(tiny_run: TrainResult) -> None:
     assert len(saved.extra["history"]) == 6
 
 
+@pytest.mark.slow
 def test_eval_json_report(
     tiny_run: TrainResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -155,6 +157,7 @@ class _Stop(Exception):
     """Raised by a log callback to stop a run after an epoch, like a killed process."""
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     config = tiny_config(
@@ -192,6 +195,7 @@ def _ddp_worker(rank: int, out: str, rendezvous: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_replicas_stay_identical(tmp_path: Path) -> None:
     """Two gloo processes train on different halves of each epoch; their weights must agree."""
     rendezvous = f"file://{tmp_path / 'rendezvous'}"
@@ -241,6 +245,7 @@ def test_resolve_checkpoint_names(tmp_path: Path) -> None:
         resolve_checkpoint("no-such-model")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "clips", "floor"), [("actions", 40, 0.75), ("gestures-dvs", 44, 0.35)]
 )

@@ -31,6 +31,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_export_writes_nir_and_onnx(tiny_checkpoint: Path, tmp_path: Path) -> None:
     result = respike(
         "export",
@@ -44,6 +45,7 @@ def test_export_writes_nir_and_onnx(tiny_checkpoint: Path, tmp_path: Path) -> No
     assert (tmp_path / "snn.nir").stat().st_size > 0 and (tmp_path / "ann.onnx").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_export_of_a_broken_checkpoint_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")

@@ -48,6 +48,7 @@ def test_a_finite_pipeline_runs_to_completion_and_exits_cleanly(tmp_path: Path, 
     assert b"state=done" in stderr and b"gaps=0" in stderr
 
 
+@pytest.mark.slow
 def test_a_killed_node_is_restarted_and_messages_flow_again(
     tmp_path: Path, spawn, node_pids
 ) -> None:
@@ -76,6 +77,7 @@ def test_a_killed_node_is_restarted_and_messages_flow_again(
     )
 
 
+@pytest.mark.slow
 def test_for_stops_an_endless_pipeline(tmp_path: Path, spawn, node_pids) -> None:
     path, name = write_pipeline(tmp_path, rate=100, count=0)
     begin = time.monotonic()
@@ -102,6 +104,7 @@ def test_cli_lists_kinds_and_parameters(spawn, args: tuple[str, ...]) -> None:
     assert b"messages per second" in stdout, "parameters are listed with their help"
 
 
+@pytest.mark.slow
 def test_nodes_on_named_hosts_talk_tcp_with_curve_keys(tmp_path: Path, spawn) -> None:
     with socket.socket() as probe:  # a free pair of ports for base_port and base_port + 1
         probe.bind(("127.0.0.1", 0))

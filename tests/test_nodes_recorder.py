@@ -74,6 +74,7 @@ def replay(spawn, ipc_dir: Path, path: Path, speed: float) -> tuple[list[Message
     raise AssertionError("the replay never ended")
 
 
+@pytest.mark.slow
 def test_record_then_replay_is_bit_identical(tmp_path: Path, spawn, ipc_dir: Path) -> None:
     path = record(tmp_path, spawn, rate=0, count=300)
     recorded = list(read_recording(path))
@@ -92,6 +93,7 @@ def test_record_then_replay_is_bit_identical(tmp_path: Path, spawn, ipc_dir: Pat
     )
 
 
+@pytest.mark.slow
 def test_replay_keeps_the_original_timing(tmp_path: Path, spawn, ipc_dir: Path) -> None:
     path = record(tmp_path, spawn, rate=40, count=40)  # ~1 s of messages
     recorded = list(read_recording(path))
@@ -104,6 +106,7 @@ def test_replay_keeps_the_original_timing(tmp_path: Path, spawn, ipc_dir: Path) 
     assert fast[-1] - fast[0] == pytest.approx(span / 2, abs=0.1), "speed 2 halves it"
 
 
+@pytest.mark.slow
 def test_a_recorder_killed_with_sigkill_leaves_a_readable_file(
     tmp_path: Path, spawn, node_pids
 ) -> None:

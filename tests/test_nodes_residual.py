@@ -107,6 +107,7 @@ def offline(path: Path, stride: int, size: tuple[int, int]) -> tuple[list[np.nda
         events += len(packet)
 
 
+@pytest.mark.slow
 def test_video_file_through_camera_and_residual_processes_matches_the_offline_kernels(
     shared_data: Path, ipc_dir: Path, spawn
 ) -> None:

@@ -10,7 +10,11 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from helpers import read_json_lines
+
+pytestmark = pytest.mark.slow
 
 LIVE = """
 [pipeline]

@@ -44,6 +44,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_info_and_convert_commands(aedat4: Path, tmp_path: Path) -> None:
     info = run_cli("info", str(aedat4), "--json")
     assert info.returncode == 0, info.stderr
@@ -71,6 +72,7 @@ def test_info_on_a_missing_or_unknown_file_is_a_clear_error(tmp_path: Path) -> N
     assert result.returncode == 2 and "Supported: aedat4" in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_convert_emulates_events_from_a_video(shared_data: Path, tmp_path: Path) -> None:
     from respike.events.emulator import DvsEmulator
     from respike.recorders.video import VideoEvents

@@ -26,6 +26,7 @@ def receive_until_end(subscriber: Subscriber, timeout: float = 60.0) -> list[Mes
     raise AssertionError(f"no `end` after {timeout} s; got {len(messages)} messages")
 
 
+@pytest.mark.slow
 def test_lossless_delivers_100k_messages_between_processes_without_gaps(
     ipc_dir: Path, spawn
 ) -> None:
