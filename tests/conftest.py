@@ -8,12 +8,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from respike.nodes.runtime import MockIO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RESPIKE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -106,6 +110,25 @@ def _node_pids(pipeline_name: str, node: str) -> list[int]:
 def node_pids() -> Callable[[str, str], list[int]]:
     """Find node processes of a pipeline started by ``respike run`` (to kill them in tests)."""
     return _node_pids
+
+
+def _run_paced(io: MockIO, max_calls: int = 1_000_000) -> None:
+    """Call a source's ``produce`` as the runtime does, sleeping the delay it asks for each time."""
+    for _ in range(max_calls):
+        delay = io.node.produce()
+        if delay is None:
+            return
+        time.sleep(delay)
+
+
+@pytest.fixture
+def run_paced() -> Callable[..., None]:
+    """Run a ``MockIO`` source at its own pace (``MockIO.run_source`` never sleeps).
+
+    The sleeps are the node's own schedule, the thing under test, not a guess at how long
+    something takes: assert on the times the node stamped on its messages, never on the clock.
+    """
+    return _run_paced
 
 
 TINY_CLASSES = ("clap", "wave", "drum")
