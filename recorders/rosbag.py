@@ -7,7 +7,8 @@ One packet per message, decoded by :mod:`respike.recorders.ros_codecs`; times in
 nanosecond times of the codecs floored). The event clock depends on the encoding: evt3 packets
 carry sensor time, libcaer, libcaer_cmp, mono, trigger and dvs_msgs carry ROS (epoch) time;
 frames carry their header stamp. Trigger events (evt3 EXT_TRIGGER words, ``trigger`` packets)
-come from ``reader.triggers()``.
+come from ``reader.triggers()``. A ROS 1 bag whose index is cut off or damaged is read record by
+record instead (:mod:`respike.recorders.rosbag1`): every whole message, then the error.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from respike.recorders.ros_codecs import (
     Triggers,
     decode_dvs_array,
 )
+from respike.recorders.rosbag1 import BagDamage, Ros1Scan
 
 PACKET_TYPES = ("event_camera_msgs/msg/EventPacket", "event_array_msgs/msg/EventArray")
 DVS_TYPE = "dvs_msgs/msg/EventArray"
@@ -185,6 +187,7 @@ class RosBagReader(EventReader):
         self._ros2 = self._bag.suffix != ".bag"
         self.format_name = "rosbag2" if self._ros2 else "rosbag1"
         self._size_seen = False
+        self._scan: Ros1Scan | None = None
         reader = self._open()
         try:
             conns = list(reader.connections)
@@ -277,11 +280,26 @@ class RosBagReader(EventReader):
                 return McapBag(self._bag)
             if self._ros2:
                 return Ros2Folder(self._bag)
+            if self._scan is not None:
+                return self._scan
             reader = AnyReader([self._bag], default_typestore=event_typestore(self._ros2))
             reader.open()
         except Exception as exc:
-            raise self._damaged(f"bag cannot be opened ({exc})") from None
+            if self._ros2:
+                raise self._damaged(f"bag cannot be opened ({exc})") from None
+            return self._scan_ros1(str(exc))
         return reader
+
+    def _scan_ros1(self, why: str) -> Ros1Scan:
+        """A ROS 1 bag whose index rosbags cannot use (cut, killed, damaged): read it record
+        by record from the start (kept for later passes), or say where it breaks."""
+        try:
+            self._scan = Ros1Scan(self._bag, why, event_typestore(False))
+        except BagDamage as exc:
+            raise self._damaged(exc.reason, offset=exc.offset) from None
+        except OSError as exc:
+            raise self._damaged(f"bag cannot be opened ({why}; {exc})") from None
+        return self._scan
 
     def _first_size(self, reader: Any) -> tuple[int, int] | None:
         """Width and height of the first event message (EventPacket/EventArray carry them)."""
@@ -362,6 +380,9 @@ class RosBagReader(EventReader):
                     found = decoder.triggers
             except PayloadError as exc:
                 raise self._damaged(exc.reason, offset=exc.offset, where=where) from None
+            except BagDamage as exc:
+                after = f"after {index} whole messages on {self._topic}"
+                raise self._damaged(exc.reason, offset=exc.offset, where=after) from None
             except Exception as exc:
                 raise self._damaged(f"message cannot be read ({exc})", where=where) from None
             index += 1

@@ -475,3 +475,94 @@ def test_unreadable_schema_is_an_error_naming_topic_and_encoding(
     message = str(info.value)
     assert TOPIC in message and repr(encoding) in message and why in message, message
     assert "\n" not in message, "one line"
+
+
+def _write_ros1_bag(
+    path: Path, rng: np.random.Generator, compression: str | None
+) -> list[tuple[bytes, list[tuple[int, int, int, int]]]]:
+    """A ROS 1 bag of 40 dvs_msgs/EventArray messages in many small chunks (rosbags'
+    writer); returns each message's serialised bytes and its events (t µs, x, y, p)."""
+    from rosbags.rosbag1 import Writer as Writer1
+
+    store = event_typestore(False)
+    Time = store.types["builtin_interfaces/msg/Time"]
+    Header = store.types["std_msgs/msg/Header"]
+    Event = store.types["dvs_msgs/msg/Event"]
+    Array = store.types[DVS_TYPE]
+    written = []
+    writer = Writer1(path)
+    if compression is not None:
+        writer.set_compression(getattr(Writer1.CompressionFormat, compression))
+    writer.chunk_threshold = 3000  # a chunk every few messages
+    with writer:
+        conn = writer.add_connection("/dvs/events", DVS_TYPE, typestore=store)
+        for k in range(40):
+            n = int(rng.integers(5, 60))
+            ts = np.sort(rng.integers(0, 10**8, n)) + (k + 1) * 10**8
+            xs, ys, ps = rng.integers(0, 240, n), rng.integers(0, 180, n), rng.integers(0, 2, n)
+            events = [
+                Event(
+                    x=int(x),
+                    y=int(y),
+                    ts=Time(sec=int(t // 10**9), nanosec=int(t % 10**9)),
+                    polarity=bool(p),
+                )
+                for x, y, t, p in zip(xs, ys, ts, ps, strict=True)
+            ]
+            stamp = Time(sec=int(ts[0] // 10**9), nanosec=int(ts[0] % 10**9))
+            msg = Array(
+                header=Header(seq=k, stamp=stamp, frame_id="dvs"),
+                height=180,
+                width=240,
+                events=events,
+            )
+            raw = bytes(store.serialize_ros1(msg, DVS_TYPE))
+            writer.write(conn, int(ts[0]), raw)
+            rows = list(
+                zip((ts // 1000).tolist(), xs.tolist(), ys.tolist(), ps.tolist(), strict=True)
+            )
+            written.append((raw, rows))
+    return written
+
+
+@pytest.mark.parametrize("compression", [None, "BZ2"])
+def test_cut_ros1_bag_keeps_every_intact_message(
+    tmp_path: Path, rng: np.random.Generator, compression: str | None
+) -> None:
+    """A ROS 1 bag cut anywhere (its index, at the end, is then lost) gives every message that
+    lies whole before the cut (for a compressed chunk: every whole chunk), then an error naming
+    the byte offset where reading stopped."""
+    path = tmp_path / "dvs.bag"
+    written = _write_ros1_bag(path, rng, compression)
+    data = path.read_bytes()
+    everything = [row for _, rows in written for row in rows]
+    whole_messages = np.cumsum([0] + [len(rows) for _, rows in written]).tolist()
+    assert len(open_events(path).read_all()) == len(everything), "the intact bag reads whole"
+    if compression is None:
+        ends = [data.find(raw) + len(raw) for raw, _ in written]
+        cuts = [len(data) - 1, ends[-1] + 5, (ends[20] + ends[21]) // 2, ends[7] - 1, ends[7]]
+    else:
+        cuts = [len(data) - 1, len(data) // 2, len(data) // 3]
+    for cut in cuts:
+        damaged = tmp_path / f"cut{cut}.bag"
+        damaged.write_bytes(data[:cut])
+        reader = open_events(damaged, strict=False)
+        assert reader.topic == "/dvs/events"
+        events = reader.read_all()
+        got = list(zip(*(events[k].tolist() for k in ("t", "x", "y", "p")), strict=True))
+        assert got == everything[: len(got)], f"cut at {cut}: the prefix differs"
+        assert len(got) in whole_messages, f"cut at {cut}: messages are kept whole"
+        if compression is None:
+            before = sum(
+                len(rows) for (_, rows), end in zip(written, ends, strict=True) if end <= cut
+            )
+            assert len(got) == before, f"cut at {cut}: every message before the cut is kept"
+        elif cut == len(data) - 1:
+            assert len(got) == len(everything), "a cut in the index loses no message"
+        else:
+            assert 0 < len(got) < len(everything), f"cut at {cut}: the whole chunks before it"
+        err = reader.error
+        assert err is not None and err.offset is not None, f"cut at {cut}: no offset"
+        assert 0 < err.offset <= cut and f"at byte {err.offset}" in str(err), str(err)
+        with pytest.raises(EventFileError, match=f"at byte {err.offset}"):
+            list(open_events(damaged).packets())
