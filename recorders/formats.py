@@ -134,6 +134,8 @@ def detect_format(path: str | Path) -> str:
             raise UnknownFormatError(p, "Prophesee EVT 2.1 is not supported", supported_formats())
         if ext == ".dat":
             return "dat"
+        if _looks_like_text(head):
+            return "text"  # a text event list whose header lines start with '%'
         raise UnknownFormatError(
             p,
             "Prophesee header names no event format (pass format='evt2' or 'evt3')",

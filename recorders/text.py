@@ -1,13 +1,15 @@
 """Plain-text event lists, one ``t x y p`` line per event (spaces, tabs or commas).
 
 The layout of the Event Camera Dataset (``events.txt``) and of many exports. Lines starting with
-``#`` or ``%`` before the first event are a header. Times with a decimal point are seconds,
+``#`` or ``%`` before the first event are a header; one naming ``sensor WxH`` (as the text
+writer writes it) gives the sensor size. Times with a decimal point are seconds,
 integers µs (``time_unit`` overrides). Read in 1 MiB blocks and parsed with numpy, so a
 multi-gigabyte export streams; a malformed line stops reading there, naming its byte offset.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,6 +22,8 @@ from respike.recorders.arrays import ColumnReader
 from respike.recorders.base import ReadOptions
 
 BLOCK_BYTES = 1 << 20
+#: a header line's sensor size: "sensor 1280x720" (the text writer's), "sensor: 640 x 480"
+SENSOR_LINE = re.compile(r"\bsensor\b\W*(\d+)\s*[xX]\s*(\d+)")
 
 
 class TextReader(ColumnReader):
@@ -33,7 +37,8 @@ class TextReader(ColumnReader):
         self._row_bytes: dict[int, int] = {}
 
     def _sniff(self) -> tuple[int, bool]:
-        """Byte offset of the first event line, and whether its time has a decimal point."""
+        """Byte offset of the first event line, and whether its time has a decimal point;
+        the sensor size too when a header line names it."""
         pos = 0
         with self._path.open("rb") as f:
             for line in f:
@@ -41,6 +46,9 @@ class TextReader(ColumnReader):
                 if stripped and stripped[:1] not in (b"#", b"%", b"/"):
                     t = stripped.replace(b",", b" ").split()[0]
                     return pos, b"." in t or b"e" in t.lower()
+                size = SENSOR_LINE.search(stripped.decode("latin-1"))
+                if size and self._sensor_size is None:
+                    self._sensor_size = (int(size.group(1)), int(size.group(2)))
                 pos += len(line)
         return pos, False
 

@@ -123,21 +123,25 @@ class Aedat4Writer(EventWriter):
 
 
 class TextWriter(EventWriter):
-    """One ``t x y p`` line per event (µs), the plain format many datasets ship."""
+    """One ``t x y p`` line per event (µs), the plain format many datasets ship.
+
+    Space-separated, except ``.csv`` files, which get commas. The first line is a ``#`` header
+    naming the columns and ``sensor WxH``, which the text reader takes the sensor size from.
+    """
 
     format_name = "text"
     suffixes = (".txt", ".csv")
 
     def __init__(self, path: Path, sensor_size: tuple[int, int]) -> None:
         super().__init__(path, sensor_size)
+        self._sep = "," if path.suffix.lower() == ".csv" else " "
         self._file = path.open("w")
-        self._file.write(
-            f"# respike events: t_us x y p; sensor {sensor_size[0]}x{sensor_size[1]}\n"
-        )
+        columns = self._sep.join(("t_us", "x", "y", "p"))
+        self._file.write(f"# respike events: {columns}; sensor {sensor_size[0]}x{sensor_size[1]}\n")
 
     def write(self, events: EventArray) -> None:
         columns = np.column_stack([events[name].astype(np.int64) for name in ("t", "x", "y", "p")])
-        np.savetxt(self._file, columns, fmt="%d")
+        np.savetxt(self._file, columns, fmt="%d", delimiter=self._sep)
         self.count += len(events)
 
     def close(self) -> None:

@@ -49,3 +49,40 @@ def test_time_unit_override(tmp_path: Path) -> None:
     path = tmp_path / "ns.txt"
     path.write_text("1500 1 1 1\n2500 1 1 0\n")
     assert open_events(path, time_unit="ns").read_all()["t"].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv"])
+def test_written_text_keeps_sensor_size_and_csv_uses_commas(
+    tmp_path: Path, rng: np.random.Generator, suffix: str
+) -> None:
+    """The writer's '# ... sensor WxH' line gives the sensor size back (events alone would say
+    1280x699 here); .csv files are comma-separated and read back the same."""
+    from respike.events import make_events
+    from respike.recorders.writers import write_packets
+
+    n = 500
+    events = make_events(
+        np.sort(rng.integers(0, 10**6, n)),
+        rng.integers(0, 1000, n),
+        np.minimum(rng.integers(0, 699, n), 698),
+        rng.integers(0, 2, n),
+    )
+    path = tmp_path / f"events{suffix}"
+    assert write_packets([events[:200], events[200:]], path, (1280, 720)) == n
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("#") and "sensor 1280x720" in lines[0]
+    if suffix == ".csv":
+        assert all("," in line and " " not in line for line in lines[1:]), lines[1]
+    else:
+        assert all("," not in line for line in lines[1:]), lines[1]
+    reader = open_events(path)
+    assert reader.sensor_size == (1280, 720)
+    assert reader.summary().sensor_size_from == "header"
+    np.testing.assert_array_equal(reader.read_all(), events)
+
+
+def test_header_sensor_line_of_a_hand_written_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("% camera: gen4; sensor 640x480\n# t,x,y,p\n10,1,2,0\n20,3,4,1\n")
+    reader = open_events(path)
+    assert reader.sensor_size == (640, 480) and reader.read_all()["t"].tolist() == [10, 20]
