@@ -33,24 +33,25 @@ class TextReader(ColumnReader):
 
     def __init__(self, path: str | Path, options: ReadOptions | None = None) -> None:
         super().__init__(path, options)
-        self._start, self._seconds = self._sniff()
+        self._start, self._seconds, self._sensor_size = self._sniff()
         self._row_bytes: dict[int, int] = {}
 
-    def _sniff(self) -> tuple[int, bool]:
-        """Byte offset of the first event line, and whether its time has a decimal point;
-        the sensor size too when a header line names it."""
+    def _sniff(self) -> tuple[int, bool, tuple[int, int] | None]:
+        """Byte offset of the first event line, whether its time has a decimal point, and the
+        sensor size when a header line names it."""
         pos = 0
+        sensor: tuple[int, int] | None = None
         with self._path.open("rb") as f:
             for line in f:
                 stripped = line.strip()
                 if stripped and stripped[:1] not in (b"#", b"%", b"/"):
                     t = stripped.replace(b",", b" ").split()[0]
-                    return pos, b"." in t or b"e" in t.lower()
+                    return pos, b"." in t or b"e" in t.lower(), sensor
                 size = SENSOR_LINE.search(stripped.decode("latin-1"))
-                if size and self._sensor_size is None:
-                    self._sensor_size = (int(size.group(1)), int(size.group(2)))
+                if size and sensor is None:
+                    sensor = (int(size.group(1)), int(size.group(2)))
                 pos += len(line)
-        return pos, False
+        return pos, False, sensor
 
     def _row_offset(self, row: int) -> int | None:
         return self._row_bytes.get(row)
