@@ -42,7 +42,19 @@ def record(tmp_path: Path, spawn, rate: float, count: int) -> Path:
     return path
 
 
+def wait_for_growth(path: Path, size: int, timeout: float = 30.0) -> bool:
+    """Whether ``path`` reaches ``size`` bytes within ``timeout`` seconds (polled)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size >= size):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def replay(spawn, ipc_dir: Path, path: Path, speed: float) -> tuple[list[Message], list[float]]:
+    """The messages a replay node sends, and the time each was received (the replay keeps the
+    recorded ``t``/``pt``, so receipt is the only record of when it sent them)."""
     endpoint = f"ipc://{ipc_dir}/replay-{uuid.uuid4().hex[:6]}.sock"
     subscriber = Subscriber(endpoint, "replay/ticks", delivery=Delivery.LOSSLESS)
     spawn(
@@ -60,15 +72,15 @@ def replay(spawn, ipc_dir: Path, path: Path, speed: float) -> tuple[list[Message
         "--speed",
         str(speed),
     )
-    messages, arrivals = [], []
+    messages, received = [], []
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
             for message in subscriber.receive(timeout=1.0):
                 if message.end:
-                    return messages, arrivals
+                    return messages, received
                 messages.append(message)
-                arrivals.append(time.monotonic())
+                received.append(time.monotonic())
     finally:
         subscriber.close()
     raise AssertionError("the replay never ended")
@@ -98,12 +110,14 @@ def test_replay_keeps_the_original_timing(tmp_path: Path, spawn, ipc_dir: Path) 
     path = record(tmp_path, spawn, rate=40, count=40)  # ~1 s of messages
     recorded = list(read_recording(path))
     span = (recorded[-1].log_time_ns - recorded[0].log_time_ns) / 1e9
-    _, arrivals = replay(spawn, ipc_dir, path, speed=1.0)
-    assert arrivals[-1] - arrivals[0] == pytest.approx(span, abs=0.1), (
-        "real-time replay spans the recording"
-    )
-    _, fast = replay(spawn, ipc_dir, path, speed=2.0)
-    assert fast[-1] - fast[0] == pytest.approx(span / 2, abs=0.1), "speed 2 halves it"
+    # The schedule never sends early and does not drift: a load spike only adds its own length
+    # once. A replay as fast as possible reads ~0; speed 4 ignored reads 4.
+    for speed in (1.0, 4.0):
+        _, received = replay(spawn, ipc_dir, path, speed=speed)
+        ratio = (received[-1] - received[0]) * speed / span
+        assert 0.5 < ratio < 2.0, (
+            f"at speed {speed} the replay took {ratio:.2f}x the recording's span over speed"
+        )
 
 
 @pytest.mark.slow
@@ -115,10 +129,8 @@ def test_a_recorder_killed_with_sigkill_leaves_a_readable_file(
     name = f"k{uuid.uuid4().hex[:6]}"
     pipeline.write_text(RECORD.format(name=name, rate=200, count=0, path=path))
     process = spawn("run", str(pipeline), "--for", "60")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 50_000):
-        time.sleep(0.1)
-    time.sleep(1.0)
+    assert wait_for_growth(path, 50_000), "the recorder wrote no 50 kB"
+    assert wait_for_growth(path, path.stat().st_size + 1), "the recorder never flushed again"
     (pid,) = node_pids(name, "rec")
     os.kill(pid, signal.SIGKILL)
     killed_at_ns = now_us() * 1000
