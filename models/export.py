@@ -11,10 +11,17 @@ the last stage's spikes. :func:`nir_to_torch` reads it back with ``nirtorch`` an
 ONNX: the ANN (the key-frame CNN) through ``torch.onnx.export`` (the TorchScript exporter,
 ``dynamo=False``, which needs only the ``onnx`` package), input ``keyframe`` and outputs
 ``stage1``-``stage4``, batch size dynamic, checked with ``onnx.checker``.
+
+What a checkpoint can export follows from its structure alone (:func:`export_problems`), so a
+request for several files is checked whole (:func:`check_export`) before any is written; each
+file is written under a temporary name and renamed into place, so a failure leaves no partial file.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable, Collection
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -31,9 +38,71 @@ if TYPE_CHECKING:
 
 CheckpointLike: TypeAlias = str | PathLike[str] | Checkpoint
 
+FORMATS: tuple[str, ...] = ("nir", "onnx")
+"""Export formats: ``nir`` (the SNN branch) and ``onnx`` (the key-frame ANN branch)."""
+
 
 def _as_checkpoint(checkpoint: CheckpointLike) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+
+
+def export_problems(checkpoint: CheckpointLike, *, name: str | None = None) -> dict[str, str]:
+    """Why ``checkpoint`` cannot be exported to each impossible format, keyed by format.
+
+    A format missing from the result can be exported. ``name`` is how the messages call the
+    checkpoint (default: its file), e.g. ``{"onnx": "nmnist is snn-only: no ANN branch to
+    export to ONNX"}``.
+    """
+    ckpt = _as_checkpoint(checkpoint)
+    label = name or str(ckpt.path)
+    snn, ann = ckpt.model.snn, ckpt.model.ann
+    problems = {}
+    if snn is None:
+        problems["nir"] = f"{label} is ann-only: no SNN branch to export to NIR"
+    elif snn.motion is not None:
+        problems["nir"] = (
+            f"{label} has motion detectors: NIR has no one-step delay or product node for them"
+        )
+    if ann is None:
+        problems["onnx"] = f"{label} is snn-only: no ANN branch to export to ONNX"
+    return problems
+
+
+def check_export(
+    checkpoint: CheckpointLike, formats: Collection[str], *, name: str | None = None
+) -> None:
+    """Raise one-line :class:`ValueError` unless ``checkpoint`` can go to every one of ``formats``.
+
+    The message says what the checkpoint can export and why not the rest, so a caller checks
+    a whole request before writing anything.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(
+            f"export format {', '.join(unknown)}; expected one of {', '.join(FORMATS)}"
+        )
+    problems = export_problems(checkpoint, name=name)
+    if any(f in problems for f in formats):
+        possible = [f.upper() for f in FORMATS if f not in problems]
+        can = f"it exports to {' and '.join(possible)} only" if possible else "it exports nothing"
+        raise ValueError(f"{'; '.join(problems.values())} ({can})")
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an exported model is shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,15 +238,12 @@ def export_nir(checkpoint: CheckpointLike, path: str | PathLike[str]) -> Path:
     import nir
 
     ckpt = _as_checkpoint(checkpoint)
+    check_export(ckpt, ["nir"])
     model = ckpt.model.eval()
-    if model.snn is None:
-        raise ValueError(f"{ckpt.path}: an 'ann' model has no SNN branch to export to NIR")
+    assert model.snn is not None
     spec = ckpt.input_spec
     graph = snn_to_nir(model.snn, spec.snn_size, dt=spec.time_bin_us * 1e-6)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(str(path), graph)
-    return path
+    return _write_atomically(Path(path), lambda tmp: nir.write(str(tmp), graph))
 
 
 def export_onnx(checkpoint: CheckpointLike, path: str | PathLike[str], *, opset: int = 17) -> Path:
@@ -188,31 +254,35 @@ def export_onnx(checkpoint: CheckpointLike, path: str | PathLike[str], *, opset:
     import onnx
 
     ckpt = _as_checkpoint(checkpoint)
+    check_export(ckpt, ["onnx"])
     model = ckpt.model.eval()
-    if model.ann is None:
-        raise ValueError(f"{ckpt.path}: an 'snn' model has no ANN branch to export to ONNX")
-    spec = ckpt.input_spec
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ann = model.ann
+    assert ann is not None
     outputs = [f"stage{i}" for i in range(1, 5)]
-    sample = torch.zeros(1, 3, *spec.keyframe_size)
-    torch.onnx.export(
-        model.ann,
-        (sample,),
-        str(path),
-        dynamo=False,
-        input_names=["keyframe"],
-        output_names=outputs,
-        dynamic_axes={name: {0: "batch"} for name in ["keyframe", *outputs]},
-        opset_version=opset,
-    )
-    onnx.checker.check_model(str(path))
-    return path
+    sample = torch.zeros(1, 3, *ckpt.input_spec.keyframe_size)
+
+    def write(tmp: Path) -> None:
+        torch.onnx.export(
+            ann,
+            (sample,),
+            str(tmp),
+            dynamo=False,
+            input_names=["keyframe"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["keyframe", *outputs]},
+            opset_version=opset,
+        )
+        onnx.checker.check_model(str(tmp))
+
+    return _write_atomically(Path(path), write)
 
 
 __all__ = [
+    "FORMATS",
+    "check_export",
     "export_nir",
     "export_onnx",
+    "export_problems",
     "fold_batchnorm",
     "nir_to_torch",
     "snn_to_nir",

@@ -9,8 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from respike.models import HybridReSpike, get_model, save_checkpoint
-from respike.models.export import export_nir, export_onnx, nir_to_torch, snn_to_nir
+from respike.models import (
+    Checkpoint,
+    HybridReSpike,
+    InputSpec,
+    SNNConfig,
+    get_model,
+    save_checkpoint,
+)
+from respike.models.export import (
+    check_export,
+    export_nir,
+    export_onnx,
+    export_problems,
+    nir_to_torch,
+    snn_to_nir,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -107,3 +121,77 @@ def test_missing_branch_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="no ANN branch"):
         export_onnx(snn_only, tmp_path / "x.onnx")
+
+
+def tiny(mode: str, *, motion: bool = False) -> HybridReSpike:
+    """A one-class tiny model of ``mode``, with motion detectors (on residual input) if asked."""
+    if not motion:
+        return get_model("respike_tiny", num_classes=1, mode=mode)
+    return get_model(
+        "respike_tiny",
+        num_classes=1,
+        mode=mode,
+        input_spec=InputSpec(
+            snn_size=(32, 32),
+            snn_input="residual",
+            snn_channels=1,
+            keyframe_size=(32, 32),
+            keyframe_interval=2,
+        ),
+        snn=SNNConfig(widths=(4, 8, 8, 16), blocks=(1, 1, 1, 1), motion_shifts=(1,)),
+    )
+
+
+def in_memory(model: HybridReSpike) -> Checkpoint:
+    """A loaded checkpoint without a file (what can be exported depends on the model only)."""
+    return Checkpoint(model.eval(), ("x",), {}, Path("m.pt"))
+
+
+@pytest.mark.parametrize(
+    ("mode", "motion", "refused", "can"),
+    [
+        ("hybrid", False, {}, "to NIR and ONNX only"),
+        ("snn", False, {"onnx": "m is snn-only: no ANN branch to export to ONNX"}, "to NIR only"),
+        ("ann", False, {"nir": "m is ann-only: no SNN branch to export to NIR"}, "to ONNX only"),
+        ("hybrid", True, {"nir": "m has motion detectors: NIR has no one-step"}, "to ONNX only"),
+        ("snn", True, {"nir": "m has motion detectors", "onnx": "m is snn-only"}, "nothing"),
+    ],
+)
+def test_what_a_checkpoint_can_export_is_known_before_writing(
+    mode: str, motion: bool, refused: dict[str, str], can: str
+) -> None:
+    ckpt = in_memory(tiny(mode, motion=motion))
+    problems = export_problems(ckpt, name="m")
+    assert set(problems) == set(refused), f"{mode} (motion {motion}) refuses {set(problems)}"
+    for fmt, reason in refused.items():
+        assert problems[fmt].startswith(reason), f"{fmt}: {problems[fmt]!r}"
+    for fmt in ("nir", "onnx"):
+        if fmt not in refused:
+            check_export(ckpt, [fmt], name="m")
+            continue
+        with pytest.raises(ValueError) as info:
+            check_export(ckpt, [fmt], name="m")
+        message = str(info.value)
+        assert "\n" not in message, "one line"
+        assert all(problems[f] in message for f in refused), f"every reason in {message!r}"
+        assert message.endswith(f"(it exports {can})"), message
+
+
+def test_a_failed_export_leaves_the_old_file_and_no_partial_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", tiny("ann"), ["x"])
+    target = tmp_path / "out" / "ann.onnx"
+    target.parent.mkdir()
+    target.write_bytes(b"an earlier export")
+
+    def reject(path: str) -> None:
+        raise onnx.checker.ValidationError(f"{path}: rejected for the test")
+
+    monkeypatch.setattr(onnx.checker, "check_model", reject)
+    with pytest.raises(onnx.checker.ValidationError):
+        export_onnx(ckpt, target)
+    assert target.read_bytes() == b"an earlier export", "a failed export replaced the old file"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["ann.onnx"], "partial file left"
