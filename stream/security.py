@@ -116,8 +116,30 @@ def stop_authenticators() -> None:
         auth.stop()
 
 
-def generate_keys(folder: Path) -> Path:
-    """Create a server and a client CURVE key pair in ``folder`` and authorize the client."""
+KEY_FILES: tuple[str, ...] = (
+    "server.key",
+    "server.key_secret",
+    "client.key",
+    "client.key_secret",
+    "authorized/client.key",
+)
+"""The files :func:`generate_keys` writes, relative to the key folder."""
+
+
+def generate_keys(folder: Path, *, force: bool = False) -> Path:
+    """Create a server and a client CURVE key pair in ``folder`` and authorize the client.
+
+    Keys already there are kept and :class:`FileExistsError` names them unless ``force``:
+    replacing them locks out every host that holds the old public keys.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file; expected a CURVE key folder")
+    existing = [name for name in KEY_FILES if (folder / name).exists()]
+    if existing and not force:
+        raise FileExistsError(
+            f"{folder} already holds CURVE keys ({', '.join(existing)}); replacing them locks out "
+            "every host holding the old public keys (`respike keys --force DIR` replaces them)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     for name in ("server", "client"):

@@ -79,3 +79,25 @@ def test_curve_endpoint_serves_only_clients_with_the_right_keys(tmp_path: Path) 
 def test_keys_folder_must_hold_a_server_key(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="respike keys"):
         Security(keys_dir=tmp_path)
+
+
+def test_generate_keys_keeps_existing_keys_unless_forced(tmp_path: Path) -> None:
+    folder = generate_keys(tmp_path / "keys")
+    server_key = (folder / "server.key").read_bytes()
+    with pytest.raises(FileExistsError) as info:
+        generate_keys(folder)
+    message = str(info.value)
+    assert str(folder) in message and "server.key" in message and "authorized/client.key" in message
+    assert (folder / "server.key").read_bytes() == server_key, "refused, yet the key changed"
+    generate_keys(folder, force=True)
+    assert (folder / "server.key").read_bytes() != server_key, "force must make new keys"
+
+
+def test_generate_keys_into_an_empty_or_partial_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert (generate_keys(tmp_path / "empty") / "server.key").is_file(), "an empty folder is fine"
+    partial = tmp_path / "partial"
+    (partial / "authorized").mkdir(parents=True)
+    (partial / "authorized" / "client.key").write_text("a client some host trusts")
+    with pytest.raises(FileExistsError, match=r"authorized/client\.key"):
+        generate_keys(partial)
