@@ -52,13 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     node = commands.add_parser(
         "node", help="run one node on its own (`respike node KIND --help`)", add_help=False
     )
+    node.add_argument("-h", "--help", action="store_true", dest="node_help")
     node.add_argument("kind", nargs="?", help="node kind (see `respike nodes`)")
     node.add_argument("rest", nargs=argparse.REMAINDER)
 
     commands.add_parser("nodes", help="list node kinds with their parameters")
 
     keys = commands.add_parser("keys", help="create CURVE server/client keys in a folder")
-    keys.add_argument("folder", type=Path)
+    keys.add_argument("folder", type=Path, help="key folder (made if missing)")
+    keys.add_argument(
+        "--force",
+        action="store_true",
+        help="replace keys already in the folder (hosts holding the old public keys stop connecting)",
+    )
 
     info = commands.add_parser("info", help="describe an event file or a recording")
     info.add_argument("file", type=Path)
@@ -101,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     export = commands.add_parser(
         "export", help="export a checkpoint's SNN to NIR and/or its ANN to ONNX"
     )
-    export.add_argument("checkpoint", type=Path)
+    export.add_argument(
+        "checkpoint", help="checkpoint path or shipped name (actions, gestures-dvs, nmnist)"
+    )
     export.add_argument("--nir", type=Path, help="NIR file for the SNN branch")
     export.add_argument("--onnx", type=Path, help="ONNX file for the key-frame ANN branch")
 
@@ -112,13 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "node":
-            return _node(args.kind, args.rest)
+            return _node(args.kind, ["--help", *args.rest] if args.node_help else args.rest)
         if args.command == "nodes":
             return _list_nodes()
         if args.command == "keys":
-            folder = generate_keys(args.folder)
-            print(f"CURVE keys written to {folder}: keep server.key_secret on the publishing host")
-            return 0
+            return _keys(args.folder, force=args.force)
         if args.command == "info":
             return _info(args.file, args.json, args.format)
         if args.command == "convert":
@@ -164,12 +170,23 @@ def _run(args: argparse.Namespace) -> int:
     return launcher.run()
 
 
+_NODE_USAGE = """\
+usage: respike node KIND [--name NAME] [--output ENDPOINT] [--input PORT=NODE/TOPIC@ENDPOINT]
+                         [--keys DIR | --insecure] [KIND PARAMETERS]
+
+Run one node on its own, for other machines and other programs.
+`respike node KIND --help` lists that kind's wiring flags and parameters."""
+
+
 def _node(kind: str | None, rest: Sequence[str]) -> int:
-    if kind is None or kind in ("-h", "--help"):
-        print(
-            "usage: respike node KIND [--name NAME] [--output ENDPOINT] [--input PORT=NODE/TOPIC@ENDPOINT] [PARAMS]\n"
-            f"kinds: {', '.join(node_kinds())}"
-        )
+    """``respike node``: its usage and the kinds without a kind, else run one node."""
+    if kind is None:
+        kinds = node_kinds()
+        width = max(map(len, kinds))
+        print(f"{_NODE_USAGE}\n\nkinds:")
+        for name, node_cls in kinds.items():
+            summary = (node_cls.__doc__ or "").strip().partition("\n")[0]
+            print(f"  {name:<{width}}  {summary}")
         return 0
     node_cls = get_node_kind(kind)
     parser = argparse.ArgumentParser(
@@ -245,6 +262,17 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
     return NodeRunner(node_cls, args.name, node_params, wiring_spec).run()
 
 
+def _keys(folder: Path, *, force: bool) -> int:
+    """``respike keys``: new CURVE keys, never silently replacing keys hosts may hold."""
+    try:
+        generate_keys(folder, force=force)
+    except FileExistsError as exc:
+        print(f"respike: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"CURVE keys written to {folder}: keep server.key_secret on the publishing host")
+    return 0
+
+
 def _info(path: Path, as_json: bool, format_name: str | None) -> int:
     import json
 
@@ -308,13 +336,21 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(checkpoint: Path, nir: Path | None, onnx: Path | None) -> int:
+def _export(checkpoint: str, nir: Path | None, onnx: Path | None) -> int:
+    """``respike export``: the whole request is checked before any file is written."""
     if nir is None and onnx is None:
         raise ValueError("nothing to export: give --nir PATH and/or --onnx PATH")
-    from respike.models.checkpoint import load_checkpoint
-    from respike.models.export import export_nir, export_onnx
+    for flag, target in (("--nir", nir), ("--onnx", onnx)):
+        if target is not None and target.is_dir():
+            raise ValueError(f"{flag} {target} is a folder; expected a file path")
+    if nir is not None and onnx is not None and nir.resolve() == onnx.resolve():
+        raise ValueError(f"--nir and --onnx both name {nir}; expected two files")
+    from respike.models.checkpoint import load_checkpoint, resolve_checkpoint
+    from respike.models.export import check_export, export_nir, export_onnx
 
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(resolve_checkpoint(checkpoint))
+    requested = [name for name, target in (("nir", nir), ("onnx", onnx)) if target is not None]
+    check_export(loaded, requested, name=checkpoint)
     if nir is not None:
         print(f"SNN branch -> {export_nir(loaded, nir)}")
     if onnx is not None:
