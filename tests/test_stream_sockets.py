@@ -61,6 +61,7 @@ def test_lossless_delivers_100k_messages_between_processes_without_gaps(
     assert all(int(m.arrays["data"][0]) == m.meta["i"] % 256 for m in messages[:: count // 100])
 
 
+@pytest.mark.slow
 def test_live_delivery_keeps_latency_bounded_for_a_slow_subscriber(ipc_dir: Path, spawn) -> None:
     endpoint = f"ipc://{ipc_dir}/fast.sock"
     subscriber = Subscriber(endpoint, "fast/ticks", delivery=Delivery.LIVE, queue=1)
@@ -92,8 +93,10 @@ def test_live_delivery_keeps_latency_bounded_for_a_slow_subscriber(ipc_dir: Path
     assert health.dropped + health.gaps > 1000, (
         f"a slow subscriber must skip data, skipped {health.dropped}+{health.gaps}"
     )
-    # Queueing 40 steps of a 2 kHz source would age messages by ~1 s; live delivery keeps them fresh.
-    assert float(np.median(ages_ms)) < 50.0, (
+    # Live delivery hands over the newest message: 25-51 ms old here, idle or busy (one 25 ms
+    # step plus the drain). Reading a 1000-message queue in order instead gives a median of
+    # ~500 ms (max ~1 s), so 200 ms parts the two whatever the load.
+    assert float(np.median(ages_ms)) < 200.0, (
         f"median age {np.median(ages_ms):.1f} ms: stale data is queued"
     )
 
@@ -123,6 +126,7 @@ def mutate(frames: list[bytes], rng: np.random.Generator) -> list[bytes]:
     return frames
 
 
+@pytest.mark.slow
 def test_a_node_survives_10k_malformed_messages_and_counts_them(
     ipc_dir: Path, spawn, rng: np.random.Generator
 ) -> None:
