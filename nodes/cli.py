@@ -304,6 +304,7 @@ def _convert(args: argparse.Namespace) -> int:
     from respike.recorders.writers import write_packets
 
     source, target = args.input, args.output
+    frames = False  # a reader's stream() carries the recording's frames for AEDAT 4 output
     if args.format is None and is_video(source):
         if not source.exists():
             raise FileNotFoundError(f"{source} does not exist")
@@ -322,7 +323,7 @@ def _convert(args: argparse.Namespace) -> int:
         size = reader.sensor_size
         if size is None:
             raise ValueError(f"{source}: sensor size unknown; cannot write {target}")
-        packets, what = reader.packets(), reader.format
+        packets, what, frames = reader.stream(), reader.format, reader.has_frames
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -331,7 +332,9 @@ def _convert(args: argparse.Namespace) -> int:
     )
     with Progress(*columns, transient=not sys.stderr.isatty(), console=None) as progress:
         task = progress.add_task(f"{source.name} -> {target.name}", total=None)
-        count = write_packets(packets, target, size, lambda n: progress.advance(task, n))
+        count = write_packets(
+            packets, target, size, lambda n: progress.advance(task, n), frames=frames
+        )
     print(f"wrote {count:,} events ({what}, {size[0]}x{size[1]}) to {target}")
     return 0
 

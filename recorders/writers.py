@@ -3,6 +3,8 @@
 Each writer takes EVENT_DTYPE packets one at a time, so converting a file larger than memory
 holds one packet at once. HDF5 uses the common ``events/{t,x,y,p}`` layout (t in µs, int64)
 with ``width``/``height`` attributes, which :mod:`respike.recorders` and most event tools read.
+AEDAT 4 also carries intensity frames (a reader's ``stream()`` gives both, in file order); the
+other formats hold events only and count the frames they were given in ``frames_skipped``.
 """
 
 from __future__ import annotations
@@ -16,22 +18,34 @@ from typing import Any, ClassVar
 import numpy as np
 
 from respike.events.types import EventArray
+from respike.recorders.base import Frame
 
 
 class EventWriter(abc.ABC):
-    """Appends event packets to a file; use as a context manager or call :meth:`close`."""
+    """Appends event packets (and, where the format holds them, frames) to a file; use as a
+    context manager or call :meth:`close`.
+
+    ``frames``: whether frames will come (formats that declare their streams up front, AEDAT 4,
+    need to know before the first write).
+    """
 
     format_name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
 
-    def __init__(self, path: Path, sensor_size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, sensor_size: tuple[int, int], *, frames: bool = False) -> None:
         self.path = path
         self.sensor_size = sensor_size
         self.count = 0
+        self.frame_count = 0
+        self.frames_skipped = 0
 
     @abc.abstractmethod
     def write(self, events: EventArray) -> None:
         """Append one packet (non-decreasing t, continuing the previous packet)."""
+
+    def write_frame(self, frame: Frame) -> None:
+        """Append one intensity frame; formats without frames count it in ``frames_skipped``."""
+        self.frames_skipped += 1
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -56,7 +70,7 @@ class Hdf5Writer(EventWriter):
     suffixes = (".h5", ".hdf5")
     _DTYPES: ClassVar[dict[str, str]] = {"t": "<i8", "x": "<u2", "y": "<u2", "p": "u1"}
 
-    def __init__(self, path: Path, sensor_size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, sensor_size: tuple[int, int], *, frames: bool = False) -> None:
         import h5py
 
         super().__init__(path, sensor_size)
@@ -90,17 +104,26 @@ class Hdf5Writer(EventWriter):
 
 
 class Aedat4Writer(EventWriter):
-    """AEDAT 4 through iniVation's own writer (dv-processing), the format DV software reads."""
+    """AEDAT 4 through iniVation's own writer (dv-processing), the format DV software reads.
+
+    With ``frames`` the file gets a frame stream of the sensor size beside the events. AEDAT 4
+    frames are 8-bit: uint8 images are written as they are, wider unsigned integer images
+    (AEDAT 3.1 and bag frames) keep their top 8 bits.
+    """
 
     format_name = "aedat4"
     suffixes = (".aedat4",)
 
-    def __init__(self, path: Path, sensor_size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, sensor_size: tuple[int, int], *, frames: bool = False) -> None:
         import dv_processing as dv
 
         super().__init__(path, sensor_size)
         self._dv = dv
-        config = dv.io.MonoCameraWriter.EventOnlyConfig("respike", sensor_size)
+        config = dv.io.MonoCameraWriter.Config("respike")
+        config.addEventStream(sensor_size)
+        if frames:
+            config.addFrameStream(sensor_size)
+        self._frames = frames
         self._writer: Any = dv.io.MonoCameraWriter(str(path), config)
 
     def write(self, events: EventArray) -> None:
@@ -118,6 +141,21 @@ class Aedat4Writer(EventWriter):
         self._writer.writeEvents(store)
         self.count += len(events)
 
+    def write_frame(self, frame: Frame) -> None:
+        if not self._frames:
+            self.frames_skipped += 1
+            return
+        image = np.asarray(frame.image)
+        if image.dtype.kind != "u":
+            raise ValueError(
+                f"frame at t={frame.t} has {image.dtype} pixels; AEDAT 4 frames need unsigned "
+                "integers"
+            )
+        if image.dtype.itemsize > 1:
+            image = (image >> (8 * image.dtype.itemsize - 8)).astype(np.uint8)
+        self._writer.writeFrame(self._dv.Frame(int(frame.t), np.ascontiguousarray(image)))
+        self.frame_count += 1
+
     def close(self) -> None:
         del self._writer  # dv-processing finishes the file when its writer is destroyed
 
@@ -132,7 +170,7 @@ class TextWriter(EventWriter):
     format_name = "text"
     suffixes = (".txt", ".csv")
 
-    def __init__(self, path: Path, sensor_size: tuple[int, int]) -> None:
+    def __init__(self, path: Path, sensor_size: tuple[int, int], *, frames: bool = False) -> None:
         super().__init__(path, sensor_size)
         self._sep = "," if path.suffix.lower() == ".csv" else " "
         self._file = path.open("w")
@@ -151,12 +189,15 @@ class TextWriter(EventWriter):
 WRITERS: tuple[type[EventWriter], ...] = (Hdf5Writer, Aedat4Writer, TextWriter)
 
 
-def writer_for(path: Path | str, sensor_size: tuple[int, int]) -> EventWriter:
-    """The writer for ``path``'s suffix; the error lists what can be written."""
+def writer_for(
+    path: Path | str, sensor_size: tuple[int, int], *, frames: bool = False
+) -> EventWriter:
+    """The writer for ``path``'s suffix (``frames``: frames will come too); the error lists
+    what can be written."""
     path = Path(path)
     for writer in WRITERS:
         if path.suffix.lower() in writer.suffixes:
-            return writer(path, sensor_size)
+            return writer(path, sensor_size, frames=frames)
     known = ", ".join(f"{w.format_name} ({' '.join(w.suffixes)})" for w in WRITERS)
     raise ValueError(
         f"cannot write {path}: unknown output suffix {path.suffix!r}; writable formats: {known}"
@@ -164,14 +205,24 @@ def writer_for(path: Path | str, sensor_size: tuple[int, int]) -> EventWriter:
 
 
 def write_packets(
-    packets: Iterable[EventArray],
+    packets: Iterable[EventArray | Frame],
     path: Path | str,
     sensor_size: tuple[int, int],
     progress: Callable[[int], None] | None = None,
+    *,
+    frames: bool = False,
 ) -> int:
-    """Write every packet to ``path`` (format from the suffix); returns the event count."""
-    with writer_for(path, sensor_size) as writer:
+    """Write every packet to ``path`` (format from the suffix); returns the event count.
+
+    ``packets`` may hold :class:`Frame` items too (``reader.stream()``): with ``frames`` (say
+    ``reader.has_frames``) a format that holds frames (AEDAT 4) writes them in order; the
+    others skip them. ``progress`` is called with each packet's event count.
+    """
+    with writer_for(path, sensor_size, frames=frames) as writer:
         for packet in packets:
+            if isinstance(packet, Frame):
+                writer.write_frame(packet)
+                continue
             writer.write(packet)
             if progress is not None:
                 progress(len(packet))

@@ -85,3 +85,61 @@ def test_convert_emulates_events_from_a_video(shared_data: Path, tmp_path: Path)
     assert len(events) == len(direct) > 10_000
     assert open_events(tmp_path / "car.h5").sensor_size == (88, 72)
     assert events["t"].max() < 4_100_000, "times follow the video's 29.97 fps clock (120 frames)"
+
+
+def _aedat4_with_frames(path: Path, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    """An AEDAT 4 file of events and 8-bit frames written with dv-processing (as a DAVIS
+    recording is); returns the events (EVENT_DTYPE) and the (t, image) of each frame."""
+    import dv_processing as dv
+
+    from respike.events import make_events
+
+    size = (64, 48)
+    config = dv.io.MonoCameraWriter.Config("test")
+    config.addEventStream(size)
+    config.addFrameStream(size)
+    writer = dv.io.MonoCameraWriter(str(path), config)
+    n = 3000
+    events = make_events(
+        np.sort(rng.integers(10_000, 200_000, n)),
+        rng.integers(0, size[0], n),
+        rng.integers(0, size[1], n),
+        rng.integers(0, 2, n),
+    )
+    store = dv.EventStore()
+    for t, x, y, p in events[["t", "x", "y", "p"]].tolist():
+        store.push_back(t, x, y, bool(p))
+    writer.writeEvents(store)
+    frames = []
+    for t in (12_000, 60_000, 150_000):
+        image = rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8)
+        writer.writeFrame(dv.Frame(t, image))
+        frames.append((t, image))
+    del writer  # dv-processing finishes the file when its writer is destroyed
+    return events, frames
+
+
+def test_aedat4_to_aedat4_keeps_frames(tmp_path: Path, rng: np.random.Generator) -> None:
+    """`respike convert in.aedat4 out.aedat4` carries the frames: same events, same frame
+    times and images; an events-only output format skips them and says how many."""
+    source = tmp_path / "davis.aedat4"
+    events, frames = _aedat4_with_frames(source, rng)
+    assert [f.t for f in open_events(source).frames()] == [t for t, _ in frames]
+    target = tmp_path / "out.aedat4"
+    converted = run_cli("convert", str(source), str(target))
+    assert converted.returncode == 0, converted.stderr
+    again = open_events(target)
+    assert again.has_frames and again.sensor_size == (64, 48)
+    np.testing.assert_array_equal(again.read_all(), events)
+    got = list(again.frames())
+    assert [f.t for f in got] == [t for t, _ in frames], "frame times differ"
+    for frame, (t, image) in zip(got, frames, strict=True):
+        assert np.array_equal(frame.image, image), f"frame at {t} differs"
+    reader = open_events(source)
+    with writer_for(tmp_path / "out.h5", (64, 48), frames=True) as h5:
+        for item in reader.stream():
+            if isinstance(item, np.ndarray):
+                h5.write(item)
+            else:
+                h5.write_frame(item)
+    assert h5.count == len(events) and h5.frames_skipped == 3
