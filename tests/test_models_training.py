@@ -97,7 +97,6 @@ def test_a_tiny_run_learns_above_chance(tiny_run: TrainResult) -> None:
     )
     assert tiny_run.history[-1].loss < tiny_run.history[0].loss, "the training loss must fall"
     assert tiny_run.best is not None and tiny_run.best.is_file()
-    assert tiny_run.seconds < 60, f"the tiny run took {tiny_run.seconds:.0f} s"
     saved = load_checkpoint(tiny_run.best)
     assert saved.class_names == TINY_CLASSES
     assert saved.extra["training"]["classes"] == list(TINY_CLASSES)
