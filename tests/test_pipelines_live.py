@@ -6,11 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from respike.stream.messages import now_us
 
 from helpers import read_json_lines
 
@@ -53,12 +54,12 @@ def test_a_killed_model_node_is_restarted_and_predictions_resume(
     assert all(r["kind"] == "prediction" and r["meta"]["truth"] for r in first)
     (pid,) = node_pids(name, "model")
     os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
+    killed_us = now_us()
     read_json_lines(process, 10_000, timeout=0.3)  # what was printed before the kill
     after = read_json_lines(process, 10, timeout=30)
-    assert len(after) >= 10, "predictions must resume after the model node is restarted"
-    resumed_s = time.monotonic() - killed
-    assert resumed_s < 20, f"predictions resumed only after {resumed_s:.1f} s"
+    assert len(after) >= 10, "predictions must resume within 30 s of the model node's kill"
+    fresh = [r for r in after if r["t"] > killed_us]
+    assert len(fresh) >= 5, "the restarted model must predict on frames captured after the kill"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert b"node model died (signal 9); restarting" in stderr
