@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real recordings live, and seeded generators."""
+"""Shared fixtures (recordings, seeded generators, processes, paced sources) and the test tiers."""
 
 from __future__ import annotations
 
