@@ -36,6 +36,7 @@ def write_pipeline(tmp_path: Path, rate: float, count: int) -> tuple[Path, str]:
     return path, name
 
 
+@pytest.mark.slow
 def test_a_finite_pipeline_runs_to_completion_and_exits_cleanly(tmp_path: Path, spawn) -> None:
     path, _ = write_pipeline(tmp_path, rate=0, count=500)
     process = spawn("run", str(path), "--for", "60", stdout=subprocess.PIPE)
