@@ -1,9 +1,12 @@
 """Benchmark of the event-file readers: Mevents/s per format beside the reference reader.
 
-For each input file, respike's reader streams every packet (``open_events(path).packets()``) and
-the reference reader of that format decodes the same file in the same process, one after the
-other, best of ``--repeat`` runs each (after one warm-up run, so numba's cache load and the page
-cache are out of the numbers). References: ``expelliarmus.Wizard.read`` (what tonic's Prophesee
+For each input file, respike's reader streams every packet (``open_events(path).packets()``),
+reads the whole file into one array (``read_all()``), and the reference reader of that format
+decodes the same file in the same process, one after the other, best of ``--repeat`` runs each
+(after one warm-up run, so numba's cache load and the page cache are out of the numbers).
+``read_all_ratio`` is respike's ``read_all`` time over the reference's (below 1: respike is
+faster); for EVT2/EVT3/DAT the first reference is ``expelliarmus.Wizard(encoding=...).read``,
+which also returns one array. References: ``expelliarmus.Wizard.read`` (what tonic's Prophesee
 datasets call) and its chunked ``read_chunk`` for EVT2/EVT3/DAT, ``tonic.io.read_aedat4``,
 ``tonic.io.read_mnist_file``, ``numpy.load``, ``h5py`` slicing and ``numpy.loadtxt``; ROS bags
 have no Python decoder to compare with, so their row shows what deserialising the messages with
@@ -59,6 +62,13 @@ def best_time(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
 def ours(path: Path) -> Callable[[], int]:
     def run() -> int:
         return sum(p.shape[0] for p in open_events(path).packets())
+
+    return run
+
+
+def ours_read_all(path: Path) -> Callable[[], int]:
+    def run() -> int:
+        return int(open_events(path).read_all().shape[0])
 
     return run
 
@@ -133,12 +143,16 @@ def bench(path: Path, repeat: int) -> dict[str, Any]:
     reader = open_events(path)
     fmt = reader.format
     seconds, count = best_time(ours(path), repeat)
+    all_s, all_count = best_time(ours_read_all(path), repeat)
+    if all_count != count:
+        raise RuntimeError(f"{path}: read_all gave {all_count} events, packets {count}")
     row: dict[str, Any] = {
         "file": str(path),
         "format": fmt,
         "events": count,
         "respike_s": seconds,
         "respike_mev_s": count / seconds / 1e6,
+        "respike_read_all_s": all_s,
         "references": [],
     }
     for name, fn in references(path, fmt):
@@ -152,6 +166,7 @@ def bench(path: Path, repeat: int) -> dict[str, Any]:
                 "count_unit": unit,
                 "mev_s": count / ref_s / 1e6,
                 "speedup": ref_s / seconds,
+                "read_all_ratio": all_s / ref_s,
             }
         )
     return row
@@ -176,20 +191,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     print(f"machine: {machine()}")
-    print("| format | file | events | respike Mev/s | reference | reference Mev/s | speed-up |")
-    print("|---|---|---:|---:|---|---:|---:|")
+    print(
+        "| format | file | events | respike packets ms | respike read_all ms | reference "
+        "| reference ms | packets speed-up | read_all / reference |"
+    )
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|")
+    nan = float("nan")
     for row in rows:
         refs = row["references"] or [
-            {"reader": "-", "mev_s": float("nan"), "speedup": float("nan")}
+            {"reader": "-", "seconds": nan, "speedup": nan, "read_all_ratio": nan}
         ]
         for i, ref in enumerate(refs):
             lead = (
                 f"| {row['format']} | {Path(row['file']).name} | {row['events']:,} | "
-                f"{row['respike_mev_s']:.1f} |"
+                f"{row['respike_s'] * 1e3:.2f} | {row['respike_read_all_s'] * 1e3:.2f} |"
                 if i == 0
-                else "| | | | |"
+                else "| | | | | |"
             )
-            print(f"{lead} {ref['reader']} | {ref['mev_s']:.1f} | {ref['speedup']:.2f}x |")
+            print(
+                f"{lead} {ref['reader']} | {ref['seconds'] * 1e3:.2f} | {ref['speedup']:.2f}x "
+                f"| {ref['read_all_ratio']:.2f}x |"
+            )
     return 0
 
 

@@ -180,20 +180,34 @@ class PropheseeReader(EventReader):
             raise
         yield from found
 
-    def _words(self, triggers: list[TriggerArray] | None = None) -> Iterator[EventArray]:
+    def _whole_items(self) -> Iterator[EventArray | Frame]:
+        """EVT2/EVT3 for ``read_all``: the whole file decoded into one array (see _words)."""
+        if self.format_name == "dat":
+            return self._dat()
+        return self._words(one_array=True)
+
+    def _words(
+        self, triggers: list[TriggerArray] | None = None, *, one_array: bool = False
+    ) -> Iterator[EventArray]:
         """EVT2/EVT3: blocks of words through the resumable kernel into fixed-size packets.
 
         With a ``triggers`` list, EVT3 trigger events are appended to it as they are decoded.
+        With ``one_array`` (``read_all``) the kernel decodes into one array for the whole file,
+        sized from the file (EVT2: one event per word at most; EVT3: one per word, doubled
+        when full), so there is nothing to join afterwards.
         """
         evt3 = self.format_name == "evt3"
         word = 2 if evt3 else 4
         dtype = np.dtype("<u2") if evt3 else np.dtype("<u4")
         width, height = self._geometry()
         cap = self._options.packet_events + 12
+        if one_array:
+            cap = max(cap, (self._path.stat().st_size - self._header.data_start) // word + 12)
         state = evt3_state() if evt3 else evt2_state()
-        trig_t = np.empty(BLOCK_BYTES // word, dtype=np.int64)
-        trig_e = np.empty(BLOCK_BYTES // word, dtype=np.uint8)
-        trig_i = np.empty(BLOCK_BYTES // word, dtype=np.uint8)
+        room = BLOCK_BYTES // word if evt3 else 0  # EVT3 trigger words: one per word at most
+        trig_t = np.empty(room, dtype=np.int64)
+        trig_e = np.empty(room, dtype=np.uint8)
+        trig_i = np.empty(room, dtype=np.uint8)
         packet = np.empty(cap, dtype=EVENT_DTYPE)
         out = record_words(packet)
         n = 0
@@ -218,7 +232,12 @@ class PropheseeReader(EventReader):
                         if n:
                             yield packet[:n]
                         raise self._damaged(ERROR_TEXT[err], offset=pos + i * word)
-                    if i < words.shape[0]:
+                    if i < words.shape[0] and one_array:  # out of room: grow, keep decoding
+                        cap *= 2
+                        grown = np.empty(cap, dtype=EVENT_DTYPE)
+                        record_words(grown)[:n] = out[:n]
+                        packet, out = grown, record_words(grown)
+                    elif i < words.shape[0]:
                         yield packet[:n]
                         packet = np.empty(cap, dtype=EVENT_DTYPE)
                         out = record_words(packet)

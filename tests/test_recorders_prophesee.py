@@ -211,3 +211,45 @@ def test_evt3_file_triggers(tmp_path: Path, shared_data: Path) -> None:
     before = open_events(path).read_all()
     assert before["t"][0] <= triggers["t"][0] <= triggers["t"][1] <= before["t"][-1]
     assert list(open_events(shared_data / "prophesee" / "evt2_sample.raw").triggers()) == []
+
+
+def test_read_all_decodes_into_one_array(shared_data: Path) -> None:
+    """read_all of an EVT2/EVT3 file equals its packets joined, and holds the events once:
+    decoded into one array, not packets plus a joined copy (which needed twice the memory)."""
+    import tracemalloc
+
+    from respike.recorders.prophesee import BLOCK_BYTES
+
+    for name in ("evt2_sample.raw", "evt3_sample.raw"):
+        reader = open_events(shared_data / "prophesee" / name)
+        events = reader.read_all()
+        assert events.dtype == EVENT_DTYPE and events.flags.c_contiguous
+        np.testing.assert_array_equal(events, np.concatenate(list(reader.packets())))
+    reader = open_events(shared_data / "prophesee" / "evt2_sample.raw")
+    tracemalloc.start()
+    try:
+        events = reader.read_all()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.2 * events.nbytes + BLOCK_BYTES, f"peak {peak} for {events.nbytes} bytes"
+
+
+def test_read_all_grows_past_one_event_per_word(tmp_path: Path) -> None:
+    """EVT3 vectors carry up to 12 events per word: the one-array decode grows to fit them,
+    and keeps the valid prefix before damage."""
+    words = [0x8000 | 5, 0x6000 | 7, 0x0000 | 3] + [0x3000 | 100, 0x4FFF] * 2000
+    path = tmp_path / "vectors.raw"
+    body = np.asarray(words, dtype="<u2").tobytes()
+    header = b"% format EVT3;height=720;width=1280\n% end\n"
+    path.write_bytes(header + body)
+    events = open_events(path, packet_events=100).read_all()  # room for 4015 first: grows
+    assert events.shape[0] == 12 * 2000, "12 events per VECT_12 word, 6 per word of the file"
+    np.testing.assert_array_equal(events, np.concatenate(list(open_events(path).packets())))
+    damaged = tmp_path / "damaged.raw"
+    damaged.write_bytes(header + body + np.asarray([0xB000], dtype="<u2").tobytes())
+    reader = open_events(damaged, strict=False, packet_events=100)
+    np.testing.assert_array_equal(reader.read_all(), events)
+    assert reader.error is not None and reader.error.offset == len(header) + len(body)
+    with pytest.raises(EventFileError):
+        open_events(damaged).read_all()
