@@ -17,6 +17,18 @@ from respike.stream.security import Security, generate_keys
 from respike.stream.sockets import Delivery
 
 
+class _FormatsHelp(argparse.RawDescriptionHelpFormatter):
+    """Help of `respike info`: the readable formats after the options (the error for an
+    unknown file points here); the registry is imported only when this help is shown."""
+
+    def format_help(self) -> str:
+        from respike.recorders import supported_formats
+
+        lines = "\n".join(f"  {line}" for line in supported_formats())
+        self.add_text(f"formats (detected from the file, or named with --format NAME):\n{lines}")
+        return super().format_help()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``respike`` console script."""
     logging.basicConfig(
@@ -66,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="replace keys already in the folder (hosts holding the old public keys stop connecting)",
     )
 
-    info = commands.add_parser("info", help="describe an event file or a recording")
+    info = commands.add_parser(
+        "info", help="describe an event file or a recording", formatter_class=_FormatsHelp
+    )
     info.add_argument("file", type=Path)
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--format", help="format name, to override detection")

@@ -15,7 +15,12 @@ from respike.recorders.base import (
     ReadOptions,
     RecordingSummary,
 )
-from respike.recorders.errors import DatasetSampleError, EventFileError, UnknownFormatError
+from respike.recorders.errors import (
+    DatasetSampleError,
+    EmptyFileError,
+    EventFileError,
+    UnknownFormatError,
+)
 from respike.recorders.formats import (
     FORMATS,
     FormatSpec,
@@ -30,6 +35,7 @@ __all__ = [
     "FORMATS",
     "TRIGGER_DTYPE",
     "DatasetSampleError",
+    "EmptyFileError",
     "EventFileError",
     "EventReader",
     "EventWindow",

@@ -95,7 +95,9 @@ class RecordingSummary:
     ``sensor_size`` is (width, height); ``sensor_size_from`` says whether it came from the file's
     metadata ("header") or, for files that do not store it, from the largest coordinates seen
     ("events"). ``topics`` maps bag topics to (message type, message count). ``error`` is the
-    damage found in a non-strict pass (the counts then cover the valid prefix).
+    damage found in a non-strict pass (the counts then cover the valid prefix). ``sample`` is,
+    for one sample of a dataset folder, which one and its label: index, path, split, label,
+    label_name (None where the folder does not name its classes).
     """
 
     path: str
@@ -108,6 +110,7 @@ class RecordingSummary:
     frame_count: int = 0
     topics: dict[str, tuple[str, int]] = field(default_factory=dict)
     error: str | None = None
+    sample: dict[str, Any] | None = None
 
     @property
     def duration_us(self) -> int:
@@ -117,8 +120,11 @@ class RecordingSummary:
         return self.last_t - self.first_t
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``respike info --json``), with ``duration_us`` included."""
+        """A JSON-ready dict (``respike info --json``), with ``duration_us`` included
+        (``sample`` only for a dataset sample)."""
         out = asdict(self)
+        if out["sample"] is None:
+            del out["sample"]
         out["sensor_size"] = list(self.sensor_size) if self.sensor_size else None
         out["topics"] = {k: {"type": v[0], "count": v[1]} for k, v in self.topics.items()}
         out["duration_us"] = self.duration_us
@@ -338,12 +344,17 @@ class EventReader(abc.ABC):
             frame_count=frames,
             topics=self._topics(),
             error=str(self.error) if self.error else None,
+            sample=self._sample_info(),
         )
         return self._summary
 
     def _topics(self) -> dict[str, tuple[str, int]]:
         """Topics of a bag (type, count); empty for plain event files."""
         return {}
+
+    def _sample_info(self) -> dict[str, Any] | None:
+        """Which sample of a dataset folder this is, and its label; None for plain files."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self._path)!r}, format={self.format!r})"

@@ -42,11 +42,14 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True)
 class DatasetSample:
-    """One sample of a dataset folder: its path relative to the folder, label and split."""
+    """One sample of a dataset folder: its path relative to the folder, label and split, and
+    the label's class name where the folder says it (labels.csv ``class_name``; N-MNIST: the
+    digit)."""
 
     path: str
     label: int
     split: str
+    label_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ def scan_dataset(root: str | Path) -> DatasetFolder:
         sensor = NMNIST_SENSOR
         for split in SPLITS:
             for path in sorted((base / split.capitalize()).glob("[0-9]/*.bin")):
-                samples.append(_sample(root, path, int(path.parent.name), split))
+                digit = int(path.parent.name)
+                samples.append(_sample(root, path, digit, split, str(digit)))
     elif layout == "dvsgesture":
         sensor = DVS_GESTURE_SENSOR
         for split in SPLITS:
@@ -145,18 +149,22 @@ def scan_dataset(root: str | Path) -> DatasetFolder:
                         raise DatasetSampleError(
                             root, f"{split_file.name} lists sample {name}, which is missing", None
                         )
-                    samples.append(_sample(root, sample_file, label, split))
+                    samples.append(_sample(root, sample_file, label, split, str(label)))
     else:
         with (root / "labels.csv").open(newline="") as f:
             for row in csv.DictReader(f):
-                samples.append(_sample(root, root / row["file"], int(row["class_id"]), ""))
+                class_name = row.get("class_name") or None
+                file = root / row["file"]
+                samples.append(_sample(root, file, int(row["class_id"]), "", class_name))
     if not samples:
         raise DatasetSampleError(root, f"{layout} layout found but it holds no samples", None)
     return DatasetFolder(root, layout, sensor, tuple(samples))
 
 
-def _sample(root: Path, path: Path, label: int, split: str) -> DatasetSample:
-    return DatasetSample(path.relative_to(root).as_posix(), label, split)
+def _sample(
+    root: Path, path: Path, label: int, split: str, name: str | None = None
+) -> DatasetSample:
+    return DatasetSample(path.relative_to(root).as_posix(), label, split, name)
 
 
 def _split_entries(path: Path) -> Iterator[tuple[str, int]]:
@@ -231,3 +239,16 @@ class DatasetFolderReader(EventReader):
 
     def _items(self) -> Iterator[EventArray | Frame]:
         return self._inner._items()
+
+    def _whole_items(self) -> Iterator[EventArray | Frame]:
+        return self._inner._whole_items()
+
+    def _sample_info(self) -> dict[str, Any]:
+        """Index in the folder's listing, path, split, label and its class name (or None)."""
+        return {
+            "index": self._folder.samples.index(self._sample),
+            "path": self._sample.path,
+            "split": self._sample.split,
+            "label": self._sample.label,
+            "label_name": self._sample.label_name,
+        }

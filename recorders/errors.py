@@ -40,16 +40,30 @@ class EventFileError(ValueError):
 
 
 class UnknownFormatError(EventFileError):
-    """No reader recognises the file; the message lists the formats that are supported."""
+    """No reader recognises the file.
+
+    The message is one short line: the file, what was found, and where the formats are listed
+    (``respike info --help``); the full list is in ``supported`` for programs that want it.
+    """
 
     def __init__(self, path: str | Path, reason: str, supported: Iterable[str]) -> None:
         self.supported = tuple(supported)
-        listing = "; ".join(self.supported)
-        super().__init__(path, "unknown", f"{reason}. Supported formats: {listing}")
-        self.args = (f"{self.path}: unknown event-file format: {reason}. Supported: {listing}",)
+        super().__init__(path, "unknown", reason)
+        self.args = (
+            f"{self.path}: unknown event-file format: {reason}; name one with --format "
+            "(format= in Python), `respike info --help` lists them",
+        )
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class EmptyFileError(UnknownFormatError):
+    """The file has no bytes at all: nothing to detect, nothing to read."""
+
+    def __init__(self, path: str | Path, supported: Iterable[str]) -> None:
+        super().__init__(path, "the file is empty", supported)
+        self.args = (f"{self.path}: the file is empty (0 bytes)",)
 
 
 class DatasetSampleError(ValueError):

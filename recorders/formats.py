@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from respike.recorders.base import EventReader, ReadOptions
-from respike.recorders.errors import UnknownFormatError
+from respike.recorders.errors import EmptyFileError, UnknownFormatError
 
 SNIFF_BYTES = 4096
 
@@ -116,10 +116,15 @@ def detect_format(path: str | Path) -> str:
         if dataset_layout(p) is not None:
             return "tonic"
         raise UnknownFormatError(
-            p, "folder is neither a ROS 2 bag nor a dataset folder", supported_formats()
+            p,
+            "folder is neither a ROS 2 bag (metadata.yaml) nor a dataset folder (tonic "
+            "NMNIST/DVSGesture layout, train*.txt/test*.txt lists or labels.csv)",
+            supported_formats(),
         )
     with p.open("rb") as f:
         head = f.read(SNIFF_BYTES)
+    if not head:
+        raise EmptyFileError(p, supported_formats())
     ext = p.suffix.lower()
     magic = _by_magic(head)
     if magic:
@@ -147,9 +152,15 @@ def detect_format(path: str | Path) -> str:
         return "text"
     if ext == ".dat":
         return "dat"
-    raise UnknownFormatError(
-        p, f"no known header in the first bytes {head[:16]!r}", supported_formats()
-    )
+    raise UnknownFormatError(p, f"no known header: {_first_bytes(head)}", supported_formats())
+
+
+def _first_bytes(head: bytes) -> str:
+    """What a file starts with, briefly: a bit of its text, or its first bytes in hex."""
+    text = head[:40].split(b"\n")[0]
+    if text and all(32 <= b < 127 for b in text):
+        return f"it starts with text {text.decode('ascii')[:24]!r}"
+    return f"its first bytes are {head[:8].hex(' ')}"
 
 
 def _by_magic(head: bytes) -> str | None:

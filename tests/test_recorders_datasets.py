@@ -113,5 +113,6 @@ def test_tonic_dvsgesture_layout(tmp_path: Path, rng: np.random.Generator) -> No
 
 
 def test_plain_folder_is_unknown(tmp_path: Path) -> None:
-    with pytest.raises(UnknownFormatError, match=r"tonic \(folder\)"):
+    with pytest.raises(UnknownFormatError, match=r"nor a dataset folder \(tonic") as info:
         open_events(tmp_path)
+    assert any(s.startswith("tonic (folder)") for s in info.value.supported)

@@ -13,10 +13,10 @@ def test_event_file_error_message() -> None:
     assert isinstance(err, ValueError) and err.offset == 8 and err.where == "message 3 on /ev"
 
 
-def test_unknown_format_error_lists_formats() -> None:
+def test_unknown_format_error_points_to_the_list() -> None:
     err = UnknownFormatError("/x.bin", "no known header", ["a (.a): A", "b (.b): B"])
-    assert (
-        str(err)
-        == "/x.bin: unknown event-file format: no known header. Supported: a (.a): A; b (.b): B"
+    assert str(err) == (
+        "/x.bin: unknown event-file format: no known header; name one with --format "
+        "(format= in Python), `respike info --help` lists them"
     )
     assert err.supported == ("a (.a): A", "b (.b): B") and isinstance(err, EventFileError)

@@ -69,7 +69,25 @@ def test_info_on_a_missing_or_unknown_file_is_a_clear_error(tmp_path: Path) -> N
     unknown = tmp_path / "x.bin2"
     unknown.write_bytes(b"\x01\x02" * 100)
     result = run_cli("info", str(unknown))
-    assert result.returncode == 2 and "Supported: aedat4" in result.stderr, result.stderr
+    assert result.returncode == 2 and "respike info --help" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, "one line"
+    empty = tmp_path / "empty.aedat4"
+    empty.write_bytes(b"")
+    result = run_cli("info", str(empty))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"respike: error: {empty}: the file is empty (0 bytes)"
+    )
+    listing = run_cli("info", "--help")
+    assert listing.returncode == 0
+    for line in ("evt3 (.raw): Prophesee RAW EVT 3.0", "rosbag1 (.bag)", "tonic (folder)"):
+        assert line in listing.stdout, f"`respike info --help` lists the formats: {line}"
+
+
+def test_info_of_a_dataset_sample(shared_data: Path) -> None:
+    result = run_cli("info", f"{shared_data / 'dvs_gesture10'}#3", "--json")
+    assert result.returncode == 0, result.stderr
+    sample = json.loads(result.stdout)["sample"]
+    assert sample["path"] == "4.bs2" and sample["label_name"] == "right_arm_clockwise"
 
 
 @pytest.mark.slow
