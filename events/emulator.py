@@ -5,14 +5,18 @@ Model, per pixel, between the previous frame (time t0) and this one (t1):
 - intensity -> log intensity with v2e's lin-log curve (linear below ``linear_below`` grey levels,
   log above, continuous), looked up in a table; float32 frames are first quantised to 16 bits
   (1/65535, far finer than any contrast threshold), so both implementations share the table;
+  the table values and the thresholds are multiples of ``LOG_STEP`` (2**-18, see below);
 - the pixel remembers a reference log intensity; the log intensity is taken to move linearly
   from the previous frame's value to this frame's; each time it has risen by the ON threshold
   above the reference an ON event is emitted (or fallen by the OFF threshold: OFF) and the
   reference moves by one threshold, so one frame can give several events per pixel;
 - each event's time is where that crossing lies on the straight line between the two frames,
-  floored to the µs, in [t0, t1): the events of consecutive steps never overlap in time
-  (a change within float32 rounding of a whole number of thresholds may leave its last
-  crossing to the next step, where, with no change left, it is stamped at the end of it);
+  floored to the µs, in [t0, t1): the events of consecutive steps never overlap in time;
+- a crossing counts when the change reaches the threshold exactly (>=), also in float32: as
+  table values and thresholds lie on one grid (``LOG_STEP``), the reference and its offsets are
+  computed without rounding (without leak), so a pixel that comes back to an earlier level
+  gives back every event it gave (a change of exactly k thresholds gives k events, the last at
+  t1 - 1 µs), where off-grid values lost about one such crossing in two, for good;
 - options, all seeded and off by default: per-pixel threshold mismatch (Gaussian, relative std
   ``threshold_mismatch``, drawn once per stream), a refractory period (a pixel that fired stays
   silent for ``refractory_us``; suppressed crossings still move the reference), leak events
@@ -73,6 +77,16 @@ CHUNK = 4096
 MAX_INTERVAL_US = 1 << 30
 """Longest frame interval (about 18 minutes): event keys pack the time offset in 30 bits."""
 
+LOG_STEP = 2.0**-18
+"""Grid of the log table and the thresholds (3.8e-6, a 0.0004 % intensity change).
+
+On it, every float32 sum and multiple the model forms (reference +- n thresholds, log value
+minus reference) is exact while under 64 in size: 24 significant bits hold 64 / 2**-18. Log
+values are under 5.6 and thresholds at most 10 (more only with extreme mismatch), so ties are
+decided exactly and a reference that goes up and down by thresholds comes back to its start.
+Leak moves the reference off the grid (a drift, where ties have no meaning).
+"""
+
 MAX_EVENTS = 1 << 27
 """Most events one step may give (2 GiB of packet): more means settings or input gone wrong,
 and a clear ValueError beats running out of memory."""
@@ -127,8 +141,9 @@ def log_table(linear_below: float, levels: int) -> npt.NDArray[np.float32]:
     """Lin-log response of ``levels`` intensity levels (256 for uint8, 65536 for float32 frames).
 
     Level q stands for grey value g = 255 q / (levels - 1); the response is log(g) above
-    ``linear_below`` and g * log(linear_below) / linear_below below it (v2e's lin-log). The
-    table is read-only (shared cache).
+    ``linear_below`` and g * log(linear_below) / linear_below below it (v2e's lin-log). Values
+    are rounded to multiples of ``LOG_STEP`` (changes of at most 1.9e-6; neighbouring 16-bit
+    levels still differ by 4 steps or more). The table is read-only (shared cache).
     """
     grey = np.arange(levels, dtype=np.float64) * (255.0 / (levels - 1))
     knee = float(linear_below)
@@ -136,16 +151,27 @@ def log_table(linear_below: float, levels: int) -> npt.NDArray[np.float32]:
         table = np.where(
             grey >= knee, np.log(np.maximum(grey, knee)), grey * (math.log(knee) / knee)
         )
-    out = table.astype(np.float32)
+    out = (np.round(table / LOG_STEP) * LOG_STEP).astype(np.float32)
     out.setflags(write=False)
     return out
+
+
+def grid_thresholds(thresholds: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Thresholds as the emulator uses them: rounded up to a multiple of ``LOG_STEP``, float32.
+
+    Up, so that a threshold clipped at ``min_threshold`` stays at or above it.
+    """
+    return (np.ceil(np.asarray(thresholds, dtype=np.float64) / LOG_STEP) * LOG_STEP).astype(
+        np.float32
+    )
 
 
 @dataclass(frozen=True)
 class DvsEmulator:
     """Settings of the DVS emulator; calling it runs the numba kernel on one frame.
 
-    Thresholds are in log-intensity units (0.2 is about a 22 % change, v2e's default). A frame
+    Thresholds are in log-intensity units (0.2 is about a 22 % change, v2e's default), used
+    rounded up to a multiple of ``LOG_STEP`` (``state.on_thresholds`` holds them). A frame
     whose format (size, channels, dtype) differs from the stream's restarts the stream instead of
     failing: it becomes the first frame of a new stream (no events) and ``state.format_changes``
     goes up by one. A frame time that does not increase, or that comes more than 2**30 µs
@@ -205,15 +231,12 @@ class DvsEmulator:
 
     def _thresholds(self, pixels: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         if self.threshold_mismatch == 0.0:
-            return (
-                np.array([self.on_threshold], dtype=np.float32),
-                np.array([self.off_threshold], dtype=np.float32),
-            )
+            return grid_thresholds([self.on_threshold]), grid_thresholds([self.off_threshold])
         rng = np.random.default_rng([self.seed, 0])
         spread = self.threshold_mismatch * rng.standard_normal((2, pixels))
         on = np.maximum(self.on_threshold * (1.0 + spread[0]), self.min_threshold)
         off = np.maximum(self.off_threshold * (1.0 + spread[1]), self.min_threshold)
-        return on.astype(np.float32), off.astype(np.float32)
+        return grid_thresholds(on), grid_thresholds(off)
 
     def _shot_noise(
         self, frame_index: int, dt: int, pixels: int
@@ -374,7 +397,9 @@ def _levels_reference(
 def _crossings(log_now, log_ref, c_on, c_off, leak):
     """Signed number of threshold crossings of one pixel, its new reference, and the offset d1.
 
-    Branch-free (both quotients computed, one selected) so the chunk loops vectorise.
+    Exact for on-grid inputs (``LOG_STEP``): d1, the quotients' integer parts and the new
+    reference carry no rounding error. Branch-free (both quotients computed, one selected) so
+    the chunk loops vectorise.
     """
     ref = log_ref - leak * c_on
     d1 = log_now - ref

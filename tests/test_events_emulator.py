@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from respike.events.emulator import NEVER, DvsEmulator, DvsState, log_table
+from respike.events.emulator import LOG_STEP, NEVER, DvsEmulator, DvsState, log_table
 from respike.events.types import EVENT_DTYPE, validate_events
 
 from helpers import read_clip
@@ -169,6 +169,84 @@ def test_black_to_white_gives_one_event_per_threshold_step() -> None:
     assert packets[2].shape[0] == 6 * expected, "going back must give as many OFF events"
 
 
+def test_a_pixel_back_at_an_earlier_level_gives_its_crossing_back() -> None:
+    """Issue 13: levels 46, 58, 46, 46 give one ON then one OFF event (d1 = -1 threshold
+    exactly), the OFF at the end of its step, and the reference is back at log(46)."""
+    frames = [np.full((1, 1), v, np.uint8) for v in (46, 58, 46, 46)]
+    lut = log_table(20.0, 256)
+    for reference in (False, True):
+        packets, states = run(DvsEmulator(), frames, reference=reference)
+        polarities = [p["p"].tolist() for p in packets]
+        assert polarities == [[], [1], [0], []], f"reference={reference}: got {polarities}"
+        assert packets[2]["t"][0] == states[2].t - 1, "an exact crossing is stamped at t1 - 1"
+        assert states[3].log_ref[0] == lut[46], "the reference must be back at log(46)"
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.2, 0.3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_returning_to_the_first_frame_gives_as_many_off_as_on_events(
+    rng: np.random.Generator, threshold: float, dtype: type
+) -> None:
+    """Equal ON and OFF thresholds, no leak: the reference is the first log value plus
+    (ON - OFF) thresholds and lies within one threshold of the log value, so a pixel back
+    at its first level must have given as many OFF events as ON events."""
+    if dtype == np.uint8:
+        first = rng.integers(0, 256, (30, 40)).astype(np.uint8)
+        steps = [np.clip(first + rng.integers(-60, 61, first.shape), 0, 255) for _ in range(6)]
+    else:
+        first = rng.random((30, 40), dtype=np.float32)
+        steps = [np.clip(first + rng.uniform(-0.3, 0.3, first.shape), 0, 1) for _ in range(6)]
+    frames = [first, *(f.astype(dtype) for f in steps), first]
+    dvs = DvsEmulator(on_threshold=threshold, off_threshold=threshold)
+    for reference in (False, True):
+        packets, states = run(dvs, frames, reference=reference)
+        events = np.concatenate(packets)
+        net = np.zeros(first.size, np.int64)
+        np.add.at(
+            net,
+            events["y"].astype(np.int64) * 40 + events["x"],
+            2 * events["p"].astype(np.int64) - 1,
+        )
+        unbalanced = np.count_nonzero(net)
+        assert unbalanced == 0, (
+            f"reference={reference}: {unbalanced} pixels back at their first level have "
+            f"ON - OFF != 0 (of {events.shape[0]} events)"
+        )
+        assert np.array_equal(states[-1].log_ref, states[0].log_ref), "reference not restored"
+
+
+@pytest.mark.parametrize(
+    "dvs",
+    [DvsEmulator(), DvsEmulator(on_threshold=0.25, off_threshold=0.15, threshold_mismatch=0.05)],
+    ids=["default", "mismatch"],
+)
+def test_event_counts_equal_a_float64_model_on_a_real_clip(
+    shared_data: Path, dvs: DvsEmulator
+) -> None:
+    """Per pixel and frame, the signed event count equals the documented scheme computed
+    independently in float64 (floor of the change over the threshold, >= counts)."""
+    frames = read_clip(shared_data / "videos" / "carphone.mp4", 60)
+    packets, states = run(dvs, frames)
+    lut = log_table(20.0, 256).astype(np.float64)
+    c_on = states[0].on_thresholds.astype(np.float64)
+    c_off = states[0].off_thresholds.astype(np.float64)
+    ref = lut[states[0].levels]
+    missing = 0
+    for i in range(1, len(frames)):
+        change = lut[states[i].levels] - ref
+        on = np.floor(change / c_on).astype(np.int64)
+        off = np.floor(-change / c_off).astype(np.int64)
+        expected = np.where(change >= c_on, on, 0) - np.where(change <= -c_off, off, 0)
+        ref = ref + np.where(expected > 0, expected * c_on, expected * c_off)
+        events = packets[i]
+        got = np.zeros(expected.shape[0], np.int64)
+        pixel = events["y"].astype(np.int64) * frames[0].shape[1] + events["x"]
+        np.add.at(got, pixel, 2 * events["p"].astype(np.int64) - 1)
+        missing += int(np.abs(got - expected).sum())
+    total = sum(p.shape[0] for p in packets)
+    assert missing == 0, f"{missing} of {total} events differ from the float64 model"
+
+
 def test_event_times_lie_in_the_frame_interval_sorted_and_interpolated(
     rng: np.random.Generator,
 ) -> None:
@@ -176,6 +254,7 @@ def test_event_times_lie_in_the_frame_interval_sorted_and_interpolated(
     frames = [rng.integers(0, 256, (16, 16), dtype=np.uint8) for _ in range(4)]
     packets, states = run(dvs, frames, t_first=5_000)
     lut = log_table(20.0, 256).astype(np.float64)
+    threshold = float(states[0].on_thresholds[0])  # 0.1 on the LOG_STEP grid
     for i in range(1, len(frames)):
         events, t0, t1 = packets[i], states[i - 1].t, states[i].t
         validate_events(events, what=f"packet {i}")
@@ -189,7 +268,7 @@ def test_event_times_lie_in_the_frame_interval_sorted_and_interpolated(
             first.setdefault((int(e["y"]), int(e["x"])), int(e["t"]))
         for (y, x), t in first.items():
             sign = 1 if d1[y, x] > d0[y, x] else -1
-            frac = (sign * 0.1 - d0[y, x]) / (d1[y, x] - d0[y, x])
+            frac = (sign * threshold - d0[y, x]) / (d1[y, x] - d0[y, x])
             expected = t0 + math.floor(min(max(frac, 0.0), 1.0) * (t1 - t0))
             assert abs(t - expected) <= 1, (
                 f"pixel {(x, y)}: first event at {t}, expected {expected}"
@@ -351,6 +430,27 @@ def test_log_table_is_lin_log_and_float_levels_agree_with_uint8() -> None:
     assert small[0] == 0.0 and np.all(np.diff(small) > 0), "response must start at 0 and rise"
     assert np.isclose(small[255], math.log(255.0)), "log above the knee"
     assert np.isclose(small[10], 10 * math.log(20.0) / 20.0), "linear below the knee"
+
+
+def test_log_table_and_thresholds_lie_on_the_log_grid() -> None:
+    """Table values and thresholds are multiples of LOG_STEP (what makes the float32 model
+    exact), within half a step of the lin-log curve and never below min_threshold."""
+    for levels in (256, 65536):
+        table = log_table(20.0, levels).astype(np.float64)
+        steps = table / LOG_STEP
+        assert np.array_equal(steps, np.round(steps)), f"{levels}-level table off the grid"
+        grey = np.arange(levels) * (255.0 / (levels - 1))
+        with np.errstate(divide="ignore"):
+            curve = np.where(grey >= 20, np.log(np.maximum(grey, 20.0)), grey * math.log(20) / 20)
+        assert np.abs(table - curve).max() <= LOG_STEP / 2, "table more than half a step off"
+    black = np.zeros((20, 20), np.uint8)
+    _, state = DvsEmulator(0.2, 0.1, threshold_mismatch=0.5, seed=3)(black, 0)
+    for thresholds in (state.on_thresholds, state.off_thresholds):
+        steps = thresholds.astype(np.float64) / LOG_STEP
+        assert np.array_equal(steps, np.round(steps)), "thresholds off the grid"
+        assert thresholds.min() >= np.float32(0.01), "rounding took a threshold below the min"
+    _, state = DvsEmulator(0.2, 0.1)(black, 0)
+    assert 0 <= state.on_thresholds[0] - 0.2 < LOG_STEP, "0.2 must round up by under a step"
 
 
 @st.composite
