@@ -44,6 +44,17 @@ NODE_MODULES = (
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""
 
 
+class SourceFailed(RuntimeError):
+    """A source's input failed for good (a damaged or vanished file): what was already published
+    stands, ``end`` follows it, and the node is not restarted. Raise it from :meth:`Node.produce`
+    with a message naming the input and what is wrong with it."""
+
+
+class StopPipeline(Exception):
+    """Raised by a node when the whole pipeline should stop cleanly, e.g. a sink whose reader
+    went away (``respike demo --json | head -2``)."""
+
+
 def param(default: Any, help: str) -> Any:
     """A node parameter: a dataclass field with a default and the help text shown by the CLI."""
     return dataclasses.field(default=default, metadata={"help": help})
@@ -102,7 +113,8 @@ class Node:
     def produce(self) -> float | None:
         """Emit output; return seconds from now until the next call, or None when done.
 
-        Sources that keep a rate use a :class:`Pacer` so their schedule does not drift.
+        Sources that keep a rate use a :class:`Pacer` so their schedule does not drift. A
+        permanent failure raises :class:`SourceFailed`; any other exception restarts the node.
         """
         return None
 

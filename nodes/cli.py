@@ -227,6 +227,9 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
         "--lossless-outputs", action="store_true", help="block (backpressure) instead of dropping"
     )
     wiring.add_argument(
+        "--hwm", type=int, metavar="N", help="messages queued per subscriber (live: default 2)"
+    )
+    wiring.add_argument(
         "--expect",
         action="append",
         default=[],
@@ -237,7 +240,15 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
     wiring.add_argument(
         "--insecure", action="store_true", help="allow unencrypted tcp off this host"
     )
+    wiring.add_argument(
+        "--ready",
+        action="append",
+        default=[],
+        metavar="NODE@ENDPOINT",
+        help="sources: wait until NODE (publishing at ENDPOINT) has started before the first output",
+    )
     wiring.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    wiring.add_argument("--report-file", type=Path, help=argparse.SUPPRESS)
     params = parser.add_argument_group(f"{kind} parameters")
     for info in param_infos(node_cls.Params):
         params.add_argument(
@@ -268,9 +279,12 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
         output=args.output,
         inputs=inputs,
         lossless_outputs=args.lossless_outputs,
+        hwm=args.hwm,
         expect_subscribers={port: int(n) for port, n in _port_map(args.expect, "--expect").items()},
         security=Security(keys_dir=args.keys, insecure=args.insecure),
         parent_pid=args.parent_pid,
+        ready=dict(_split_at(item, "--ready") for item in args.ready),
+        report_file=args.report_file,
     )
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     return NodeRunner(node_cls, args.name, node_params, wiring_spec).run()
@@ -313,7 +327,7 @@ def _info(path: Path, as_json: bool, format_name: str | None) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from respike.nodes.demo import is_video
+    from respike.nodes.camera import is_video
     from respike.recorders import open_events
     from respike.recorders.writers import write_packets
 
@@ -402,6 +416,13 @@ def _parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"size {text!r}; expected WIDTHxHEIGHT, e.g. 128x128")
     return int(parts[0]), int(parts[1])
+
+
+def _split_at(item: str, flag: str) -> tuple[str, str]:
+    name, sep, endpoint = item.partition("@")
+    if not (name and sep and endpoint):
+        raise ValueError(f"{flag} {item!r}; expected NODE@ENDPOINT")
+    return name, endpoint
 
 
 def _port_map(items: Sequence[str], flag: str) -> dict[str, str]:

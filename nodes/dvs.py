@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from respike.nodes.base import Node, Pacer, param, register
-from respike.recorders import EventWindow, Frame, open_events
+from respike.nodes.base import Node, Pacer, SourceFailed, param, register
+from respike.recorders import EventFileError, EventWindow, Frame, open_events
 from respike.stream.messages import now_us
 
 
@@ -34,7 +34,8 @@ class DvsNode(Node):
     consumers take them, for lossless delivery). Each ``events`` message carries the sensor
     size and the window's bounds in sensor time (``window_start``/``window_end``, µs); its ``t``
     is the wall-clock time the window completed in this replay, so latencies downstream are real.
-    Frames of the recording go out on ``frames`` as RGB.
+    Frames of the recording go out on ``frames`` as RGB. A recording damaged part-way is
+    played up to the damage; then the node fails for good, naming the byte offset.
     """
 
     @dataclass(frozen=True)
@@ -85,7 +86,10 @@ class DvsNode(Node):
         self._first_end: int | None = None
 
     def produce(self) -> float | None:
-        window = next(self._windows, None)
+        try:
+            window = next(self._windows, None)
+        except EventFileError as exc:  # damaged past what was played: that stands, `end` follows
+            raise SourceFailed(str(exc)) from exc
         if window is None:
             if not self.params.loop:
                 return None

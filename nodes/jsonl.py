@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from respike.nodes.base import Node, param, register
+from respike.nodes.base import Node, StopPipeline, param, register
 from respike.stream.messages import Message, now_us
 
 
@@ -46,7 +47,8 @@ def prediction_line(message: Message) -> str:
 class JsonlSink(Node):
     """Writes one JSON object per received message to stdout (flushed per line).
 
-    ``format = "text"`` prints predictions as one readable line each instead.
+    ``format = "text"`` prints predictions as one readable line each instead. When the reader of
+    stdout goes away (``respike demo --json | head -2``) the pipeline stops, quietly.
     """
 
     @dataclass(frozen=True)
@@ -70,5 +72,10 @@ class JsonlSink(Node):
             if not self.params.arrays:
                 del record["arrays"]
             line = json.dumps(record, default=str)
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Python would fail again flushing stdout at exit: point it at nothing instead.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise StopPipeline("the reader of stdout has gone") from None

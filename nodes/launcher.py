@@ -4,10 +4,17 @@ The launcher owns the processes of the nodes that run on this host. Each is star
 ``respike node KIND ...`` with flags that the launcher derives from the pipeline (the same
 command a person would type on another host), so a node behaves the same under the launcher
 and alone. Endpoints are ipc sockets in a private runtime folder when the whole pipeline is on
-this host, and tcp on each node's host otherwise. A node that exits non-zero or dies by a signal
-is restarted after a backoff that doubles up to 10 s; one that exits 0 has finished. The
-launcher ends when every node has finished, when ``--for`` elapses, or on Ctrl-C/SIGTERM, and
-always stops its children (SIGTERM, then SIGKILL after a grace period) and removes the folder.
+this host, and tcp on each node's host otherwise. Sources wait until the nodes downstream of
+them have started, so a short file is played whole.
+
+A node that dies by a signal or an error that can pass is restarted after a backoff that
+doubles up to 10 s; one that exits 0 has finished. A node that cannot start, or a source that
+failed for good (a missing or damaged file), is not restarted: the pipeline stops (after
+draining what the source had sent) and the launcher exits 1 with one line per such node naming
+it and the cause. The launcher ends when every node has finished, when ``--for`` elapses, on
+Ctrl-C/SIGTERM, or when a node asks for the pipeline to stop (a sink whose reader went away),
+and always stops its children (SIGTERM, then SIGKILL after a grace period) and removes the
+folder.
 """
 
 from __future__ import annotations
@@ -30,9 +37,14 @@ from typing import Any, TextIO
 import zmq
 
 from respike.nodes.pipeline import NodeSpec, PipelineSpec
-from respike.nodes.runtime import EXIT_CANNOT_START, STATS_PORT
+from respike.nodes.runtime import (
+    EXIT_CANNOT_START,
+    EXIT_FAILED,
+    EXIT_STOP_PIPELINE,
+    STATS_PORT,
+)
 from respike.stream.security import LOOPBACK_NAMES, Security
-from respike.stream.sockets import Delivery, Subscriber
+from respike.stream.sockets import LIVE_HWM, Delivery, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +117,16 @@ def node_command(
     consumers = pipeline.consumers(spec.name)
     if any(wire.delivery is Delivery.LOSSLESS for _, wire in consumers):
         argv.append("--lossless-outputs")
+    elif max((wire.queue for _, wire in consumers), default=1) > LIVE_HWM:
+        # A burst (a model catching up in one batch) must reach a consumer that keeps many.
+        argv += ["--hwm", str(max(wire.queue for _, wire in consumers))]
     for port in spec.node_cls.outputs:
         count = sum(1 for _, wire in consumers if wire.topic == port)
         if count:
             argv += ["--expect", f"{port}={count}"]
+    if spec.node_cls.is_source():
+        for name in pipeline.downstream(spec.name):
+            argv += ["--ready", f"{name}@{endpoints.connect[name]}"]
     if keys is not None:
         argv += ["--keys", str(keys)]
     if insecure:
@@ -138,6 +156,8 @@ class NodeProcess:
     failures: int = 0
     started: float = 0.0
     restart_at: float = 0.0
+    cause: str = ""
+    """Why the node failed for good: the line it reported, or what the launcher saw."""
     stats: dict[str, Any] = field(default_factory=dict)
     rates: tuple[float, float] = (0.0, 0.0)
 
@@ -185,6 +205,8 @@ class Launcher:
             raise ValueError(f"status is {status!r}; expected auto, table, plain or off")
         self.status = ("table" if out.isatty() else "plain") if status == "auto" else status
         self.stopping = False
+        self.stop_now = False
+        """Set when the pipeline cannot go on (a node failed for good) or a node asked to stop."""
         self.runtime_dir = Path(tempfile.mkdtemp(prefix=f"respike-{pipeline.name}-"))
         self.endpoints = Endpoints.plan(pipeline, self.runtime_dir)
         self.nodes = [
@@ -227,12 +249,13 @@ class Launcher:
         try:
             for node in self.local:
                 self._start(node)
-            while not self.stopping:
+            while not (self.stopping or self.stop_now):
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 for name, monitor in monitors.items():
                     for message in monitor.receive():
-                        self._by_name(name).update_stats(dict(message.meta))
+                        if message.kind == "stats":
+                            self._by_name(name).update_stats(dict(message.meta))
                 self._supervise()
                 display.update()
                 if all(node.state in ("done", "failed") for node in self.local):
@@ -245,7 +268,10 @@ class Launcher:
                 monitor.close()
             context.term()
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
-        return 1 if any(node.state == "failed" for node in self.local) else 0
+        failed = [node for node in self.local if node.state == "failed"]
+        for node in failed:
+            print(f"respike: error: {node.cause}", file=self.out, flush=True)
+        return 1 if failed else 0
 
     def _by_name(self, name: str) -> NodeProcess:
         return next(node for node in self.nodes if node.spec.name == name)
@@ -258,10 +284,15 @@ class Launcher:
             *node.argv,
             "--parent-pid",
             str(os.getpid()),
+            "--report-file",
+            str(self._report_file(node)),
         ]
         node.process = subprocess.Popen(argv, start_new_session=True)
         node.state = "running"
         node.started = time.monotonic()
+
+    def _report_file(self, node: NodeProcess) -> Path:
+        return self.runtime_dir / f"{node.spec.name}.error"
 
     def _supervise(self) -> None:
         now = time.monotonic()
@@ -276,25 +307,39 @@ class Launcher:
                 continue
             if code == 0:
                 node.state = "done"
-                continue
-            if code == EXIT_CANNOT_START:
-                node.state = "failed"
-                log.error(
-                    "node %s cannot start (see its error above); not restarting it", node.spec.name
-                )
-                continue
-            node.failures = 1 if now - node.started > STABLE_AFTER_S else node.failures + 1
-            if node.failures > self.max_failures:
-                node.state = "failed"
-                log.error(
-                    "node %s failed %d times in a row; giving up", node.spec.name, node.failures
-                )
-                continue
-            backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** (node.failures - 1))
-            how = f"signal {-code}" if code < 0 else f"exit code {code}"
-            log.warning("node %s died (%s); restarting in %.1f s", node.spec.name, how, backoff)
-            node.state = "restarting"
-            node.restart_at = now + backoff
+            elif code == EXIT_STOP_PIPELINE:
+                node.state = "done"
+                self.stop_now = True
+            elif code in (EXIT_CANNOT_START, EXIT_FAILED):
+                self._fail(node, f"node {node.spec.name} ({node.spec.kind}) exited with {code}")
+                # a source that failed after starting sent `end`: let the others drain
+                self.stop_now = self.stop_now or code == EXIT_CANNOT_START
+            else:
+                self._restart_later(node, code, now)
+
+    def _restart_later(self, node: NodeProcess, code: int, now: float) -> None:
+        node.failures = 1 if now - node.started > STABLE_AFTER_S else node.failures + 1
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        if node.failures > self.max_failures:
+            self._fail(
+                node,
+                f"node {node.spec.name} ({node.spec.kind}) died {node.failures} times in a row "
+                f"(last: {how}); gave up",
+            )
+            self.stop_now = True
+            return
+        backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** (node.failures - 1))
+        log.warning("node %s died (%s); restarting in %.1f s", node.spec.name, how, backoff)
+        node.state = "restarting"
+        node.restart_at = now + backoff
+
+    def _fail(self, node: NodeProcess, fallback: str) -> None:
+        """Mark ``node`` failed for good, with the cause it reported (or ``fallback``)."""
+        node.state = "failed"
+        try:
+            node.cause = self._report_file(node).read_text().strip() or fallback
+        except OSError:
+            node.cause = fallback
 
     def _stop_all(self) -> None:
         running = [n for n in self.local if n.process is not None and n.process.poll() is None]

@@ -87,6 +87,15 @@ class PipelineSpec:
         """Inputs elsewhere in the pipeline fed by node ``name``."""
         return [(n, i) for n in self.nodes for i in n.inputs if i.source == name]
 
+    def downstream(self, name: str) -> list[str]:
+        """Names of the nodes that node ``name`` feeds, directly or through others, in
+        pipeline order (stats inputs count: a viewer of a node's stats is downstream of it)."""
+        reached = {name}
+        for node in self.nodes:  # dependency order: a node's sources come before it
+            if any(wire.source in reached for wire in node.inputs):
+                reached.add(node.name)
+        return [node.name for node in self.nodes if node.name in reached and node.name != name]
+
 
 def load_pipeline(
     path: Path | str, overrides: dict[str, dict[str, Any]] | None = None

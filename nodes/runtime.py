@@ -3,11 +3,17 @@
 One loop per process: wait on the input sockets (or until a source is due), hand each valid
 message to the node, then call its :meth:`~respike.nodes.base.Node.flush` once nothing more is
 waiting (so a node that fell behind can batch), call a source's
-:meth:`~respike.nodes.base.Node.produce` on its schedule, publish ``<name>/stats`` every second. SIGINT/SIGTERM set a stop flag that the loop (and a
+:meth:`~respike.nodes.base.Node.produce` on its schedule, publish ``<name>/stats`` every second
+and whenever someone new subscribes to it. SIGINT/SIGTERM set a stop flag that the loop (and a
 send blocked by backpressure) checks; the node's :meth:`finish` always runs and every socket is
 closed. An exception while handling one input message is counted and logged once per type:
-input never kills a node. ``end`` on every input finishes the node, which forwards ``end`` on
-its own outputs, so a finite source drains the whole pipeline and every process exits 0.
+input never kills a node.
+
+A source first waits until the nodes downstream of it have started (``Wiring.ready``), so a
+finite file is not half played while a model is still loading. ``end`` on every data input
+(stats inputs aside) finishes a node, which forwards ``end`` on its own outputs until its
+consumers have left, so a finite source drains the whole pipeline and every process exits 0.
+The exit code tells the launcher what happened (see the ``EXIT_`` constants).
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ import traceback
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import zmq
 
-from respike.nodes.base import Node
+from respike.nodes.base import Node, SourceFailed, StopPipeline
 from respike.stream.messages import Message, decode, now_us
 from respike.stream.security import Security, stop_authenticators
 from respike.stream.sockets import Delivery, Publisher, Stopped, Subscriber
@@ -39,6 +46,20 @@ log = logging.getLogger(__name__)
 STATS_PORT = "stats"
 EXIT_CANNOT_START = 78
 """Exit code of a node whose ``start`` failed (bad source, missing file): restarting won't help."""
+EXIT_FAILED = 79
+"""Exit code of a source that failed for good after starting (:class:`SourceFailed`); it sent
+``end`` after what it had published, so the rest of the pipeline drains."""
+EXIT_STOP_PIPELINE = 80
+"""Exit code of a node that asked for the whole pipeline to stop (:class:`StopPipeline`)."""
+READY_TIMEOUT_S = 120.0
+"""How long a source waits for the nodes downstream of it before it starts anyway."""
+END_LINGER_S = 10.0
+"""How long a node that has finished keeps re-sending ``end`` to live consumers still there."""
+
+
+class _StopWhileStarting(BaseException):
+    """Raised by the signal handler to abandon a node's ``start`` (a BaseException, so that
+    ``except Exception`` in node code does not swallow it)."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +79,20 @@ class Wiring:
     output: str | None = None
     inputs: dict[str, InputWire] = field(default_factory=dict)
     lossless_outputs: bool = False
+    hwm: int | None = None
+    """Messages queued per subscriber on the publisher's side; None: the delivery's default."""
     expect_subscribers: dict[str, int] = field(default_factory=dict)
     security: Security = field(default_factory=Security)
     stats_interval: float = 1.0
     subscriber_timeout: float = 10.0
     parent_pid: int | None = None
+    ready: dict[str, str] = field(default_factory=dict)
+    """Nodes (name: endpoint) that a source waits for before its first output: each is ready
+    once it publishes stats, which a node does only after its ``start``."""
+    ready_timeout: float = READY_TIMEOUT_S
+    report_file: Path | None = None
+    """Where the one-line cause of a permanent failure goes (the launcher reads it); without
+    one it is logged."""
 
 
 class LatencyWindow:
@@ -89,6 +119,7 @@ class NodeRunner:
         self.name = name
         self.wiring = wiring
         self.stopping = False
+        self._starting = False
         self.errors: Counter[str] = Counter()
         self.hop_ms = LatencyWindow()
         self.age_ms = LatencyWindow()
@@ -103,6 +134,7 @@ class NodeRunner:
                 delivery=delivery,
                 security=wiring.security,
                 context=self._context,
+                hwm=wiring.hwm,
             )
             if wiring.output
             else None
@@ -118,6 +150,16 @@ class NodeRunner:
                 name=f"{name}.{port}",
             )
             for port, wire in wiring.inputs.items()
+        }
+        self._ready_monitors = {
+            node: Subscriber(
+                endpoint,
+                f"{node}/{STATS_PORT}",
+                security=wiring.security,
+                context=self._context,
+                name=f"{name}.ready.{node}",
+            )
+            for node, endpoint in wiring.ready.items()
         }
         missing = set(node_cls.inputs) - set(self.subscribers) - node_cls.optional_inputs
         if missing and not node_cls.is_source():
@@ -137,29 +179,53 @@ class NodeRunner:
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stopping = True
+        if self._starting:  # a model may take seconds to load: do not make the launcher wait
+            raise _StopWhileStarting()
 
     def run(self) -> int:
         """Run until finished or stopped; returns the process exit code (0 = clean)."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
+        self._starting = True
         try:
             self.node.start()
+        except _StopWhileStarting:
+            self._close_sockets()
+            return 0
         except Exception as exc:
-            log.error("%s (%s) cannot start: %s", self.name, self.node.kind, exc)
+            self._report(f"cannot start: {exc}")
             self._close_sockets()
             return EXIT_CANNOT_START
+        finally:
+            self._starting = False
+        code = 0
         try:
             self._wait_for_subscribers()
-            self._loop()
+            self._wait_until_ready()
+            try:
+                self._loop()
+            except SourceFailed as exc:
+                self._report(f"failed: {exc}")
+                code = EXIT_FAILED
             if not self.stopping:
                 self._publish_end()
-                self._wait_for_consumers_to_leave()
+        except StopPipeline:
+            self.stopping = True
+            code = EXIT_STOP_PIPELINE
         except Stopped:
             pass
         finally:
             self._shutdown()
-        return 0
+        return code
+
+    def _report(self, cause: str) -> None:
+        """Say in one line why this node stops for good: to the launcher, or in the log."""
+        line = f"node {self.name} ({self.node.kind}) {cause}"
+        if self.wiring.report_file is not None:
+            self.wiring.report_file.write_text(line + "\n")
+        else:
+            log.error("%s", line)
 
     def _wait_for_subscribers(self) -> None:
         if self.publisher is None:
@@ -173,12 +239,57 @@ class NodeRunner:
                     "%s: starting with fewer than %d subscriber(s) on %s", self.name, count, topic
                 )
 
+    def _wait_until_ready(self) -> None:
+        """Wait until every node in ``Wiring.ready`` has started (published its stats).
+
+        Live delivery drops what nobody receives yet, so a source that played while a model
+        was still loading would lose the start of a file. Gives up after ``ready_timeout``.
+        """
+        waiting = dict(self._ready_monitors)
+        deadline = time.monotonic() + self.wiring.ready_timeout
+        next_note = time.monotonic() + 5.0
+        poller = zmq.Poller()
+        for monitor in waiting.values():
+            poller.register(monitor.socket, zmq.POLLIN)
+        while waiting:
+            for node, monitor in list(waiting.items()):
+                if monitor.receive():
+                    del waiting[node]
+                    poller.unregister(monitor.socket)
+            if not waiting:
+                break
+            if self.stopping:
+                raise Stopped("stopped while waiting for the nodes downstream")
+            now = time.monotonic()
+            if now >= deadline:
+                log.warning(
+                    "%s: %s not started after %.0f s; starting anyway",
+                    self.name,
+                    ", ".join(waiting),
+                    self.wiring.ready_timeout,
+                )
+                break
+            if now >= next_note:
+                log.info("%s: waiting for %s to start", self.name, ", ".join(waiting))
+                next_note = now + 10.0
+            poller.poll(100)
+        for monitor in self._ready_monitors.values():
+            monitor.close()
+        self._ready_monitors = {}
+
     def _loop(self) -> None:
         poller = zmq.Poller()
         by_socket = {}
         for port, subscriber in self.subscribers.items():
             poller.register(subscriber.socket, zmq.POLLIN)
             by_socket[subscriber.socket] = port
+        if self.publisher is not None:  # new subscribers to our stats get them at once
+            poller.register(self.publisher.socket, zmq.POLLIN)
+        data_ports = {
+            port
+            for port, wire in self.wiring.inputs.items()
+            if not wire.topic.endswith(f"/{STATS_PORT}")
+        }
         ended: set[str] = set()
         source_due: float | None = time.monotonic() if self.node.is_source() else None
         tick = self.node.tick_interval
@@ -198,8 +309,14 @@ class NodeRunner:
             wake = min(next_stats, next_tick, math.inf if source_due is None else source_due)
             timeout_ms = max(0.0, (wake - time.monotonic()) * 1000)
             ready = (
-                dict(poller.poll(math.ceil(timeout_ms))) if by_socket else self._sleep(timeout_ms)
+                dict(poller.poll(math.ceil(timeout_ms)))
+                if by_socket or self.publisher is not None
+                else self._sleep(timeout_ms)
             )
+            if self.publisher is not None and ready.pop(self.publisher.socket, 0):
+                stats_topic = f"{self.name}/{STATS_PORT}"
+                if any(stats_topic.startswith(p) for p in self.publisher.new_subscriptions()):
+                    next_stats = time.monotonic()
             for socket in ready:
                 port = by_socket[socket]
                 for message in self.subscribers[port].receive():
@@ -212,7 +329,7 @@ class NodeRunner:
                         self._handle(port, functools.partial(self.node.on_message, port, message))
             if ready:
                 self._handle("flush", self.node.flush)
-            if self.subscribers and ended >= set(self.subscribers):
+            if data_ports and ended >= data_ports:
                 return
             if source_due is not None and time.monotonic() >= source_due:
                 delay = self._timed(self.node.produce)
@@ -229,7 +346,7 @@ class NodeRunner:
         """Run one call into the node; an exception is counted (logged once per type), not fatal."""
         try:
             self._timed(call)
-        except Stopped:
+        except (Stopped, StopPipeline):
             raise
         except Exception as exc:
             cause = type(exc).__name__
@@ -267,34 +384,43 @@ class NodeRunner:
         }
         self.publisher.send(Message(f"{self.name}/{STATS_PORT}", "stats", now_us(), {}, meta))
 
-    def _wait_for_consumers_to_leave(self) -> None:
-        """After ``end`` on lossless outputs, wait until every subscriber has disconnected.
+    def _publish_end(self) -> None:
+        """Send ``end`` on every output, then wait until the consumers have left.
 
-        Closing the socket while a subscriber's pipe is still full can lose the tail of the
-        stream (seen on a loaded machine), so a lossless source keeps its socket open until the
-        consumers, which leave after they receive ``end``, are gone (bounded by the linger time).
+        A consumer leaves once ``end`` reached all its data inputs. Live delivery may drop a
+        message for a consumer that is behind, so ``end`` goes again every 100 ms to topics that
+        still have subscribers. A lossless publisher keeps its socket open until they are gone,
+        since closing it while a subscriber's pipe is still full can lose the tail of the stream
+        (seen on a loaded machine). Both are bounded by the linger time.
         """
-        if self.publisher is None or not self.wiring.lossless_outputs:
+        for port in self.node.outputs:
+            self.node.publish(port, "end", now_us())
+        if self.publisher is None:
             return
-        deadline = time.monotonic() + self._linger_s()
-        topics = [f"{self.name}/{port}" for port in self.node.outputs]
-        while any(self.publisher.subscribers(t) for t in topics) and not self.stopping:
+        lossless = self.wiring.lossless_outputs
+        linger = 30.0 if lossless else END_LINGER_S
+        deadline = time.monotonic() + linger
+        waiting = list(self.node.outputs)
+        while not self.stopping:
+            waiting = [p for p in waiting if self.publisher.subscribers(self.node.topic(p))]
+            if not waiting:
+                return
             if time.monotonic() >= deadline:
                 log.warning(
-                    "%s: subscribers still connected %.0f s after `end`",
+                    "%s: subscribers of %s still connected %.0f s after `end`",
                     self.name,
-                    self._linger_s(),
+                    ", ".join(waiting),
+                    linger,
                 )
                 return
-            time.sleep(0.01)
+            time.sleep(0.1)
+            if not lossless:
+                for port in waiting:
+                    self.node.publish(port, "end", now_us())
 
     def _linger_s(self) -> float:
         """How long queued output may take to leave: lossless subscribers get everything."""
         return 30.0 if self.wiring.lossless_outputs else 1.0
-
-    def _publish_end(self) -> None:
-        for port in self.node.outputs:
-            self.node.publish(port, "end", now_us())
 
     def _shutdown(self) -> None:
         try:
@@ -308,7 +434,7 @@ class NodeRunner:
     def _close_sockets(self, linger: float = 0.0) -> None:
         if self.publisher is not None:
             self.publisher.close(linger=linger)
-        for subscriber in self.subscribers.values():
+        for subscriber in (*self.subscribers.values(), *self._ready_monitors.values()):
             subscriber.close()
         stop_authenticators()
         self._context.term()

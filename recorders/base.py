@@ -383,7 +383,8 @@ def _windows(
         frames.clear()
         return out
 
-    for item in items:
+    damage: list[EventFileError] = []
+    for item in _until_damage(items, damage):
         if isinstance(item, Frame):
             if (start is not None and item.t < start) or (end is not None and item.t >= end):
                 continue
@@ -419,6 +420,19 @@ def _windows(
         frames.extend(held)
         held.clear()
         yield EventWindow(w_start, w_start + duration, _join(pending), due(w_start + duration))
+    if damage:
+        raise damage[0]
+
+
+def _until_damage(
+    items: Iterator[EventArray | Frame], damage: list[EventFileError]
+) -> Iterator[EventArray | Frame]:
+    """The stream's items up to a damaged part, whose error goes to ``damage``: the window in
+    progress is completed and yielded before the error is raised (no accepted event is lost)."""
+    try:
+        yield from items
+    except EventFileError as exc:
+        damage.append(exc)
 
 
 def join_records(parts: list[EventArray]) -> EventArray:

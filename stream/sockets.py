@@ -38,6 +38,12 @@ messages; small enough that 640x480 frames in flight (~60 MB) add tens of ms, no
 (bench/transport.py measured 50-270 ms of queueing at 256)."""
 
 
+LIVE_HWM = 2
+"""Messages queued per live subscriber on the publisher's side by default. ZeroMQ drops the
+newest message when a queue is full, so a long queue would hold stale frames for a slow
+consumer; a publisher whose consumers keep more (``queue``) is given a larger one."""
+
+
 class Delivery(StrEnum):
     LIVE = "live"
     LOSSLESS = "lossless"
@@ -109,7 +115,9 @@ class Publisher:
         self._socket.linger = 0
         # live: a short queue per subscriber so a slow one never works through stale data;
         # lossless: a deeper one so bursts flow before backpressure reaches the sender.
-        self._socket.sndhwm = hwm or (LOSSLESS_HWM if self.delivery is Delivery.LOSSLESS else 2)
+        self._socket.sndhwm = hwm or (
+            LOSSLESS_HWM if self.delivery is Delivery.LOSSLESS else LIVE_HWM
+        )
         self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)  # report every (un)subscription
         if self.delivery is Delivery.LOSSLESS:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
@@ -174,14 +182,26 @@ class Publisher:
         """Send already-encoded frames unchanged (replay of recorded bytes), with backpressure."""
         self._send(frames, stop)
 
-    def _read_subscriptions(self) -> None:
+    @property
+    def socket(self) -> zmq.Socket[Any]:
+        """The XPUB socket, readable when (un)subscription notices wait: poll it to learn of
+        new subscribers as they come (see :meth:`new_subscriptions`)."""
+        return self._socket
+
+    def new_subscriptions(self) -> list[str]:
+        """Read pending (un)subscription notices; the topic prefixes subscribed since last time."""
+        return self._read_subscriptions()
+
+    def _read_subscriptions(self) -> list[str]:
+        added: list[str] = []
         while True:
             try:
                 notice = self._socket.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return added
             if notice[:1] == b"\x01":
                 self._subscriptions[notice[1:]] += 1
+                added.append(notice[1:].decode(errors="replace"))
             elif notice[:1] == b"\x00" and self._subscriptions[notice[1:]] > 0:
                 self._subscriptions[notice[1:]] -= 1
 
