@@ -135,6 +135,15 @@ class StepInputs:
         self.spec = spec
         self._binners: dict[tuple[int, int, int], Any] = {}
 
+    def warm_up(self) -> None:
+        """Compile (or load) the binning kernel before the first events message needs it."""
+        if self.spec.snn_input == "events":
+            from respike.events.binning import EventFrames
+            from respike.events.warmup import warm_up
+
+            height, width = self.spec.snn_size
+            warm_up(EventFrames(sensor_size=(width, height), size=(width, height)))
+
     def __call__(self, message: Message) -> np.ndarray:
         if message.kind == "residual":
             return self._residual(message)
@@ -177,6 +186,14 @@ class StepInputs:
                 sensor_size=sensor, n_time_bins=bins, size=(width, height)
             )
         return self._binners[key](events, start, max(end, start + 1))
+
+
+def black_keyframe(spec: Any) -> Message:
+    """A black key frame at the ANN's input size, for warming a node up along the real path
+    (the first conversion imports the datasets module: 0.4 s that no real frame should wait)."""
+    height, width = spec.keyframe_size
+    frame = np.zeros((height, width, 3), dtype=np.uint8)
+    return Message("warm-up/keyframes", "frame", now_us(), {"frame": frame}, {})
 
 
 def keyframe_input(message: Message, spec: Any) -> Any:

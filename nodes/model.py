@@ -32,6 +32,7 @@ from respike.nodes.inference import (
     PredictionPublisher,
     StepInputs,
     StepQueue,
+    black_keyframe,
     keyframe_input,
     load_model,
 )
@@ -64,6 +65,7 @@ class ModelNode(Node):
             self.model.enable_compile()
         self._batch = 1 if self.params.compile else self.params.batch  # one graph per shape
         self._inputs = StepInputs(self.spec)
+        self._inputs.warm_up()
         self._predictions = PredictionPublisher(
             self, classes, self.params.smoothing(), self.spec.keyframe_interval
         )
@@ -82,7 +84,9 @@ class ModelNode(Node):
         torch, spec = self._torch, self.spec
         with torch.no_grad():
             frame = (
-                None if self.model.config.mode == "snn" else torch.zeros(1, 3, *spec.keyframe_size)
+                None
+                if self.model.config.mode == "snn"
+                else keyframe_input(black_keyframe(spec), spec).to(self.params.device)
             )
             state = self.model.set_keyframe(frame, None)
             self.model.step(torch.zeros(1, spec.snn_channels, *spec.snn_size), state)

@@ -13,7 +13,7 @@ from respike.nodes.base import Node, param, register
 from respike.stream.messages import Message
 
 if TYPE_CHECKING:
-    from respike.models.hybrid import InputSpec
+    from respike.events.inputs import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ class ResidualNode(Node):
             channel_order="rgb",
             seed=p.seed,
         )
-        log.info("%s: numba kernels ready in %.2f s", self.name, warm_up())
+        kernels = (self._residuals, self._emulator) if p.events else (self._residuals,)
+        log.info("%s: numba kernels ready in %.2f s", self.name, warm_up(*kernels))
         self._residual_state: Any = None
         self._dvs_state: Any = None
         self._previous_t: int | None = None

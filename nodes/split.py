@@ -21,6 +21,7 @@ from respike.nodes.inference import (
     RuntimeParams,
     StepInputs,
     StepQueue,
+    black_keyframe,
     keyframe_input,
     load_model,
 )
@@ -64,6 +65,7 @@ class SnnNode(_CheckpointNode):
                 f"checkpoint {self.params.checkpoint!r} has no SNN branch (mode 'ann')"
             )
         self._inputs = StepInputs(self.spec)
+        self._inputs.warm_up()
         self._pending: StepQueue[tuple[Message, Any]] = StepQueue(
             self.params.batch, lambda item: len(item[1])
         )
@@ -118,6 +120,8 @@ class KeyframeNode(_CheckpointNode):
             raise ValueError(
                 f"checkpoint {self.params.checkpoint!r} has no ANN branch (mode 'snn')"
             )
+        with self._torch.no_grad():  # the first frame should not wait for imports
+            self.model.ann(keyframe_input(black_keyframe(self.spec), self.spec))
 
     def on_message(self, port: str, message: Message) -> None:
         begin = time.perf_counter()
