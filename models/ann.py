@@ -4,6 +4,9 @@ The module names match torchvision's ``resnet18`` (``conv1``, ``bn1``, ``layer1`
 so a torchvision state dict saved to a local file loads into it (its ``fc`` classifier is
 dropped: the hybrid model has its own head). Nothing is ever downloaded. ``widths`` other than
 64/128/256/512 give a narrower network for the CPU, trained from scratch.
+
+The residual block is written here rather than imported: ``import torchvision`` pulls in
+torch's compiler stack (about a third of a model node's start-up), and the block is a few lines.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, conv1x1
 
 #: ImageNet mean and standard deviation of torchvision's ResNet weights, RGB order.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,6 +44,28 @@ class ANNConfig:
     def scaled(cls, factor: float) -> ANNConfig:
         """ResNet-18 with every width multiplied by ``factor`` (0.5 gives 32/64/128/256)."""
         return cls(widths=tuple(max(1, round(w * factor)) for w in cls().widths))
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet ``BasicBlock``: two 3x3 convolutions and a shortcut, with the same
+    module names, so its state dicts load unchanged."""
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out += identity
+        return self.relu(out)
 
 
 class ResNetFeatures(nn.Module):
@@ -76,7 +100,8 @@ class ResNetFeatures(nn.Module):
         downsample = None
         if stride != 1 or self.inplanes != planes:
             downsample = nn.Sequential(
-                conv1x1(self.inplanes, planes, stride), nn.BatchNorm2d(planes)
+                nn.Conv2d(self.inplanes, planes, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
             )
         layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes
