@@ -37,9 +37,9 @@ from respike.events.frames import (
     grey_weights,
     kernel,
 )
+from respike.events.inputs import KEY_RESIDUALS
 
 COLORS: tuple[str, ...] = ("grey", "rgb")
-KEY_RESIDUALS: tuple[str, ...] = ("zero", "previous")
 
 
 class ResidualState(NamedTuple):

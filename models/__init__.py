@@ -15,7 +15,14 @@ Example::
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
+
+# norse 1.1 applies torch.jit.script at import, which torch >= 2.10 answers with a FutureWarning
+# on every command that loads a model; nothing here runs TorchScript, so the warning is noise.
+warnings.filterwarnings(
+    "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+)
 
 _EXPORTS = {
     "ANNConfig": "ann",

@@ -4,21 +4,32 @@ Files are read with ``torch.load(weights_only=True)``: only tensors, dicts, list
 strings and numbers, never code. Every way a file can be wrong (missing, truncated, not a
 torch file, another program's checkpoint, a newer format, weights that do not fit the config)
 raises :class:`CheckpointError` naming the file and what was expected.
+
+Torch is imported only to load or save weights: :func:`read_checkpoint_info` reads a
+checkpoint's classes, input contract and metadata without it (a launcher fitting a residual node
+to a model then starts in tenths of a second, not seconds).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import tempfile
+import zipfile
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from respike.events.inputs import InputSpec
 
-from respike.models.hybrid import HybridReSpike, InputSpec, ModelConfig
+if TYPE_CHECKING:
+    import torch
+
+    from respike.models.hybrid import HybridReSpike, ModelConfig
 
 FORMAT = "respike-model"
 FORMAT_VERSION = 1
@@ -66,6 +77,8 @@ def save_checkpoint(
     ``extra`` holds plain metadata (epoch, metrics, dataset name): dicts, lists, strings and
     numbers only, so the file stays loadable with ``weights_only=True``.
     """
+    import torch
+
     path = Path(path)
     names = tuple(str(n) for n in class_names)
     if len(names) != model.config.num_classes:
@@ -98,6 +111,8 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
     """The validated raw payload of a checkpoint file (no model built)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -108,6 +123,10 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
             f"{path}: not a readable respike checkpoint (expected a file written by "
             f"respike.models.save_checkpoint; it may be truncated or corrupted): {exc}"
         ) from exc
+    return _validated(path, payload)
+
+
+def _validated(path: Path, payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(
@@ -123,6 +142,69 @@ def read_checkpoint(path: str | PathLike[str]) -> dict[str, Any]:
         if not isinstance(payload.get(key), kind):
             raise CheckpointError(f"{path}: checkpoint lacks {key!r} (expected a {kind.__name__})")
     return payload
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about itself, read without torch: classes, inputs, metadata."""
+
+    path: Path
+    class_names: tuple[str, ...]
+    input_spec: InputSpec
+    config: Mapping[str, Any]
+    """The model config as stored (``ModelConfig.to_dict()``)."""
+    extra: Mapping[str, Any]
+
+
+def read_checkpoint_info(path: str | PathLike[str]) -> CheckpointInfo:
+    """A checkpoint's class names, input contract and metadata, without importing torch.
+
+    The file's pickle is read by an unpickler that builds only dicts, lists and plain values:
+    each tensor becomes ``None`` and is never read, and any class other than torch's tensor
+    rebuilders and ``OrderedDict`` is refused (the same guarantee as ``weights_only=True``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            (name,) = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            payload = _MetadataUnpickler(io.BytesIO(archive.read(name))).load()
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: not a readable respike checkpoint (expected a file written by "
+            f"respike.models.save_checkpoint; it may be truncated or corrupted): {exc}"
+        ) from exc
+    payload = _validated(path, payload)
+    try:
+        spec = InputSpec(**payload["config"]["input_spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint config is invalid: {exc!r}") from exc
+    return CheckpointInfo(
+        path,
+        tuple(str(n) for n in payload["class_names"]),
+        spec,
+        payload["config"],
+        payload.get("extra", {}),
+    )
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles a ``torch.save`` payload into plain values, every tensor as ``None``."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if module == "torch" or module.startswith("torch."):
+            return _no_tensor  # tensor rebuilders and storage types: never called into torch
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint")
+
+    def persistent_load(self, pid: Any) -> None:
+        return None  # tensor storage: left unread
+
+
+def _no_tensor(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def resolve_checkpoint(name_or_path: str | PathLike[str]) -> Path:
@@ -150,6 +232,8 @@ def load_checkpoint(
     path: str | PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> Checkpoint:
     """Rebuild the model saved at ``path`` (eval mode, on ``map_location``)."""
+    from respike.models.hybrid import HybridReSpike, ModelConfig
+
     path = Path(path)
     payload = read_checkpoint(path)
     try:
@@ -182,8 +266,10 @@ __all__ = [
     "SHIPPED_DIR",
     "Checkpoint",
     "CheckpointError",
+    "CheckpointInfo",
     "load_checkpoint",
     "read_checkpoint",
+    "read_checkpoint_info",
     "resolve_checkpoint",
     "save_checkpoint",
 ]

@@ -30,59 +30,18 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, NamedTuple, cast, get_args
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from torch import nn
 
+from respike.events.inputs import InputSpec, KeyResidual, SNNInput
 from respike.models.ann import ANNConfig, ResNetFeatures
 from respike.models.fusion import FusionBlock, FusionConfig, KeyValue
 from respike.models.snn import SNNConfig, SNNState, SpikingResNet
 
 Mode = Literal["hybrid", "snn", "ann"]
 MODES: tuple[Mode, ...] = ("hybrid", "snn", "ann")
-SNNInput = Literal["events", "residual"]
-KeyResidual = Literal["zero", "previous"]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the model expects per step and per key frame; stored in every checkpoint.
-
-    ``snn_input`` is ``"events"`` (``snn_channels == 2``: OFF and ON counts per time bin) or
-    ``"residual"`` (1 grey or 3 RGB channels of signed frame-minus-key-frame differences;
-    ``key_residual`` says what a key frame's own residual is, as in
-    :class:`~respike.events.residual.ResidualFrames`).
-    ``time_bin_us`` is the duration of one SNN step; ``keyframe_interval`` is ``K``.
-    """
-
-    snn_size: tuple[int, int] = (64, 64)
-    snn_input: SNNInput = "events"
-    snn_channels: int = 2
-    key_residual: KeyResidual = "zero"
-    keyframe_size: tuple[int, int] = (112, 112)
-    keyframe_interval: int = 4
-    time_bin_us: int = 33_333
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "snn_size", tuple(int(v) for v in self.snn_size))
-        object.__setattr__(self, "keyframe_size", tuple(int(v) for v in self.keyframe_size))
-        if self.snn_input == "events" and self.snn_channels != 2:
-            raise ValueError(f"event input has 2 polarity channels, got {self.snn_channels}")
-        if self.snn_input == "residual" and self.snn_channels not in (1, 3):
-            raise ValueError(f"residual input has 1 or 3 channels, got {self.snn_channels}")
-        if self.snn_input not in ("events", "residual"):
-            raise ValueError(f"snn_input must be 'events' or 'residual', got {self.snn_input!r}")
-        if self.key_residual not in get_args(KeyResidual):
-            raise ValueError(
-                f"key_residual must be 'zero' or 'previous', got {self.key_residual!r}"
-            )
-        if self.key_residual != "zero" and self.snn_input != "residual":
-            raise ValueError(f"key_residual={self.key_residual!r} needs residual input")
-        if self.keyframe_interval < 1 or self.time_bin_us < 1:
-            raise ValueError("keyframe_interval and time_bin_us must be positive")
-        if min(self.snn_size) < 1 or min(self.keyframe_size) < 1:
-            raise ValueError("input sizes must be positive")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,38 @@ def source_kind(source: str) -> str:
     return "file"
 
 
+@contextlib.contextmanager
+def quiet_ffmpeg() -> Iterator[None]:
+    """Silence what FFmpeg prints on file descriptor 2 while OpenCV opens a file.
+
+    FFmpeg logs its own failures (``[rawvideo @ 0x…] Invalid pixel format``) straight to the
+    process's stderr, past Python and OpenCV's log level; a file that is not a video gets our
+    one-line error instead.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def is_video(path: Path) -> bool:
+    """Whether OpenCV reads at least one frame from ``path`` (quietly: it may be anything)."""
+    import cv2
+
+    with quiet_ffmpeg():
+        capture = cv2.VideoCapture(str(path))
+        try:
+            return bool(capture.isOpened() and capture.read()[0])
+        finally:
+            capture.release()
+
+
 def open_capture(source: str, width: int = 0, height: int = 0, fps: float = 0.0) -> Any:
     """Open ``source`` with OpenCV and apply the requested mode; raise :class:`CaptureError`."""
     import cv2
@@ -37,7 +73,8 @@ def open_capture(source: str, width: int = 0, height: int = 0, fps: float = 0.0)
     kind = source_kind(source)
     if kind == "file" and not Path(source).is_file():
         raise CaptureError(f"video file {source!r} does not exist")
-    capture = cv2.VideoCapture(int(source) if kind == "device" else source)
+    with quiet_ffmpeg() if kind == "file" else contextlib.nullcontext():
+        capture = cv2.VideoCapture(int(source) if kind == "device" else source)
     if not capture.isOpened():
         what = {"device": "camera device", "url": "video stream", "file": "video file"}[kind]
         raise CaptureError(

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,17 +45,6 @@ def camera_available(index: int) -> bool:
         capture.release()
 
 
-def is_video(path: Path) -> bool:
-    """Whether OpenCV reads at least one frame from ``path``."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return bool(capture.isOpened() and capture.read()[0])
-    finally:
-        capture.release()
-
-
 def plan_demo(source: str | None) -> DemoPlan:
     """The pipeline and overrides for ``source``; raises ValueError for a source nothing reads."""
     if source is None:
@@ -69,6 +59,7 @@ def plan_demo(source: str | None) -> DemoPlan:
             {},
             f"no camera at index {source}: using the synthetic source instead",
         )
+    from respike.nodes.camera import is_video
     from respike.recorders import UnknownFormatError, open_events, split_sample
 
     path = Path(source)
@@ -76,13 +67,13 @@ def plan_demo(source: str | None) -> DemoPlan:
         raise FileNotFoundError(
             f"demo source {source!r} does not exist (give a camera index, a video or an event recording)"
         )
-    if is_video(path):
-        return DemoPlan(
-            PIPELINES / "video.toml", {"source": {"source": str(path)}}, f"video {path}"
-        )
-    try:
+    try:  # event recordings first: their headers say what they are, a video probe guesses
         open_events(path)
     except UnknownFormatError as exc:
+        if is_video(path):
+            return DemoPlan(
+                PIPELINES / "video.toml", {"source": {"source": str(path)}}, f"video {path}"
+            )
         raise ValueError(
             f"demo source {path} is neither a video OpenCV reads nor an event recording: {exc}"
         ) from None
@@ -95,30 +86,28 @@ def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
     """Parameters that make the residual node (and a synthetic source) fit the model's
     checkpoint (that of the first node with one): its SNN input size, channels, K and key-frame
     residual, and the classes it knows."""
-    from respike.models.checkpoint import read_checkpoint, resolve_checkpoint
-    from respike.models.hybrid import ModelConfig
+    from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
     from respike.models.synthetic import CLASS_NAMES
     from respike.nodes.residual import residual_params
 
     models = [node for node in spec.nodes if hasattr(node.params, "checkpoint")]
     if not models:
         return {}
-    payload = read_checkpoint(resolve_checkpoint(models[0].params.checkpoint))
-    inputs = ModelConfig.from_dict(payload["config"]).input_spec
-    classes = [str(name) for name in payload["class_names"]]
+    info = read_checkpoint_info(resolve_checkpoint(models[0].params.checkpoint))
     overrides: dict[str, dict[str, Any]] = {}
     for node in spec.nodes:
         if node.kind == "residual":
-            overrides[node.name] = residual_params(inputs)
-        if node.kind == "synthetic" and set(classes) <= set(CLASS_NAMES):
-            overrides[node.name] = {"classes": ",".join(classes), **_training_scene(payload)}
+            overrides[node.name] = residual_params(info.input_spec)
+        if node.kind == "synthetic" and set(info.class_names) <= set(CLASS_NAMES):
+            classes = ",".join(info.class_names)
+            overrides[node.name] = {"classes": classes, **_training_scene(info.extra)}
     return overrides
 
 
-def _training_scene(payload: dict[str, Any]) -> dict[str, Any]:
+def _training_scene(extra: Mapping[str, Any]) -> dict[str, Any]:
     """Framing and size of the synthetic scenes the checkpoint was trained on, when recorded."""
     try:
-        scene = payload["extra"]["data"]["scene"]
+        scene = extra["data"]["scene"]
         return {
             "framing": str(scene["framing"]),
             "width": int(scene["width"]),

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from respike.models import Clip, HybridReSpike, get_model, load_checkpoint, save_checkpoint
-from respike.models.checkpoint import FORMAT_VERSION, CheckpointError, read_checkpoint
+from respike.models.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    read_checkpoint,
+    read_checkpoint_info,
+    resolve_checkpoint,
+)
 
 CLASSES = ("wave", "clap", "walk")
 
@@ -122,3 +130,53 @@ def test_saved_checkpoints_follow_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o644, "not the 0600 of a temporary file"
+
+
+@pytest.mark.parametrize(
+    "name", ["actions", "actions-snn", "actions-ann", "gestures-dvs", "nmnist"]
+)
+def test_info_read_without_torch_equals_what_torch_loads(name: str) -> None:
+    path = resolve_checkpoint(name)
+    info = read_checkpoint_info(path)
+    loaded = load_checkpoint(path)
+    assert info.class_names == loaded.class_names
+    assert info.input_spec == loaded.input_spec
+    assert info.config == read_checkpoint(path)["config"], "the config as stored"
+    assert info.extra == loaded.extra
+
+
+def test_info_is_read_without_importing_torch() -> None:
+    code = (
+        "import sys\n"
+        "from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint\n"
+        "info = read_checkpoint_info(resolve_checkpoint('actions'))\n"
+        "print(info.input_spec.snn_size, 'torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["(48,", "64)", "False"], result.stdout
+
+
+def test_info_refuses_what_load_refuses(saved: tuple[HybridReSpike, Path], tmp_path: Path) -> None:
+    _, path = saved
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    code = tmp_path / "code.pt"
+    torch.save({"format": "respike-model", "payload": Opaque()}, code)
+    other = tmp_path / "other.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, other)
+    payload = read_checkpoint(path)
+    payload["format_version"] = FORMAT_VERSION + 1
+    newer = tmp_path / "newer.pt"
+    torch.save(payload, newer)
+    for bad, reason in (
+        (tmp_path / "nope.pt", "no such checkpoint file"),
+        (cut, "not a readable respike checkpoint"),
+        (code, "not a readable respike checkpoint"),
+        (other, r"not a respike checkpoint \(expected a dict with format=.respike-model."),
+        (newer, f"checkpoint format_version {FORMAT_VERSION + 1}"),
+    ):
+        with pytest.raises(CheckpointError, match=f"{bad.name}: {reason}"):
+            read_checkpoint_info(bad)
+    assert read_checkpoint_info(path).class_names == CLASSES
