@@ -35,13 +35,17 @@ def source_kind(source: str) -> str:
 
 
 @contextlib.contextmanager
-def quiet_ffmpeg() -> Iterator[None]:
-    """Silence what FFmpeg prints on file descriptor 2 while OpenCV opens a file.
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's and FFmpeg's own messages while OpenCV opens a source.
 
-    FFmpeg logs its own failures (``[rawvideo @ 0x…] Invalid pixel format``) straight to the
-    process's stderr, past Python and OpenCV's log level; a file that is not a video gets our
-    one-line error instead.
+    A source that cannot be opened gets our one-line error; without this, OpenCV logs
+    ``[ WARN:0@0.05] … can't open camera by index`` and FFmpeg writes ``[rawvideo @ 0x…]
+    Invalid pixel format`` straight to file descriptor 2, past Python and OpenCV's log level.
     """
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -52,13 +56,14 @@ def quiet_ffmpeg() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+        cv2.utils.logging.setLogLevel(level)
 
 
 def is_video(path: Path) -> bool:
     """Whether OpenCV reads at least one frame from ``path`` (quietly: it may be anything)."""
     import cv2
 
-    with quiet_ffmpeg():
+    with quiet_opencv():
         capture = cv2.VideoCapture(str(path))
         try:
             return bool(capture.isOpened() and capture.read()[0])
@@ -73,7 +78,7 @@ def open_capture(source: str, width: int = 0, height: int = 0, fps: float = 0.0)
     kind = source_kind(source)
     if kind == "file" and not Path(source).is_file():
         raise CaptureError(f"video file {source!r} does not exist")
-    with quiet_ffmpeg() if kind == "file" else contextlib.nullcontext():
+    with quiet_opencv():
         capture = cv2.VideoCapture(int(source) if kind == "device" else source)
     if not capture.isOpened():
         what = {"device": "camera device", "url": "video stream", "file": "video file"}[kind]

@@ -109,6 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
     demo.add_argument("--no-viewer", action="store_true", help="do not start the web viewer")
     demo.add_argument(
+        "--port",
+        type=int,
+        help="viewer port (default 8765, or a free one when 8765 is taken; 0 = any free one)",
+    )
+    demo.add_argument(
         "--json", action="store_true", help="one JSON object per prediction on stdout"
     )
 
@@ -147,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from respike.nodes.demo import run_demo
 
             return run_demo(
-                args.source, duration=args.duration, viewer=not args.no_viewer, as_json=args.json
+                args.source,
+                duration=args.duration,
+                viewer=not args.no_viewer,
+                as_json=args.json,
+                port=args.port,
             )
         if args.command in ("train", "eval"):
             return _training(args.command, rest)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,11 +39,14 @@ def camera_available(index: int) -> bool:
     """Whether OpenCV can open camera ``index`` and read a frame from it."""
     import cv2
 
-    capture = cv2.VideoCapture(index)
-    try:
-        return bool(capture.isOpened() and capture.read()[0])
-    finally:
-        capture.release()
+    from respike.nodes.camera import quiet_opencv
+
+    with quiet_opencv():
+        capture = cv2.VideoCapture(index)
+        try:
+            return bool(capture.isOpened() and capture.read()[0])
+        finally:
+            capture.release()
 
 
 def plan_demo(source: str | None) -> DemoPlan:
@@ -131,12 +135,57 @@ def demo_pipeline(plan: DemoPlan, *, viewer: bool, as_json: bool) -> PipelineSpe
     return spec
 
 
-def run_demo(source: str | None, *, duration: float | None, viewer: bool, as_json: bool) -> int:
+def with_viewer_port(spec: PipelineSpec, wanted: int | None) -> PipelineSpec:
+    """``spec`` with its viewer on a port that is free: ``wanted`` (0 = any), else the file's
+    port when free, else any free one, so a second demo does not point at the first's page."""
+    nodes = []
+    for node in spec.nodes:
+        if node.kind == "viewer":
+            port = _viewer_port(node.params.host, wanted, node.params.port)
+            node = dataclasses.replace(
+                node,
+                params=dataclasses.replace(node.params, port=port),
+                raw_params={**node.raw_params, "port": port},
+            )
+        nodes.append(node)
+    return dataclasses.replace(spec, nodes=tuple(nodes))
+
+
+def _viewer_port(host: str, wanted: int | None, default: int) -> int:
+    if wanted:
+        if not _port_free(host, wanted):
+            raise ValueError(f"viewer port {wanted} on {host} is in use; pick another with --port")
+        return wanted
+    if wanted is None and _port_free(host, default):
+        return default
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def run_demo(
+    source: str | None,
+    *,
+    duration: float | None,
+    viewer: bool,
+    as_json: bool,
+    port: int | None = None,
+) -> int:
     """Run the demo until Ctrl-C or ``duration``; predictions go to stdout, notes to stderr."""
     from respike.nodes.launcher import Launcher
 
     plan = plan_demo(source)
-    spec = demo_pipeline(plan, viewer=viewer, as_json=as_json)
+    spec = with_viewer_port(demo_pipeline(plan, viewer=viewer, as_json=as_json), port)
     print(f"respike demo: {plan.note}; pipeline {plan.pipeline.name}", file=sys.stderr)
     for node in spec.nodes:
         if node.kind == "viewer":

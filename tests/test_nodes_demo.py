@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from respike.nodes.demo import plan_demo
+from respike.nodes.demo import PIPELINES, plan_demo, with_viewer_port
+from respike.nodes.pipeline import PipelineSpec, load_pipeline
 
 
 def test_no_source_is_the_synthetic_demo() -> None:
@@ -31,3 +34,30 @@ def test_missing_and_unreadable_sources_are_named(tmp_path: Path) -> None:
     junk.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ValueError, match="neither a video"):
         plan_demo(str(junk))
+
+
+def viewer_params(spec: PipelineSpec) -> tuple[Any, dict[str, Any]]:
+    (node,) = [node for node in spec.nodes if node.kind == "viewer"]
+    return node.params, node.raw_params
+
+
+def test_a_second_demo_serves_its_viewer_on_a_free_port() -> None:
+    with socket.socket() as first_demo:
+        first_demo.bind(("127.0.0.1", 0))
+        busy = first_demo.getsockname()[1]
+        spec = load_pipeline(PIPELINES / "demo.toml", {"viewer": {"port": busy}})
+        params, raw = viewer_params(with_viewer_port(spec, None))
+        assert params.port not in (busy, 0) and raw["port"] == params.port, (
+            "the file's port is taken: the viewer moves to a free one, and says which"
+        )
+        assert viewer_params(with_viewer_port(spec, 0))[0].port not in (busy, 0)
+        with pytest.raises(ValueError, match=f"viewer port {busy} on 127.0.0.1 is in use"):
+            with_viewer_port(spec, busy)
+
+
+def test_event_recordings_are_recognised_without_an_opencv_probe(
+    shared_data: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("prophesee/evt2_sample.raw", "tonic_samples/sample.aedat4"):
+        assert plan_demo(str(shared_data / name)).pipeline.name == "dvs-replay.toml"
+    assert capfd.readouterr().err == "", "FFmpeg must not print while probing event files"
