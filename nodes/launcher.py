@@ -247,7 +247,7 @@ class Launcher:
         deadline = None if self.duration is None else time.monotonic() + self.duration
         display = StatusDisplay(self, self.status, self.out)
         try:
-            for node in self.local:
+            for node in reversed(self.local):  # consumers first: sources wait for them anyway
                 self._start(node)
             while not (self.stopping or self.stop_now):
                 if deadline is not None and time.monotonic() >= deadline:
