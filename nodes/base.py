@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import threading
 import time
 import types
 import typing
@@ -90,6 +91,9 @@ class Node:
         self.name = name
         self.params = params
         self._output = output
+        self.stop_requested = threading.Event()
+        """Set when the node is told to stop (Ctrl-C, SIGTERM): a node that keeps working in
+        :meth:`finish` after its input ended (a viewer that holds its page) watches it."""
 
     @classmethod
     def is_source(cls) -> bool:

@@ -179,6 +179,7 @@ class NodeRunner:
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self.stopping = True
+        self.node.stop_requested.set()
         if self._starting:  # a model may take seconds to load: do not make the launcher wait
             raise _StopWhileStarting()
 

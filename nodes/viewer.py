@@ -263,7 +263,8 @@ class ViewerNode(Node):
 
     Wire any topics to it (``inputs = { frames = "cam/frames", predictions = "model/predictions",
     model_stats = "model/stats" }``); it dispatches on the message kind. The URL is logged at
-    start; with ``port = 0`` a free port is chosen.
+    start; with ``port = 0`` a free port is chosen. When its input ends (a finite source) it
+    stops with the pipeline, unless ``hold`` keeps the page up until Ctrl-C.
     """
 
     @dataclass(frozen=True)
@@ -277,6 +278,9 @@ class ViewerNode(Node):
             0.0, "residual magnitude drawn at full colour; 0 = per image (99th percentile)"
         )
         title: str = param("respike", "page title")
+        hold: bool = param(
+            False, "when the input ends, keep serving its last state until stopped (Ctrl-C)"
+        )
 
         def __post_init__(self) -> None:
             if not 0 <= self.port <= 65535:
@@ -632,6 +636,10 @@ class ViewerNode(Node):
             }
 
     def finish(self) -> None:
+        if self.params.hold and not self.stop_requested.is_set():
+            log.info("%s: the input has ended; serving %s until stopped", self.name, self.url)
+            while not self.stop_requested.wait(0.5):
+                pass
         with self._changed:
             self._stopping = True
             self._changed.notify_all()

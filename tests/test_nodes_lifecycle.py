@@ -226,3 +226,13 @@ def test_a_damaged_recording_plays_its_valid_prefix_then_ends_the_pipeline(
     assert sum(r["arrays"]["events"]["shape"][0] for r in played) == len(prefix), (
         "every event before the damage is played"
     )
+
+
+@pytest.mark.slow
+def test_the_demo_piped_into_head_stops_quietly_when_head_has_its_lines() -> None:
+    script = "respike demo --json --no-viewer | head -2; echo demo exited ${PIPESTATUS[0]}"
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=180)
+    *predictions, status = result.stdout.splitlines()
+    assert [json.loads(line)["kind"] for line in predictions] == ["prediction", "prediction"]
+    assert status == "demo exited 0", result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

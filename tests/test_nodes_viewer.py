@@ -728,3 +728,16 @@ def test_the_page_shows_live_predictions_in_headless_chromium(
         publisher.close()
     assert not thread.is_alive(), "the viewer stops when asked"
     assert node.stats()["clients"] == 0, "the browser's event stream ended with the server"
+
+
+def test_a_holding_viewer_serves_after_its_input_ended_until_stopped() -> None:
+    io = MockIO(ViewerNode, "viewer", ViewerNode.Params(port=0, hold=True))
+    io.send("predictions", Message("m/predictions", "prediction", now_us(), meta={"label": "wave"}))
+    finishing = threading.Thread(target=io.finish, daemon=True)
+    finishing.start()
+    finishing.join(timeout=0.5)
+    assert finishing.is_alive(), "with hold, the page stays up after the input ended"
+    assert get(io, "/")[0] == 200
+    io.node.stop_requested.set()  # what Ctrl-C does through the runtime
+    finishing.join(timeout=10)
+    assert not finishing.is_alive(), "a stop request ends the hold"
