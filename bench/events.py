@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 from respike.events import warm_up  # noqa: E402
 from respike.events.binning import EventFrames  # noqa: E402
-from respike.events.emulator import DvsEmulator, log_table  # noqa: E402
+from respike.events.emulator import DvsEmulator, grid_thresholds, log_table  # noqa: E402
 from respike.events.residual import ResidualFrames  # noqa: E402
 from respike.events.types import EventArray, empty_events  # noqa: E402
 
@@ -63,12 +63,13 @@ ALL_OPTIONS = DvsEmulator(
 class OpenCvDvs:
     """The default DVS model written the OpenCV way: dense steps in cv2, sparse ones in numpy.
 
-    Same arithmetic as the kernel (float32 log reference, crossings by division, crossing times
-    on the straight line between frames), so its packets can be compared with respike's.
+    Same arithmetic as the kernel (float32 log reference, thresholds on the same grid, crossings
+    by division, crossing times on the straight line between frames), so its packets can be
+    compared with respike's.
     """
 
     def __init__(self, on: float = 0.2, off: float = 0.2) -> None:
-        self.on, self.off = np.float32(on), np.float32(off)
+        self.on, self.off = grid_thresholds([on])[0], grid_thresholds([off])[0]
         self.lut = log_table(20.0, 256).reshape(1, 256)
         self.ref: np.ndarray | None = None
 
