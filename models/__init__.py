@@ -60,7 +60,7 @@ _EXPORTS = {
     "export_nir": "export",
     "export_onnx": "export",
     "get_model": "registry",
-    "keyframe_tensor": "datasets",
+    "keyframe_tensor": "ann",
     "list_models": "registry",
     "load_checkpoint": "checkpoint",
     "measure_energy": "energy",
@@ -74,7 +74,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from respike.models.ann import ANNConfig
+    from respike.models.ann import ANNConfig, keyframe_tensor
     from respike.models.checkpoint import (
         Checkpoint,
         CheckpointError,
@@ -95,7 +95,6 @@ if TYPE_CHECKING:
         NMnist,
         SyntheticActions,
         VideoFolder,
-        keyframe_tensor,
         open_dataset,
         parse_data_spec,
     )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -44,6 +46,34 @@ class ANNConfig:
     def scaled(cls, factor: float) -> ANNConfig:
         """ResNet-18 with every width multiplied by ``factor`` (0.5 gives 32/64/128/256)."""
         return cls(widths=tuple(max(1, round(w * factor)) for w in cls().widths))
+
+
+def keyframe_tensor(
+    frame: npt.NDArray[np.uint8], size: tuple[int, int], channel_order: str = "rgb"
+) -> npt.NDArray[np.float32]:
+    """A key frame as the ANN takes it: ``(3, h, w)`` float32 RGB, ImageNet-normalised.
+
+    ``frame`` is ``(H, W, 3)`` uint8 in ``channel_order`` (``"rgb"`` or OpenCV's ``"bgr"``),
+    resized to ``size`` = (width, height) with area interpolation. The live model nodes and
+    every dataset call this one function.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(
+            f"key frame has shape {frame.shape} {frame.dtype}; expected (H, W, 3) uint8"
+        )
+    if channel_order not in ("rgb", "bgr"):
+        raise ValueError(f"channel_order is {channel_order!r}; expected 'rgb' or 'bgr'")
+    width, height = size
+    resized = frame
+    if (frame.shape[1], frame.shape[0]) != (width, height):
+        import cv2
+
+        resized = np.asarray(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
+    rgb = resized[..., ::-1] if channel_order == "bgr" else resized
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    out = (rgb.astype(np.float32) / np.float32(255.0) - mean) / std
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
 class BasicBlock(nn.Module):
@@ -179,5 +209,6 @@ __all__ = [
     "IMAGENET_STD",
     "ANNConfig",
     "ResNetFeatures",
+    "keyframe_tensor",
     "load_torchvision_weights",
 ]

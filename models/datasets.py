@@ -1,7 +1,7 @@
 """Datasets of respike: every source yields one clip layout, made by the live path's own kernels.
 
 A sample is a :class:`ClipSample`: ``keyframes (S, 3, Hk, Wk)`` (RGB, ImageNet-normalised, as
-:func:`keyframe_tensor` makes them), ``steps (S*K, C, h, w)`` (the SNN inputs) and an integer
+:func:`~respike.models.ann.keyframe_tensor` makes them), ``steps (S*K, C, h, w)`` (the SNN inputs) and an integer
 ``label``; the default collate stacks samples into the ``(B, ...)`` batch that
 :class:`~respike.models.hybrid.Clip` takes. The SNN inputs come from exactly the code a live
 pipeline runs, so training and serving cannot drift apart:
@@ -62,7 +62,7 @@ from torch.utils.data import Dataset
 
 from respike.events import EVENT_DTYPE, DvsEmulator, EventFrames, ResidualFrames
 from respike.events.types import EventArray
-from respike.models.ann import IMAGENET_MEAN, IMAGENET_STD
+from respike.models.ann import keyframe_tensor
 from respike.models.hybrid import InputSpec
 from respike.models.synthetic import (
     CLASS_NAMES,
@@ -105,32 +105,6 @@ class ClipSample(NamedTuple):
 
 # --------------------------------------------------------------------------------------------
 # Encoders: frames or events to model inputs, through the live kernels
-
-
-def keyframe_tensor(
-    frame: npt.NDArray[np.uint8], size: tuple[int, int], channel_order: str = "rgb"
-) -> npt.NDArray[np.float32]:
-    """A key frame as the ANN takes it: ``(3, h, w)`` float32 RGB, ImageNet-normalised.
-
-    ``frame`` is ``(H, W, 3)`` uint8 in ``channel_order`` (``"rgb"`` or OpenCV's ``"bgr"``),
-    resized to ``size`` = (width, height) with area interpolation. The live ``keyframe`` node
-    and every dataset call this one function.
-    """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(
-            f"key frame has shape {frame.shape} {frame.dtype}; expected (H, W, 3) uint8"
-        )
-    if channel_order not in ("rgb", "bgr"):
-        raise ValueError(f"channel_order is {channel_order!r}; expected 'rgb' or 'bgr'")
-    width, height = size
-    resized = frame
-    if (frame.shape[1], frame.shape[0]) != (width, height):
-        resized = np.asarray(cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA))
-    rgb = resized[..., ::-1] if channel_order == "bgr" else resized
-    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGENET_STD, dtype=np.float32)
-    out = (rgb.astype(np.float32) / np.float32(255.0) - mean) / std
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
 def _width_height(size: tuple[int, int]) -> tuple[int, int]:
@@ -1184,7 +1158,6 @@ __all__ = [
     "ReadEvents",
     "SyntheticActions",
     "VideoFolder",
-    "keyframe_tensor",
     "no_keyframes",
     "open_dataset",
     "parse_data_spec",

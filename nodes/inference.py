@@ -200,7 +200,7 @@ def keyframe_input(message: Message, spec: Any) -> Any:
     """A key-frame message's RGB frame as the ANN's ``(1, 3, Hk, Wk)`` tensor."""
     import torch
 
-    from respike.models.datasets import keyframe_tensor
+    from respike.models.ann import keyframe_tensor
 
     height, width = spec.keyframe_size
     return torch.from_numpy(keyframe_tensor(message.arrays["frame"], (width, height), "rgb"))[None]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from respike.events.types import make_events
-from respike.models.datasets import keyframe_tensor
+from respike.models.ann import keyframe_tensor
 from respike.nodes.inference import KeyframeAligner
 from respike.nodes.model import ModelNode
 from respike.nodes.rolling import NO_ACTION
