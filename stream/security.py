@@ -16,11 +16,14 @@ import ipaddress
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
+
+if TYPE_CHECKING:  # imported when CURVE is used: it brings asyncio, a tenth of a node's start
+    from zmq.auth.thread import ThreadAuthenticator
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -103,6 +106,8 @@ def authorize_clients(context: zmq.Context, security: Security) -> None:
     """Accept CURVE clients only if their public key is in ``keys_dir/authorized`` (once per context)."""
     if security.keys_dir is None or id(context) in _authenticators:
         return
+    from zmq.auth.thread import ThreadAuthenticator
+
     auth = ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(security.keys_dir / "authorized"))
