@@ -46,9 +46,8 @@ class InputSpec:
         if self.snn_input not in ("events", "residual"):
             raise ValueError(f"snn_input must be 'events' or 'residual', got {self.snn_input!r}")
         if self.key_residual not in KEY_RESIDUALS:
-            raise ValueError(
-                f"key_residual must be one of {KEY_RESIDUALS}, got {self.key_residual!r}"
-            )
+            choices = " or ".join(repr(k) for k in KEY_RESIDUALS)
+            raise ValueError(f"key_residual must be {choices}, got {self.key_residual!r}")
         if self.key_residual != "zero" and self.snn_input != "residual":
             raise ValueError(f"key_residual={self.key_residual!r} needs residual input")
         if self.keyframe_interval < 1 or self.time_bin_us < 1:
