@@ -55,6 +55,8 @@ READY_TIMEOUT_S = 120.0
 """How long a source waits for the nodes downstream of it before it starts anyway."""
 END_LINGER_S = 10.0
 """How long a node that has finished keeps re-sending ``end`` to live consumers still there."""
+LOSSLESS_LINGER_S = 30.0
+"""How long queued lossless output may take to reach its consumers after ``end``."""
 
 
 class _StopWhileStarting(BaseException):
@@ -399,7 +401,7 @@ class NodeRunner:
         if self.publisher is None:
             return
         lossless = self.wiring.lossless_outputs
-        linger = 30.0 if lossless else END_LINGER_S
+        linger = LOSSLESS_LINGER_S if lossless else END_LINGER_S
         deadline = time.monotonic() + linger
         waiting = list(self.node.outputs)
         while not self.stopping:
@@ -421,7 +423,7 @@ class NodeRunner:
 
     def _linger_s(self) -> float:
         """How long queued output may take to leave: lossless subscribers get everything."""
-        return 30.0 if self.wiring.lossless_outputs else 1.0
+        return LOSSLESS_LINGER_S if self.wiring.lossless_outputs else 1.0
 
     def _shutdown(self) -> None:
         try:
