@@ -115,11 +115,11 @@ def node_command(
         if wire.queue != 1:
             argv += ["--queue", f"{wire.port}={wire.queue}"]
     consumers = pipeline.consumers(spec.name)
+    deepest = max((wire.queue for _, wire in consumers), default=1)
     if any(wire.delivery is Delivery.LOSSLESS for _, wire in consumers):
         argv.append("--lossless-outputs")
-    elif max((wire.queue for _, wire in consumers), default=1) > LIVE_HWM:
-        # A burst (a model catching up in one batch) must reach a consumer that keeps many.
-        argv += ["--hwm", str(max(wire.queue for _, wire in consumers))]
+    elif deepest > LIVE_HWM:  # a burst (a model catching up in one batch) must reach them all
+        argv += ["--hwm", str(deepest)]
     for port in spec.node_cls.outputs:
         count = sum(1 for _, wire in consumers if wire.topic == port)
         if count:
