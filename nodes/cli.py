@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -256,6 +257,12 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
         metavar="NODE@ENDPOINT",
         help="sources: wait until NODE (publishing at ENDPOINT) has started before the first output",
     )
+    wiring.add_argument(
+        "--params",
+        metavar="JSON",
+        help="parameters as one JSON object with typed values (what `respike run` passes); "
+        "flags below override its entries",
+    )
     wiring.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     wiring.add_argument("--report-file", type=Path, help=argparse.SUPPRESS)
     params = parser.add_argument_group(f"{kind} parameters")
@@ -267,11 +274,12 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
             help=f"{info.help} (default: {info.default})",
         )
     args = parser.parse_args(rest)
-    values = {
-        key[len("param_") :]: value
+    values = _json_params(args.params) if args.params else {}
+    values.update(
+        (key[len("param_") :], value)
         for key, value in vars(args).items()
         if key.startswith("param_") and value is not None
-    }
+    )
     node_params = build_params(node_cls, values)
     delivery = _port_map(args.delivery, "--delivery")
     queue = _port_map(args.queue, "--queue")
@@ -425,6 +433,16 @@ def _parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"size {text!r}; expected WIDTHxHEIGHT, e.g. 128x128")
     return int(parts[0]), int(parts[1])
+
+
+def _json_params(text: str) -> dict[str, Any]:
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--params is not valid JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--params is {text!r}; expected a JSON object of parameter values")
+    return values
 
 
 def _split_at(item: str, flag: str) -> tuple[str, str]:

@@ -20,8 +20,10 @@ folder.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -131,15 +133,9 @@ def node_command(
         argv += ["--keys", str(keys)]
     if insecure:
         argv.append("--insecure")
-    for name, value in spec.raw_params.items():
-        text = (
-            "none"
-            if value is None
-            else str(value).lower()
-            if isinstance(value, bool)
-            else str(value)
-        )
-        argv += [f"--{name.replace('_', '-')}", text]
+    if spec.raw_params:  # the checked, typed values: no round trip through strings
+        typed = {name: getattr(spec.params, name) for name in spec.raw_params}
+        argv += ["--params", json.dumps(typed, default=str)]
     return argv
 
 
@@ -223,7 +219,7 @@ class Launcher:
                     "node %s runs on %s: start it there with\n  respike %s",
                     node.spec.name,
                     node.spec.host,
-                    " ".join(node.argv),
+                    shlex.join(node.argv),
                 )
         self.local = [node for node in self.nodes if node.local]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,15 @@ def test_launcher_command_wires_lossless_outputs_and_expected_subscribers(tmp_pa
     assert "--lossless-outputs" in src and src[src.index("--expect") + 1] == "ticks=1"
     assert sink[sink.index("--input") + 1] == "in=src/ticks@ipc:///r/src.sock"
     assert sink[sink.index("--delivery") + 1] == "in=lossless"
-    assert src[src.index("--rate") + 1] == "5"
+    assert json.loads(src[src.index("--params") + 1]) == {"rate": 5.0, "count": 3, "shape": "2x2"}
+
+
+def test_parameters_reach_the_node_typed_without_a_string_round_trip(tmp_path: Path) -> None:
+    spec = load_pipeline(write(tmp_path, GOOD), {"src": {"count": "7"}})
+    src = node_command(spec.node("src"), spec, Endpoints.plan(spec, Path("/r")))
+    params = json.loads(src[src.index("--params") + 1])
+    assert params == {"rate": 5.0, "count": 7, "shape": "2x2"}, "--set strings arrive typed"
+    assert isinstance(params["rate"], float) and isinstance(params["count"], int)
 
 
 @pytest.mark.parametrize(
