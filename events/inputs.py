@@ -8,7 +8,11 @@ that a node, a launcher or a benchmark can know a model's inputs without importi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    from respike.events.binning import EventFrames
+    from respike.events.residual import ResidualFrames
 
 SNNInput = Literal["events", "residual"]
 KeyResidual = Literal["zero", "previous"]
@@ -24,8 +28,12 @@ class InputSpec:
     ``snn_input`` is ``"events"`` (``snn_channels == 2``: OFF and ON counts per time bin) or
     ``"residual"`` (1 grey or 3 RGB channels of signed frame-minus-key-frame differences;
     ``key_residual`` says what a key frame's own residual is, as in
-    :class:`~respike.events.residual.ResidualFrames`). Sizes are (height, width).
-    ``time_bin_us`` is the duration of one SNN step; ``keyframe_interval`` is ``K``.
+    :class:`~respike.events.residual.ResidualFrames`). ``time_bin_us`` is the duration of one
+    SNN step; ``keyframe_interval`` is ``K``.
+
+    Sizes are stored as (height, width), the order of the tensors' last two axes; code that
+    needs one side reads ``snn_width`` and friends, and the kernels that make the inputs come
+    from :meth:`residual_frames` and :meth:`event_frames`, so nothing swaps the pair by hand.
     """
 
     snn_size: tuple[int, int] = (64, 64)
@@ -54,3 +62,44 @@ class InputSpec:
             raise ValueError("keyframe_interval and time_bin_us must be positive")
         if min(self.snn_size) < 1 or min(self.keyframe_size) < 1:
             raise ValueError("input sizes must be positive")
+
+    @property
+    def snn_width(self) -> int:
+        return self.snn_size[1]
+
+    @property
+    def snn_height(self) -> int:
+        return self.snn_size[0]
+
+    @property
+    def keyframe_width(self) -> int:
+        return self.keyframe_size[1]
+
+    @property
+    def keyframe_height(self) -> int:
+        return self.keyframe_size[0]
+
+    def residual_frames(self, channel_order: str = "rgb") -> ResidualFrames:
+        """The residual step that turns frames (in ``channel_order``) into this SNN's input."""
+        from respike.events.residual import ResidualFrames
+
+        if self.snn_input != "residual":
+            raise ValueError(f"the model takes {self.snn_input} input, not residual frames")
+        return ResidualFrames(
+            stride=self.keyframe_interval,
+            size=(self.snn_width, self.snn_height),
+            color="grey" if self.snn_channels == 1 else "rgb",
+            channel_order=channel_order,
+            key_residual=self.key_residual,
+        )
+
+    def event_frames(self, sensor_size: tuple[int, int], n_time_bins: int = 1) -> EventFrames:
+        """The binning that turns a packet of a ``sensor_size`` (width, height) sensor into
+        ``n_time_bins`` steps of this SNN's input."""
+        from respike.events.binning import EventFrames
+
+        if self.snn_input != "events":
+            raise ValueError(f"the model takes {self.snn_input} input, not events")
+        return EventFrames(
+            sensor_size=sensor_size, n_time_bins=n_time_bins, size=(self.snn_width, self.snn_height)
+        )

@@ -17,6 +17,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
+from respike.events.inputs import InputSpec
 from respike.nodes.base import Node, param
 from respike.nodes.rolling import RollingState, Smoothing, roll
 from respike.stream.messages import Message, now_us
@@ -114,7 +115,7 @@ class Loaded(NamedTuple):
 
     model: Any
     classes: tuple[str, ...]
-    spec: Any
+    spec: InputSpec
 
 
 def load_model(params: RuntimeParams) -> Loaded:
@@ -131,18 +132,16 @@ def load_model(params: RuntimeParams) -> Loaded:
 class StepInputs:
     """Turns a ``residual`` or ``events`` message into SNN steps ``(T, C, h, w)`` float32."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: InputSpec) -> None:
         self.spec = spec
         self._binners: dict[tuple[int, int, int], Any] = {}
 
     def warm_up(self) -> None:
         """Compile (or load) the binning kernel before the first events message needs it."""
         if self.spec.snn_input == "events":
-            from respike.events.binning import EventFrames
             from respike.events.warmup import warm_up
 
-            height, width = self.spec.snn_size
-            warm_up(EventFrames(sensor_size=(width, height), size=(width, height)))
+            warm_up(self.spec.event_frames((self.spec.snn_width, self.spec.snn_height)))
 
     def __call__(self, message: Message) -> np.ndarray:
         if message.kind == "residual":
@@ -170,8 +169,6 @@ class StepInputs:
         return residual[None].copy()  # received buffers are read-only; torch wants its own
 
     def _events(self, message: Message) -> np.ndarray:
-        from respike.events.binning import EventFrames
-
         if self.spec.snn_input != "events":
             raise ValueError(f"the checkpoint takes {self.spec.snn_input} input, not events")
         events = message.arrays["events"]
@@ -181,29 +178,25 @@ class StepInputs:
         bins = max(1, round((end - start) / self.spec.time_bin_us))
         key = (*sensor, bins)
         if key not in self._binners:
-            height, width = self.spec.snn_size
-            self._binners[key] = EventFrames(
-                sensor_size=sensor, n_time_bins=bins, size=(width, height)
-            )
+            self._binners[key] = self.spec.event_frames(sensor, bins)
         return self._binners[key](events, start, max(end, start + 1))
 
 
-def black_keyframe(spec: Any) -> Message:
+def black_keyframe(spec: InputSpec) -> Message:
     """A black key frame at the ANN's input size, for warming a node up along the real path
-    (the first conversion imports the datasets module: 0.4 s that no real frame should wait)."""
-    height, width = spec.keyframe_size
-    frame = np.zeros((height, width, 3), dtype=np.uint8)
+    (the first conversion imports OpenCV and the ANN module: time no real frame should wait)."""
+    frame = np.zeros((spec.keyframe_height, spec.keyframe_width, 3), dtype=np.uint8)
     return Message("warm-up/keyframes", "frame", now_us(), {"frame": frame}, {})
 
 
-def keyframe_input(message: Message, spec: Any) -> Any:
+def keyframe_input(message: Message, spec: InputSpec) -> Any:
     """A key-frame message's RGB frame as the ANN's ``(1, 3, Hk, Wk)`` tensor."""
     import torch
 
     from respike.models.ann import keyframe_tensor
 
-    height, width = spec.keyframe_size
-    return torch.from_numpy(keyframe_tensor(message.arrays["frame"], (width, height), "rgb"))[None]
+    size = (spec.keyframe_width, spec.keyframe_height)
+    return torch.from_numpy(keyframe_tensor(message.arrays["frame"], size, "rgb"))[None]
 
 
 class EnergyMeter:

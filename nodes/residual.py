@@ -177,11 +177,13 @@ class ResidualNode(Node):
 
 def residual_params(inputs: InputSpec) -> dict[str, Any]:
     """The residual node's parameters that make the SNN input a checkpoint's ``inputs`` expect."""
-    height, width = inputs.snn_size
+    step = inputs.residual_frames()
+    assert step.size is not None  # a model input always has a size
+    width, height = step.size
     return {
         "width": width,
         "height": height,
-        "stride": inputs.keyframe_interval,
-        "color": "grey" if inputs.snn_channels == 1 else "rgb",
-        "key_residual": inputs.key_residual,
+        "stride": step.stride,
+        "color": step.color,
+        "key_residual": step.key_residual,
     }

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import get_args
 
 import cv2
 import numpy as np
 import pytest
 
 from respike.events.emulator import DvsEmulator
-from respike.events.residual import KEY_RESIDUALS, ResidualFrames
-from respike.models.hybrid import InputSpec, KeyResidual
+from respike.events.inputs import InputSpec
+from respike.events.residual import ResidualFrames
 from respike.nodes.residual import ResidualNode, residual_params
 from respike.nodes.runtime import MockIO
 from respike.stream.messages import Message
@@ -178,7 +177,6 @@ def test_residual_params_make_the_input_a_checkpoint_expects(rng: np.random.Gene
     spec = InputSpec(
         snn_size=(12, 16), snn_input="residual", snn_channels=1, key_residual="previous"
     )
-    assert get_args(KeyResidual) == KEY_RESIDUALS, "the model's and the kernel's choices agree"
     io = MockIO(ResidualNode, "res", ResidualNode.Params(**residual_params(spec)))
     for i in range(5):
         io.send("frames", frame_message(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), i))
