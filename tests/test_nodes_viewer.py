@@ -346,7 +346,7 @@ def test_a_failing_image_is_a_500_logged_once(
     def broken(residual: np.ndarray, scale: float) -> np.ndarray:
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr("respike.nodes.viewer.residual_image", broken)
+    monkeypatch.setattr("respike.nodes.viewer.images.residual_image", broken)
     for i in range(2):
         residual = np.full((1, 4, 4), i, np.float32)
         viewer.send("residual", Message("r/residual", "residual", 0, {"residual": residual}))
