@@ -64,19 +64,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import zmq
 
 from respike.nodes.launcher import Launcher
 from respike.nodes.pipeline import load_pipeline
-from respike.nodes.residual import residual_params
 from respike.stream.messages import now_us
 from respike.stream.sockets import Subscriber
-
-if TYPE_CHECKING:
-    from respike.models.hybrid import InputSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -158,13 +154,6 @@ def checkpoint(name: str, kind: str, folder: Path, dvs_size: int = 64) -> tuple[
     return path, f"{about} (`{name}` not found: stand-in of the same architecture)"
 
 
-def input_spec(path: Path) -> InputSpec:
-    from respike.models.checkpoint import read_checkpoint
-    from respike.models.hybrid import InputSpec
-
-    return InputSpec(**read_checkpoint(path)["input_spec"])
-
-
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -204,7 +193,7 @@ def video_pipeline(
             "residual": {
                 "kind": "residual",
                 "inputs": {"frames": "camera/frames"},
-                "params": residual_params(input_spec(ckpt)),
+                "params": {"checkpoint": str(ckpt)},
             },
             "model": {
                 "kind": "model",

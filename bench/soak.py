@@ -41,9 +41,8 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e import DEFAULT_INPUT, checkpoint, input_spec, make_video, write_pipeline
+from e2e import DEFAULT_INPUT, checkpoint, make_video, write_pipeline
 
-from respike.nodes.residual import residual_params
 from respike.stream.sockets import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ NAME = "soak"
 def soak_pipeline(folder: Path, args: argparse.Namespace) -> tuple[Path, str]:
     """The pipeline file to soak and the checkpoint's description."""
     ckpt, about = checkpoint(args.checkpoint, "actions", folder)
-    residual = residual_params(input_spec(ckpt))
+    residual = {"checkpoint": str(ckpt)}
     if args.source == "video":
         video = make_video(args.input, 640, 480, 30.0, folder)
         nodes: dict[str, dict[str, Any]] = {

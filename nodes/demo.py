@@ -87,25 +87,21 @@ def plan_demo(source: str | None) -> DemoPlan:
 
 
 def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
-    """Parameters that make the residual node (and a synthetic source) fit the model's
-    checkpoint (that of the first node with one): its SNN input size, channels, K and key-frame
-    residual, and the classes it knows."""
+    """Parameters that make a synthetic source act what the model's checkpoint knows (that of
+    the first model node): its classes, and the framing and size of its training scenes. (The
+    residual node fits itself to a checkpoint through its own ``checkpoint`` parameter.)"""
     from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
     from respike.models.synthetic import CLASS_NAMES
-    from respike.nodes.residual import residual_params
 
-    models = [node for node in spec.nodes if hasattr(node.params, "checkpoint")]
-    if not models:
+    models = [n for n in spec.nodes if hasattr(n.params, "checkpoint") and n.kind != "residual"]
+    sources = [n for n in spec.nodes if n.kind == "synthetic"]
+    if not (models and sources):
         return {}
     info = read_checkpoint_info(resolve_checkpoint(models[0].params.checkpoint))
-    overrides: dict[str, dict[str, Any]] = {}
-    for node in spec.nodes:
-        if node.kind == "residual":
-            overrides[node.name] = residual_params(info.input_spec)
-        if node.kind == "synthetic" and set(info.class_names) <= set(CLASS_NAMES):
-            classes = ",".join(info.class_names)
-            overrides[node.name] = {"classes": classes, **_training_scene(info.extra)}
-    return overrides
+    if not set(info.class_names) <= set(CLASS_NAMES):
+        return {}
+    classes = ",".join(info.class_names)
+    return {n.name: {"classes": classes, **_training_scene(info.extra)} for n in sources}
 
 
 def _training_scene(extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from respike.nodes.base import Node, param, register
 from respike.stream.messages import Message
 
 if TYPE_CHECKING:
-    from respike.events.inputs import InputSpec
+    from respike.events.residual import ResidualFrames
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +31,33 @@ class ResidualNode(Node):
       timestamps on the capture clock), with the frame size as sensor size;
     - ``keyframes``: the RGB frame itself, every ``stride`` frames, for the key-frame ANN.
 
-    A frame of another size, channel count or dtype restarts the streams (the new frame becomes a
-    key frame) and is counted as ``format_changes``; frames that are not (H, W[, 3]) uint8 or
-    float32 are rejected with an error naming what was expected.
+    ``checkpoint`` fits the residuals to what that model was trained on (its stride, size, colour
+    and key-frame residual, read without torch), so a pipeline names the model once; a setting
+    given beside it must agree with it. A frame of another size, channel count or dtype restarts
+    the streams (the new frame becomes a key frame) and is counted as ``format_changes``; frames
+    that are not (H, W[, 3]) uint8 or float32 are rejected with an error naming what was expected.
     """
 
     @dataclass(frozen=True)
     class Params:
-        stride: int = param(4, "a key frame every this many frames (ReSpike: 4)")
-        width: int = param(0, "residual width (the model's input); 0 = frame width")
-        height: int = param(0, "residual height; 0 = frame height")
-        color: str = param("grey", "residual channels: grey (1) or rgb (3)")
-        key_residual: str = param("zero", "a key frame's residual: zero or previous (key frame)")
+        checkpoint: str = param(
+            "", "fit the residuals to this checkpoint's input (path or shipped name)"
+        )
+        stride: int | None = param(
+            None, "a key frame every this many frames; default: the checkpoint's, else 4"
+        )
+        width: int | None = param(
+            None, "residual width; default: the checkpoint's, else the frame's"
+        )
+        height: int | None = param(
+            None, "residual height; default: the checkpoint's, else the frame's"
+        )
+        color: str | None = param(
+            None, "grey (1 channel) or rgb (3); default: the checkpoint's, else grey"
+        )
+        key_residual: str | None = param(
+            None, "a key frame's residual, zero or previous; default: the checkpoint's, else zero"
+        )
         residuals: bool = param(True, "publish residuals")
         events: bool = param(False, "publish emulated DVS events")
         keyframes: bool = param(True, "publish key frames")
@@ -55,8 +70,8 @@ class ResidualNode(Node):
         seed: int = param(0, "seed of the emulator's randomness")
 
         def __post_init__(self) -> None:
-            if (self.width == 0) != (self.height == 0) or self.width < 0 or self.height < 0:
-                raise ValueError("width and height must both be 0 (frame size) or both positive")
+            if (self.width is None) != (self.height is None):
+                raise ValueError("give width and height together")
             if not (self.residuals or self.events or self.keyframes):
                 raise ValueError("enable at least one of residuals, events, keyframes")
 
@@ -65,18 +80,10 @@ class ResidualNode(Node):
 
     def start(self) -> None:
         from respike.events.emulator import DvsEmulator
-        from respike.events.residual import ResidualFrames
         from respike.events.warmup import warm_up
 
         p = self.params
-        size = (p.width, p.height) if p.width else None
-        self._residuals = ResidualFrames(
-            stride=p.stride,
-            size=size,
-            color=p.color,
-            channel_order="rgb",
-            key_residual=p.key_residual,
-        )
+        self._residuals = fitted_residuals(p)
         self._emulator = DvsEmulator(
             on_threshold=p.on_threshold,
             off_threshold=p.off_threshold,
@@ -131,7 +138,7 @@ class ResidualNode(Node):
                 message.t,
                 {"residual": residual},
                 key_index=self._residual_state.key_index,
-                key_residual=self.params.key_residual,
+                key_residual=self._residuals.key_residual,
                 latency_ms=latency,
                 **meta,
             )
@@ -175,15 +182,35 @@ class ResidualNode(Node):
         }
 
 
-def residual_params(inputs: InputSpec) -> dict[str, Any]:
-    """The residual node's parameters that make the SNN input a checkpoint's ``inputs`` expect."""
-    step = inputs.residual_frames()
-    assert step.size is not None  # a model input always has a size
-    width, height = step.size
-    return {
-        "width": width,
-        "height": height,
-        "stride": step.stride,
-        "color": step.color,
-        "key_residual": step.key_residual,
-    }
+def fitted_residuals(params: ResidualNode.Params) -> ResidualFrames:
+    """The residual step a node with ``params`` runs on RGB frames: its checkpoint's, where it
+    names one (the settings given beside it must agree), else the settings or their defaults."""
+    from respike.events.residual import ResidualFrames
+
+    given = {name: getattr(params, name) for name in FITTED}
+    if params.width is not None:
+        given["size"] = (params.width, params.height) if params.width else None
+    del given["width"], given["height"]
+    if not params.checkpoint:
+        defaults = {"stride": 4, "size": None, "color": "grey", "key_residual": "zero"}
+        chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
+        return ResidualFrames(channel_order="rgb", **chosen)
+    from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
+
+    fitted = read_checkpoint_info(resolve_checkpoint(params.checkpoint)).input_spec
+    step = fitted.residual_frames("rgb")
+    differ = [
+        f"{name}={value!r} (it has {getattr(step, name)!r})"
+        for name, value in given.items()
+        if value is not None and value != getattr(step, name)
+    ]
+    if differ:
+        raise ValueError(
+            f"residual settings {', '.join(differ)} differ from what checkpoint "
+            f"{params.checkpoint!r} was trained on; drop them to fit the checkpoint"
+        )
+    return step
+
+
+FITTED = ("stride", "width", "height", "color", "key_residual")
+"""The settings a ``checkpoint`` decides."""

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from respike.nodes.demo import matching_overrides
+from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
 from respike.nodes.launcher import Endpoints, node_command
 from respike.nodes.pipeline import PipelineError, load_pipeline
+from respike.nodes.residual import fitted_residuals
 from respike.stream.sockets import Delivery
 
 GOOD = """
@@ -159,11 +160,29 @@ def test_shipped_pipelines_are_valid() -> None:
 
 def test_shipped_pipelines_feed_their_model_what_its_checkpoint_was_trained_on() -> None:
     folder = Path(__file__).resolve().parents[1] / "pipelines"
+    checked = 0
     for path in sorted(folder.glob("*.toml")):
         spec = load_pipeline(path)
-        for name, wanted in matching_overrides(spec).items():
-            node = next(n for n in spec.nodes if n.name == name)
+        for node in spec.nodes:
             if node.kind != "residual":
                 continue
-            given = {key: getattr(node.params, key) for key in wanted}
-            assert given == wanted, f"{path.name}: residual node {name!r} params differ"
+            for consumer, _ in spec.consumers(node.name):
+                if consumer.kind not in ("model", "snn"):
+                    continue
+                info = read_checkpoint_info(resolve_checkpoint(consumer.params.checkpoint))
+                assert fitted_residuals(node.params) == info.input_spec.residual_frames("rgb"), (
+                    f"{path.name}: residual node {node.name!r} does not fit {consumer.name!r}"
+                )
+                checked += 1
+    assert checked >= 4, "demo, video, webcam and split-hosts each feed a model residuals"
+
+
+def test_residual_settings_beside_a_checkpoint_must_agree_with_it() -> None:
+    from respike.nodes.residual import ResidualNode
+
+    agreeing = ResidualNode.Params(checkpoint="actions", stride=4, width=64, height=48)
+    assert fitted_residuals(agreeing).key_residual == "previous", "the rest from the checkpoint"
+    with pytest.raises(ValueError, match=r"stride=8 \(it has 4\).*checkpoint 'actions'"):
+        fitted_residuals(ResidualNode.Params(checkpoint="actions", stride=8))
+    alone = fitted_residuals(ResidualNode.Params(stride=2))
+    assert (alone.stride, alone.size, alone.color, alone.key_residual) == (2, None, "grey", "zero")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from respike.events.emulator import DvsEmulator
-from respike.events.inputs import InputSpec
 from respike.events.residual import ResidualFrames
-from respike.nodes.residual import ResidualNode, residual_params
+from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
+from respike.nodes.residual import ResidualNode
 from respike.nodes.runtime import MockIO
 from respike.stream.messages import Message
 from respike.stream.sockets import Delivery, Subscriber
@@ -173,13 +173,14 @@ def test_video_file_through_camera_and_residual_processes_matches_the_offline_ke
     assert n_events == expected_events, (n_events, expected_events)
 
 
-def test_residual_params_make_the_input_a_checkpoint_expects(rng: np.random.Generator) -> None:
-    spec = InputSpec(
-        snn_size=(12, 16), snn_input="residual", snn_channels=1, key_residual="previous"
-    )
-    io = MockIO(ResidualNode, "res", ResidualNode.Params(**residual_params(spec)))
+def test_a_node_fitted_to_a_checkpoint_makes_the_input_it_expects(
+    rng: np.random.Generator,
+) -> None:
+    spec = read_checkpoint_info(resolve_checkpoint("actions")).input_spec
+    io = MockIO(ResidualNode, "res", ResidualNode.Params(checkpoint="actions"))
     for i in range(5):
         io.send("frames", frame_message(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), i))
     residuals = [m for port, m in io.outputs if port == "residual"]
-    assert residuals[4].arrays["residual"].shape == (1, *spec.snn_size)
+    assert residuals[4].arrays["residual"].shape == (spec.snn_channels, *spec.snn_size)
+    assert spec.key_residual == "previous" and residuals[4].meta["key_residual"] == "previous"
     assert residuals[4].arrays["residual"].any(), "key frame 4 carries the change (previous)"
