@@ -11,11 +11,13 @@ listing; without a sample the error lists what is there. Layouts recognised (the
 - ``dvsgesture``: tonic's DVSGesture, ``[DVSGesture/]ibmGesture{Train,Test}/userNN_lighting/
   <label>.npy`` holding (N, 4) arrays with columns x, y, p, t in ms (tonic multiplies by 1000 on
   loading), 128x128;
-- ``labels-csv``: recordings listed in ``labels.csv`` (``file,class_id,...``) beside them
-  (``../shared/data/dvs_gesture10``); sensor size from the events.
+- ``labels-csv``: DVS Gesture recordings listed in ``labels.csv`` (``file,class_id,...``, DVS
+  Gesture's class ids 1-11) beside them (``../shared/data/dvs_gesture10``), 128x128; no split.
 
 The listing is in a fixed order (train split before test, then by path), so an index names the
-same sample on every machine holding the same files.
+same sample on every machine holding the same files. A sample's label is its class's index in
+the layout's class names (:data:`NMNIST_CLASSES`, :data:`DVS_GESTURE_CLASSES`): the class a
+model is trained to output, whatever numbering the folder's own files use.
 """
 
 from __future__ import annotations
@@ -39,12 +41,40 @@ NMNIST_SENSOR = (34, 34)
 DVS_GESTURE_SENSOR = (128, 128)
 SPLITS = ("train", "test")
 
+NMNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
+"""N-MNIST's classes: a sample's label is its digit."""
+
+DVS_GESTURE_CLASSES: tuple[str, ...] = (
+    "hand_clapping",
+    "right_hand_wave",
+    "left_hand_wave",
+    "right_arm_clockwise",
+    "right_arm_counter_clockwise",
+    "left_arm_clockwise",
+    "left_arm_counter_clockwise",
+    "arm_roll",
+    "air_drums",
+    "air_guitar",
+    "other",
+)
+"""DVS Gesture's 11 classes in its label order. A sample's label indexes this tuple: tonic's
+``<label>.npy`` names it (0-10), a ``labels.csv`` ``class_id`` is the dataset's own 1-based id
+(label = class_id - 1)."""
+
+#: each layout's sensor size and the class names its labels index
+_LAYOUT_SENSOR_CLASSES: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {
+    "nmnist": (NMNIST_SENSOR, NMNIST_CLASSES),
+    "nmnist-split": (NMNIST_SENSOR, NMNIST_CLASSES),
+    "dvsgesture": (DVS_GESTURE_SENSOR, DVS_GESTURE_CLASSES),
+    "labels-csv": (DVS_GESTURE_SENSOR, DVS_GESTURE_CLASSES),
+}
+
 
 @dataclass(frozen=True)
 class DatasetSample:
-    """One sample of a dataset folder: its path relative to the folder, label and split, and
-    the label's class name where the folder says it (labels.csv ``class_name``; N-MNIST: the
-    digit)."""
+    """One sample of a dataset folder: its path relative to the folder, label (the index of its
+    class in the folder's ``class_names``) and split ("" in a folder without splits), and the
+    label's class name where the folder says it (labels.csv ``class_name``; N-MNIST: the digit)."""
 
     path: str
     label: int
@@ -54,12 +84,24 @@ class DatasetSample:
 
 @dataclass(frozen=True)
 class DatasetFolder:
-    """A recognised dataset folder: layout name, sensor size (None: from the events), samples."""
+    """A recognised dataset folder: layout name, sensor size, samples and the class names their
+    labels index."""
 
     root: Path
     layout: str
-    sensor_size: tuple[int, int] | None
+    sensor_size: tuple[int, int]
     samples: tuple[DatasetSample, ...]
+    class_names: tuple[str, ...]
+
+    def in_split(self, split: str) -> tuple[int, ...]:
+        """Indices of the samples of ``split`` (every sample in a folder without splits)."""
+        return tuple(i for i, sample in enumerate(self.samples) if sample.split in (split, ""))
+
+    def open(self, choice: int | str, options: ReadOptions | None = None) -> DatasetFolderReader:
+        """The reader of sample ``choice`` that ``open_events(root, sample=choice)`` gives,
+        without listing the folder again (for datasets that read every sample)."""
+        options = replace(options or ReadOptions(), sample=choice)
+        return DatasetFolderReader(self.root, options, folder=self)
 
     def find(self, choice: int | str) -> DatasetSample:
         """The sample at index ``choice`` or with relative path ``choice``."""
@@ -118,22 +160,18 @@ def scan_dataset(root: str | Path) -> DatasetFolder:
         raise DatasetSampleError(root, "no dataset layout recognised", None)
     layout, base = found
     samples: list[DatasetSample] = []
-    sensor: tuple[int, int] | None = None
     if layout == "nmnist":
-        sensor = NMNIST_SENSOR
         for split in SPLITS:
             for path in sorted((base / split.capitalize()).glob("[0-9]/*.bin")):
                 digit = int(path.parent.name)
                 samples.append(_sample(root, path, digit, split, str(digit)))
     elif layout == "dvsgesture":
-        sensor = DVS_GESTURE_SENSOR
         for split in SPLITS:
             folder = base / f"ibmGesture{split.capitalize()}"
             for path in sorted(folder.glob("user*/*.npy")):
                 if path.stem.isdigit():
                     samples.append(_sample(root, path, int(path.stem), split))
     elif layout == "nmnist-split":
-        sensor = NMNIST_SENSOR
         for split in SPLITS:
             for split_file in sorted(root.glob(f"{split}*.txt"))[:1]:
                 for name, label in _split_entries(split_file):
@@ -152,13 +190,22 @@ def scan_dataset(root: str | Path) -> DatasetFolder:
                     samples.append(_sample(root, sample_file, label, split, str(label)))
     else:
         with (root / "labels.csv").open(newline="") as f:
-            for row in csv.DictReader(f):
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                class_id = int(row["class_id"])
+                if not 1 <= class_id <= len(DVS_GESTURE_CLASSES):
+                    raise DatasetSampleError(
+                        root,
+                        f"labels.csv line {line}: class_id {class_id} is not one of DVS "
+                        f"Gesture's 1..{len(DVS_GESTURE_CLASSES)}",
+                        None,
+                    )
                 class_name = row.get("class_name") or None
                 file = root / row["file"]
-                samples.append(_sample(root, file, int(row["class_id"]), "", class_name))
+                samples.append(_sample(root, file, class_id - 1, "", class_name))
     if not samples:
         raise DatasetSampleError(root, f"{layout} layout found but it holds no samples", None)
-    return DatasetFolder(root, layout, sensor, tuple(samples))
+    sensor, class_names = _LAYOUT_SENSOR_CLASSES[layout]
+    return DatasetFolder(root, layout, sensor, tuple(samples), class_names)
 
 
 def _sample(
@@ -202,13 +249,21 @@ class DatasetFolderReader(EventReader):
     """One sample of a dataset folder (``sample`` option), read by its file's own reader.
 
     Damage is reported by that reader, naming the sample's file, its format and the offset.
+    ``folder`` is the folder's listing when the caller holds it already
+    (:meth:`DatasetFolder.open`).
     """
 
     format_name = "tonic"
 
-    def __init__(self, path: str | Path, options: ReadOptions | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        options: ReadOptions | None = None,
+        *,
+        folder: DatasetFolder | None = None,
+    ) -> None:
         super().__init__(path, options)
-        self._folder = scan_dataset(self._path)
+        self._folder = folder if folder is not None else scan_dataset(self._path)
         if self._options.sample is None:
             raise DatasetSampleError(self._path, "no sample chosen", self._folder)
         self._sample = self._folder.find(self._options.sample)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import tonic
 
 from respike.recorders import DatasetSampleError, UnknownFormatError, open_events
+from respike.recorders.datasets import DVS_GESTURE_CLASSES, scan_dataset
 
 MNIST_DTYPE = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 
@@ -41,10 +43,45 @@ def test_nmnist_small_by_index_and_path(shared_data: Path) -> None:
 def test_dvs_gesture10_labels_csv(shared_data: Path) -> None:
     root = shared_data / "dvs_gesture10"
     reader = open_events(root, sample="7.bs2")
-    assert reader.sample.label == 7 and reader.folder.layout == "labels-csv"
+    assert reader.folder.layout == "labels-csv" and reader.sensor_size == (128, 128)
+    assert reader.sample.label == 6, "labels.csv class_id 7 is DVS Gesture's 7th class, index 6"
     _same(reader.read_all(), _tonic_events(root / "7.bs2"), "dvs_gesture10 7.bs2")
     with pytest.raises(DatasetSampleError, match=r"no sample 'nope\.bs2'"):
         open_events(root, sample="nope.bs2")
+
+
+def test_labels_csv_labels_index_the_dvs_gesture_classes(shared_data: Path) -> None:
+    """Every labels.csv row's class_name is the name its sample's label indexes."""
+    root = shared_data / "dvs_gesture10"
+    folder = scan_dataset(root)
+    assert folder.class_names == DVS_GESTURE_CLASSES
+    with (root / "labels.csv").open(newline="") as f:
+        rows = {row["file"]: row for row in csv.DictReader(f)}
+    assert len(folder.samples) == len(rows) == 10
+    for sample in folder.samples:
+        name = rows[sample.path]["class_name"]
+        assert DVS_GESTURE_CLASSES[sample.label] == name == sample.label_name, (
+            f"{sample.path}: labelled {name!r}, label {sample.label} names "
+            f"{DVS_GESTURE_CLASSES[sample.label]!r}"
+        )
+    assert folder.in_split("train") == folder.in_split("test") == tuple(range(10)), (
+        "a folder without splits serves every sample to each split"
+    )
+
+
+def test_labels_csv_rejects_ids_outside_dvs_gesture(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text("file,class_id,class_name\na.bs2,0,none\n")
+    with pytest.raises(DatasetSampleError, match=r"line 2: class_id 0 is not one of .* 1\.\.11"):
+        scan_dataset(tmp_path)
+
+
+def test_folder_open_reads_the_sample_open_events_reads(shared_data: Path) -> None:
+    folder = scan_dataset(shared_data / "nmnist_small")
+    test = folder.in_split("test")
+    assert len(test) == 100 and folder.samples[test[0]].path == "60001.bs2"
+    reader = folder.open(test[0])
+    assert reader.sample == folder.samples[test[0]] and reader.sensor_size == (34, 34)
+    _same(reader.read_all(), open_events(folder.root, sample=test[0]).read_all(), "60001.bs2")
 
 
 def _mnist_bytes(x: np.ndarray, y: np.ndarray, p: np.ndarray, t: np.ndarray) -> bytes:

@@ -103,7 +103,7 @@ def test_summary_of_a_dataset_sample_names_sample_and_label(shared_data: Path) -
         "index": 3,
         "path": "4.bs2",
         "split": "",
-        "label": 4,
+        "label": 3,
         "label_name": "right_arm_clockwise",
     }
     digits = open_events(f"{shared_data / 'nmnist_small'}#3").summary().to_dict()
