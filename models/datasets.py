@@ -17,8 +17,8 @@ pipeline runs, so training and serving cannot drift apart:
 
 Sources (:func:`open_dataset` builds each from a SPEC string, see :func:`parse_data_spec`):
 
-- :class:`SyntheticActions`: the synthetic generator (:mod:`respike.models.synthetic`), split by
-  seed (:func:`~respike.models.synthetic.split_seed`) and by background family (training on
+- :class:`SyntheticActions`: the synthetic generator (:mod:`respike.synthetic`), split by
+  seed (:func:`~respike.synthetic.split_seed`) and by background family (training on
   ``TRAIN_BACKGROUNDS``, testing on ``HELDOUT_BACKGROUNDS``); cached to ``.npz`` on request;
 - :class:`NMnist`: N-MNIST from a folder: ``train*.txt``/``test*.txt`` split files beside the
   samples (the ``nmnist_small`` layout) or ``Train/<digit>/*.bin`` and ``Test/<digit>/*.bin``;
@@ -64,7 +64,7 @@ from respike.events import EVENT_DTYPE, DvsEmulator, EventFrames, ResidualFrames
 from respike.events.types import EventArray
 from respike.models.ann import keyframe_tensor
 from respike.models.hybrid import InputSpec
-from respike.models.synthetic import (
+from respike.synthetic import (
     CLASS_NAMES,
     DVS_GESTURE_CLASSES,
     HELDOUT_BACKGROUNDS,

@@ -65,7 +65,7 @@ from respike.models.hybrid import MODES, Clip, HybridReSpike, InputSpec, KeyResi
 from respike.models.neurons import LIFConfig
 from respike.models.registry import get_model, list_models
 from respike.models.snn import SNNConfig
-from respike.models.synthetic import GROUPS, SceneConfig, class_names
+from respike.synthetic import GROUPS, SceneConfig, class_names
 
 # --------------------------------------------------------------------------------------------
 # Configuration

@@ -91,7 +91,7 @@ def matching_overrides(spec: PipelineSpec) -> dict[str, dict[str, Any]]:
     the first model node): its classes, and the framing and size of its training scenes. (The
     residual node fits itself to a checkpoint through its own ``checkpoint`` parameter.)"""
     from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
-    from respike.models.synthetic import CLASS_NAMES
+    from respike.synthetic import CLASS_NAMES
 
     models = [n for n in spec.nodes if hasattr(n.params, "checkpoint") and n.kind != "residual"]
     sources = [n for n in spec.nodes if n.kind == "synthetic"]

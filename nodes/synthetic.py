@@ -41,7 +41,7 @@ class SyntheticNode(Node):
     outputs = ("frames",)
 
     def start(self) -> None:
-        from respike.models.synthetic import GROUPS, ActionStream, SceneConfig, class_names
+        from respike.synthetic import GROUPS, ActionStream, SceneConfig, class_names
 
         names: list[str] = []
         for item in (part.strip() for part in self.params.classes.split(",") if part.strip()):

@@ -34,6 +34,10 @@ FORBIDDEN = {
     "recorders": ("torch", "torchvision", "norse", "respike.models", "respike.nodes"),
 }
 
+#: Packages held to an allow-list instead: beside the standard library they import only these.
+#: The scene generator feeds the light `synthetic` source node, so it stays torch-free.
+ONLY = {"synthetic": ("numpy", "cv2", "respike.events", "respike.synthetic")}
+
 
 def imported_modules(path: Path) -> list[str]:
     modules = []
@@ -58,9 +62,36 @@ def test_packages_import_only_what_their_layer_allows(package: str) -> None:
     assert not violations, "layering broken (see ARCHITECTURE.md):\n" + "\n".join(violations)
 
 
+@pytest.mark.parametrize("package", sorted(ONLY))
+def test_allow_listed_packages_import_nothing_else(package: str) -> None:
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"{package}/ has no Python files"
+    violations = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in files
+        for module in imported_modules(path)
+        if module.split(".")[0] not in stdlib
+        and not any(module == ok or module.startswith(ok + ".") for ok in ONLY[package])
+    ]
+    assert not violations, "layering broken (see ARCHITECTURE.md):\n" + "\n".join(violations)
+
+
 def test_the_transport_and_node_runtime_start_without_torch() -> None:
     code = "import sys, respike.stream, respike.nodes.cli, respike.nodes.base; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False", "a camera node must start without importing torch"
+
+
+def test_the_scene_generator_renders_without_torch() -> None:
+    code = (
+        "import sys, respike.synthetic as s; "
+        "s.render_clip('arm_roll', 0, 1, s.SceneConfig(width=16, height=16)); "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False", "the synthetic source must not import torch"

@@ -27,7 +27,7 @@ from respike.models.datasets import (
     read_nmnist_binary,
 )
 from respike.models.hybrid import KeyResidual
-from respike.models.synthetic import (
+from respike.synthetic import (
     DVS_GESTURE_CLASSES,
     HELDOUT_BACKGROUNDS,
     TRAIN_BACKGROUNDS,

@@ -51,7 +51,7 @@ def tiny_config(out: Path, **changes: object) -> TrainConfig:
     New clips every epoch (``resample``), so what it learns must hold for unseen performers:
     about a second per epoch.
     """
-    from respike.models.synthetic import SceneConfig
+    from respike.synthetic import SceneConfig
 
     scene = SceneConfig(
         width=64,

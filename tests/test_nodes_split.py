@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from respike.models.synthetic import SceneConfig, render_clip
 from respike.nodes.model import ModelNode
 from respike.nodes.residual import ResidualNode
 from respike.nodes.runtime import MockIO
 from respike.nodes.split import FusionNode, KeyframeNode, SnnNode
 from respike.stream.messages import Message, decode, encode
+from respike.synthetic import SceneConfig, render_clip
 
 
 def wire(message: Message) -> Message:

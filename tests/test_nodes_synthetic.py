@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from respike.models.synthetic import class_names
 from respike.nodes.runtime import MockIO
 from respike.nodes.synthetic import SyntheticNode
+from respike.synthetic import class_names
 
 
 def run(**params: object) -> list:
