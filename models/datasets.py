@@ -28,9 +28,10 @@ Sources (:func:`open_dataset` builds each from a SPEC string, see :func:`parse_d
   files (``trainlist01.txt``/``testlist01.txt``, or ``*_test_split1.txt``);
 - :class:`EventRecording`: any event array (from any event file) cut into consecutive clips.
 
-Event files other than N-MNIST/DVS Gesture binaries and ``.npy`` arrays need a reader passed in
-(``read_events``): this layer may not import :mod:`respike.recorders` (see ARCHITECTURE.md), so
-the CLI hands over its ``open_events``.
+Dataset folders and event files are read through :mod:`respike.recorders`: its
+:mod:`~respike.recorders.datasets` is the one home of the layouts (listing, labels, splits, sensor
+sizes, class names) and ``open_events`` reads every format; the datasets here add only the cut
+into clips and the encoding.
 
 Example::
 
@@ -45,12 +46,12 @@ Example::
 from __future__ import annotations
 
 import abc
-import csv
 import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,13 +61,14 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
-from respike.events import EVENT_DTYPE, DvsEmulator, EventFrames, ResidualFrames
+from respike.events import DvsEmulator, EventFrames, ResidualFrames
 from respike.events.types import EventArray
 from respike.models.ann import keyframe_tensor
 from respike.models.hybrid import InputSpec
+from respike.recorders import EventReader, open_events
+from respike.recorders.datasets import DatasetFolder, scan_dataset
 from respike.synthetic import (
     CLASS_NAMES,
-    DVS_GESTURE_CLASSES,
     HELDOUT_BACKGROUNDS,
     SPLITS,
     TRAIN_BACKGROUNDS,
@@ -82,13 +84,7 @@ CACHE_VERSION = 1
 #: The kinds a data SPEC may name (``KIND:PATH``; ``synthetic`` takes no path).
 DATA_KINDS: tuple[str, ...] = ("synthetic", "nmnist", "dvsgesture", "videos", "events")
 
-NMNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
-NMNIST_SENSOR = (34, 34)
-DVS_GESTURE_SENSOR = (128, 128)
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
-
-ReadEvents = Callable[[Path], tuple[EventArray, tuple[int, int]]]
-"""Reads a whole event file: its events (``EVENT_DTYPE``, sorted by t) and (width, height)."""
 
 
 class ClipSample(NamedTuple):
@@ -481,62 +477,11 @@ def scene_from_dict(data: Mapping[str, Any]) -> SceneConfig:
 # Event recordings
 
 
-def _to_event_dtype(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray) -> EventArray:
-    order = np.argsort(t, kind="stable")
-    events = np.zeros(len(t), dtype=EVENT_DTYPE)
-    events["t"] = t[order]
-    events["x"] = x[order]
-    events["y"] = y[order]
-    events["p"] = p[order] != 0
-    return events
+class _EventFile(NamedTuple):
+    """One recording of an event dataset: its reader (opened on use) and its label."""
 
-
-def read_nmnist_binary(path: Path) -> EventArray:
-    """Events of an N-MNIST-style 40-bit file (``.bin``/``.bs2``), read by tonic, sorted by t."""
-    from tonic.io import read_mnist_file
-
-    raw = read_mnist_file(
-        str(path),
-        dtype=np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)]),
-    )
-    return _to_event_dtype(raw["x"], raw["y"], raw["t"], raw["p"])
-
-
-def read_npy_events(path: Path, *, time_scale: int = 1) -> EventArray:
-    """Events of a ``.npy`` file: a structured array with x, y, t, p, or tonic's ``(N, 4)``
-    DVS Gesture arrays (columns x, y, p, t); ``time_scale`` converts t to µs (1000 for ms).
-    """
-    data = np.load(path)
-    if data.dtype.names is not None:
-        missing = [n for n in ("x", "y", "t", "p") if n not in data.dtype.names]
-        if missing:
-            raise ValueError(f"{path}: structured events lack fields {missing}")
-        x, y, t, p = (np.asarray(data[n]) for n in ("x", "y", "t", "p"))
-    elif data.ndim == 2 and data.shape[1] == 4:
-        x, y, p, t = (data[:, i] for i in range(4))
-    else:
-        raise ValueError(f"{path}: expected structured events or an (N, 4) x, y, p, t array")
-    return _to_event_dtype(x, y, np.asarray(t, dtype=np.int64) * time_scale, p)
-
-
-def read_events_builtin(path: Path) -> tuple[EventArray, tuple[int, int]]:
-    """The event files this layer reads itself: N-MNIST-style binaries and ``.npy`` arrays.
-
-    The sensor size is the extent of the coordinates (these formats store none).
-    """
-    suffix = path.suffix.lower()
-    if suffix in (".bin", ".bs2"):
-        events = read_nmnist_binary(path)
-    elif suffix == ".npy":
-        events = read_npy_events(path)
-    else:
-        raise ValueError(
-            f"{path}: no built-in reader for {suffix!r} files; pass read_events (the respike "
-            "CLI passes respike.recorders.open_events)"
-        )
-    if len(events) == 0:
-        return events, (1, 1)
-    return events, (int(events["x"].max()) + 1, int(events["y"].max()) + 1)
+    open: Callable[[], EventReader]
+    label: int
 
 
 class _Recording(NamedTuple):
@@ -550,6 +495,7 @@ class _EventClipDataset(ClipDataset):
     ``windows="all"`` makes one clip per consecutive window that starts before the recording
     ends (at least one); ``"first"`` only the first. With ``augment``, each epoch shifts the
     window start at random within the recording and the events by up to ``shift`` pixels.
+    Each recording is read whole by its reader, whose sensor size the binning scales from.
     """
 
     has_keyframes = False
@@ -557,16 +503,14 @@ class _EventClipDataset(ClipDataset):
     def __init__(
         self,
         spec: InputSpec,
-        recordings: Sequence[_Recording],
+        recordings: Sequence[_EventFile],
         class_names: Sequence[str],
         *,
-        sensor_size: tuple[int, int] | None,
         segments: int,
         windows: str = "first",
         augment: bool = False,
         shift: int = 0,
         seed: int = 0,
-        read: Callable[[Path], tuple[EventArray, tuple[int, int]]] = read_events_builtin,
     ) -> None:
         super().__init__()
         if spec.snn_input != "events":
@@ -580,12 +524,10 @@ class _EventClipDataset(ClipDataset):
         self.input_spec = spec
         self.class_names = tuple(class_names)
         self.segments = _check_segments(segments)
-        self.sensor_size = sensor_size
         self.augment = augment
         self.shift = int(shift)
         self.seed = int(seed)
         self.encoder = EventEncoder(spec)
-        self._read = read
         self._recordings = list(recordings)
         self._index: list[tuple[int, int]] = []  # (recording, window offset in µs)
         window_us = self.steps * spec.time_bin_us
@@ -602,8 +544,9 @@ class _EventClipDataset(ClipDataset):
     def _events(self, r: int) -> tuple[EventArray, tuple[int, int]]:
         cached = self._loaded.get(r)
         if cached is None:
-            events, size = self._read(self._recordings[r].path)
-            cached = (events, self.sensor_size or size)
+            reader = self._recordings[r].open()
+            events = reader.read_all()
+            cached = (events, reader.sensor_size or (1, 1))
             if len(self._loaded) < 4096:
                 self._loaded[r] = cached
         return cached
@@ -648,24 +591,29 @@ def shift_events(
     return out
 
 
-def _split_file_entries(path: Path) -> list[tuple[str, int]]:
-    entries = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        entries.append((parts[0], int(parts[1])))
-    return entries
+def _folder_files(
+    root: Path, layouts: Sequence[str], split: str, dataset: str
+) -> tuple[DatasetFolder, list[_EventFile]]:
+    """The dataset folder at ``root`` (one of ``layouts``) and its recordings of ``split``."""
+    folder = scan_dataset(root)
+    if folder.layout not in layouts:
+        raise ValueError(
+            f"{root} holds the {folder.layout} layout; {dataset} reads {' or '.join(layouts)}"
+        )
+    files = [
+        _EventFile(partial(folder.open, i), folder.samples[i].label) for i in folder.in_split(split)
+    ]
+    return folder, files
 
 
 class NMnist(_EventClipDataset):
     """N-MNIST from a local folder: ``split`` is ``"train"`` or ``"test"``.
 
-    Layouts: split files ``train*.txt``/``test*.txt`` with lines ``sample class`` and the samples
-    as ``<sample>.bs2``/``.bin`` beside them (``../shared/data/nmnist_small``), or the original
-    ``Train/<digit>/<id>.bin`` and ``Test/<digit>/<id>.bin``. Each sample gives one clip starting
-    at its first event (34x34 sensor); ``augment`` shifts the events by up to ``shift`` pixels.
+    Layouts (:mod:`respike.recorders.datasets`): split files ``train*.txt``/``test*.txt`` with
+    lines ``sample class`` and the samples as ``<sample>.bs2``/``.bin`` beside them
+    (``../shared/data/nmnist_small``), or the original ``[NMNIST/]Train/<digit>/<id>.bin`` and
+    ``Test/<digit>/<id>.bin``. Each sample gives one clip starting at its first event (34x34
+    sensor); ``augment`` shifts the events by up to ``shift`` pixels.
     """
 
     def __init__(
@@ -682,50 +630,18 @@ class NMnist(_EventClipDataset):
         root = Path(root)
         if split not in ("train", "test"):
             raise ValueError(f"N-MNIST split is {split!r}; expected 'train' or 'test'")
-        recordings = self._find(root, split)
+        folder, files = _folder_files(root, ("nmnist-split", "nmnist"), split, "NMnist")
         super().__init__(
             spec,
-            recordings,
-            NMNIST_CLASSES,
-            sensor_size=NMNIST_SENSOR,
+            files,
+            folder.class_names,
             segments=segments,
             augment=augment,
             shift=shift if augment else 0,
             seed=seed,
-            read=lambda p: (read_nmnist_binary(p), NMNIST_SENSOR),
         )
         self.root = root
         self.split = split
-
-    @staticmethod
-    def _find(root: Path, split: str) -> list[_Recording]:
-        split_files = sorted(root.glob(f"{split}*.txt"))
-        if split_files:
-            recordings = []
-            for sample, label in _split_file_entries(split_files[0]):
-                path = next(
-                    (
-                        root / f"{sample}{s}"
-                        for s in (".bs2", ".bin")
-                        if (root / f"{sample}{s}").is_file()
-                    ),
-                    None,
-                )
-                if path is None:
-                    raise FileNotFoundError(f"{split_files[0]} lists {sample}, not found in {root}")
-                recordings.append(_Recording(path, label))
-            return recordings
-        folder = next((root / n for n in (split.capitalize(), split) if (root / n).is_dir()), None)
-        if folder is None:
-            raise FileNotFoundError(
-                f"{root}: no {split}*.txt split file and no {split.capitalize()}/ folder "
-                "(expected the nmnist_small or the original N-MNIST layout)"
-            )
-        return [
-            _Recording(path, int(path.parent.name))
-            for path in sorted(folder.glob("[0-9]/*"))
-            if path.suffix in (".bin", ".bs2")
-        ]
 
     def describe(self) -> dict[str, Any]:
         """Plain metadata (stored in checkpoints and eval reports)."""
@@ -735,10 +651,13 @@ class NMnist(_EventClipDataset):
 class DvsGesture(_EventClipDataset):
     """DVS Gesture from a local folder, as consecutive clips of every recording.
 
-    Layouts: tonic's (``[DVSGesture/]ibmGesture{Train,Test}/userNN_lighting/<label>.npy``,
-    labels 0-10, times in ms) or a folder of recordings with ``labels.csv``
-    (``file,class_id,class_name``, DVS Gesture's ids 1-11, e.g. ``../shared/data/dvs_gesture10``).
-    Classes are always the 11 of DVS Gesture (:data:`DVS_GESTURE_CLASSES`); sensor 128x128.
+    Layouts (:mod:`respike.recorders.datasets`): tonic's
+    (``[DVSGesture/]ibmGesture{Train,Test}/userNN_lighting/<label>.npy``, times in ms; any
+    ``split`` but ``"train"`` reads the test recordings, DVS Gesture has no validation split) or
+    a folder of recordings with ``labels.csv`` (``file,class_id,class_name``, DVS Gesture's ids
+    1-11, e.g. ``../shared/data/dvs_gesture10``; no split: every recording). Classes are always
+    the 11 of DVS Gesture (:data:`~respike.recorders.datasets.DVS_GESTURE_CLASSES`); sensor
+    128x128.
     """
 
     def __init__(
@@ -754,47 +673,22 @@ class DvsGesture(_EventClipDataset):
         seed: int = 0,
     ) -> None:
         root = Path(root)
-        recordings, read = self._find(root, split)
+        folder_split = "train" if split == "train" else "test"
+        folder, files = _folder_files(
+            root, ("dvsgesture", "labels-csv"), folder_split, "DvsGesture"
+        )
         super().__init__(
             spec,
-            recordings,
-            DVS_GESTURE_CLASSES,
-            sensor_size=DVS_GESTURE_SENSOR,
+            files,
+            folder.class_names,
             segments=segments,
             windows=windows,
             augment=augment,
             shift=shift if augment else 0,
             seed=seed,
-            read=read,
         )
         self.root = root
         self.split = split
-
-    @staticmethod
-    def _find(
-        root: Path, split: str
-    ) -> tuple[list[_Recording], Callable[[Path], tuple[EventArray, tuple[int, int]]]]:
-        labels_csv = root / "labels.csv"
-        if labels_csv.is_file():
-            with labels_csv.open(newline="") as f:
-                rows = list(csv.DictReader(f))
-            recordings = [_Recording(root / row["file"], int(row["class_id"]) - 1) for row in rows]
-            return recordings, lambda p: (read_nmnist_binary(p), DVS_GESTURE_SENSOR)
-        folder_name = "ibmGestureTrain" if split == "train" else "ibmGestureTest"
-        folder = next(
-            (c for c in (root / folder_name, root / "DVSGesture" / folder_name) if c.is_dir()),
-            None,
-        )
-        if folder is None:
-            raise FileNotFoundError(
-                f"{root}: neither labels.csv nor a tonic DVSGesture/{folder_name} folder"
-            )
-        recordings = [
-            _Recording(path, int(path.stem))
-            for path in sorted(folder.glob("*/*.npy"))
-            if path.stem.isdigit()
-        ]
-        return recordings, lambda p: (read_npy_events(p, time_scale=1000), DVS_GESTURE_SENSOR)
 
     def describe(self) -> dict[str, Any]:
         """Plain metadata (stored in checkpoints and eval reports)."""
@@ -805,8 +699,8 @@ class EventRecording(_EventClipDataset):
     """One event file (or array) cut into consecutive clips, all labelled ``label``.
 
     ``label`` indexes ``class_names``; -1 means unknown (evaluation then reports predictions
-    only). ``read`` reads the file (default: N-MNIST binaries and ``.npy``; the CLI passes
-    :func:`respike.recorders.open_events`'s reader).
+    only). The file is anything :func:`respike.recorders.open_events` reads (a dataset sample
+    as ``FOLDER#INDEX`` too); the sensor size is the reader's.
     """
 
     def __init__(
@@ -817,19 +711,16 @@ class EventRecording(_EventClipDataset):
         class_names: Sequence[str],
         label: int = -1,
         segments: int = 4,
-        read: ReadEvents | None = None,
     ) -> None:
         path = Path(path)
         if not -1 <= label < len(class_names):
             raise ValueError(f"label {label} out of range for {len(class_names)} classes")
         super().__init__(
             spec,
-            [_Recording(path, label)],
+            [_EventFile(partial(open_events, path), label)],
             class_names,
-            sensor_size=None,
             segments=segments,
             windows="all",
-            read=read or read_events_builtin,
         )
         self.path = path
 
@@ -1040,12 +931,11 @@ def open_dataset(
     *,
     options: DataOptions | None = None,
     class_names: Sequence[str] | None = None,
-    read_events: ReadEvents | None = None,
 ) -> ClipDataset:
     """The dataset a SPEC names, making ``input_spec``'s inputs.
 
     ``class_names`` (a checkpoint's) picks the synthetic classes and names the label of an
-    ``events:`` file; ``read_events`` reads event files beyond the built-in formats.
+    ``events:`` file.
     """
     parsed = parse_data_spec(spec) if isinstance(spec, str) else spec
     opts = options or DataOptions()
@@ -1096,7 +986,7 @@ def open_dataset(
             raise ValueError(f"label {o['label']!r} is not one of the classes {names}")
         label = names.index(o["label"])
     return EventRecording(
-        parsed.path, input_spec, class_names=names, label=label, segments=segments, read=read_events
+        parsed.path, input_spec, class_names=names, label=label, segments=segments
     )
 
 
@@ -1142,9 +1032,6 @@ def _open_synthetic(
 __all__ = [
     "CACHE_VERSION",
     "DATA_KINDS",
-    "DVS_GESTURE_SENSOR",
-    "NMNIST_CLASSES",
-    "NMNIST_SENSOR",
     "ClipDataset",
     "ClipSample",
     "DataOptions",
@@ -1155,15 +1042,11 @@ __all__ = [
     "EventRecording",
     "FrameEncoder",
     "NMnist",
-    "ReadEvents",
     "SyntheticActions",
     "VideoFolder",
     "no_keyframes",
     "open_dataset",
     "parse_data_spec",
-    "read_events_builtin",
-    "read_nmnist_binary",
-    "read_npy_events",
     "scene_from_dict",
     "scene_to_dict",
     "shift_events",

@@ -55,7 +55,6 @@ from respike.models.datasets import (
     ClipDataset,
     DataOptions,
     DvsRandomisation,
-    ReadEvents,
     open_dataset,
     parse_data_spec,
 )
@@ -325,7 +324,6 @@ def train(
     *,
     progress: bool = True,
     resume: Path | None = None,
-    read_events: ReadEvents | None = None,
     extra: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
     init_method: str | None = None,
@@ -347,7 +345,6 @@ def train(
         config.input_spec,
         options=data_options(config, split="train", clips=config.clips, resample=config.resample),
         class_names=classes,
-        read_events=read_events,
     )
     val_set = None
     if config.val_data is not None and info.main:
@@ -356,7 +353,6 @@ def train(
             config.input_spec,
             options=data_options(config, split="val", clips=config.val_clips, resample=False),
             class_names=train_set.class_names,
-            read_events=read_events,
         )
     names = train_set.class_names
     model = build_model(config, len(names))
@@ -991,7 +987,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def run_train(args: argparse.Namespace, *, read_events: ReadEvents | None = None) -> int:
+def run_train(args: argparse.Namespace) -> int:
     """``respike train``: train, print where the checkpoints went; 0 on success."""
     args = apply_config_file(args)
     config = train_config_from_args(args)
@@ -1000,7 +996,6 @@ def run_train(args: argparse.Namespace, *, read_events: ReadEvents | None = None
         config,
         progress=not args.no_progress and sys.stderr.isatty(),
         resume=args.resume,
-        read_events=read_events,
         extra={"command": command},
     )
     if result.best is not None:
@@ -1061,7 +1056,6 @@ def evaluate_checkpoint(
     clips: int = 190,
     batch_size: int = 16,
     energy_clips: int = 8,
-    read_events: ReadEvents | None = None,
 ) -> tuple[EvalReport, dict[str, Any]]:
     """Load ``checkpoint`` (path or shipped name) and evaluate it on the ``data`` SPEC.
 
@@ -1084,7 +1078,6 @@ def evaluate_checkpoint(
         loaded.input_spec,
         options=options,
         class_names=loaded.class_names,
-        read_events=read_events,
     )
     report = evaluate(
         loaded.model,
@@ -1102,7 +1095,7 @@ def evaluate_checkpoint(
     return report, about
 
 
-def run_eval(args: argparse.Namespace, *, read_events: ReadEvents | None = None) -> int:
+def run_eval(args: argparse.Namespace) -> int:
     """``respike eval``: print the report (a table, or JSON with ``--json``); 0 on success."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -1112,7 +1105,6 @@ def run_eval(args: argparse.Namespace, *, read_events: ReadEvents | None = None)
         clips=args.clips,
         batch_size=args.batch_size,
         energy_clips=args.energy_clips,
-        read_events=read_events,
     )
     report, about = evaluate_checkpoint(args.checkpoint, args.data, **kwargs)
     others: dict[str, Path] = {}

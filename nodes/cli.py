@@ -414,18 +414,7 @@ def _training(command: str, rest: Sequence[str]) -> int:
     (add_train_arguments if command == "train" else add_eval_arguments)(parser)
     args = parser.parse_args(rest)
     args.command_line = " ".join(["respike", command, *rest])
-    return (run_train if command == "train" else run_eval)(args, read_events=read_events_file)
-
-
-def read_events_file(path: Path) -> tuple[Any, tuple[int, int]]:
-    """Every event of a recording and its sensor size: the reader the datasets are given
-    (models may not import the recorders)."""
-    from respike.recorders import open_events
-
-    reader = open_events(path)
-    events = reader.read_all()
-    size = reader.sensor_size or (int(events["x"].max()) + 1, int(events["y"].max()) + 1)
-    return events, size
+    return (run_train if command == "train" else run_eval)(args)
 
 
 def _parse_size(text: str) -> tuple[int, int]:

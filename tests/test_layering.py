@@ -30,7 +30,7 @@ FORBIDDEN = {
         "respike.nodes",
         "respike.recorders",
     ),
-    "models": ("zmq", "respike.stream", "respike.nodes", "respike.recorders"),
+    "models": ("zmq", "respike.stream", "respike.nodes"),
     "recorders": ("torch", "torchvision", "norse", "respike.models", "respike.nodes"),
 }
 
@@ -95,3 +95,21 @@ def test_the_scene_generator_renders_without_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False", "the synthetic source must not import torch"
+
+
+def test_models_and_their_dataset_readers_stay_off_the_transport(tmp_path: Path) -> None:
+    """models may use recorders' layouts and readers; that must not pull zmq into training."""
+    (tmp_path / "labels.csv").write_text("file,class_id,class_name\na.bs2,1,hand_clapping\n")
+    (tmp_path / "a.bs2").write_bytes(bytes([1, 2, 0x80, 0, 10, 3, 4, 0, 0, 20]))
+    code = (
+        "import sys, respike.models.training; "
+        "from respike.models import InputSpec; "
+        "from respike.models.datasets import DvsGesture; "
+        "spec = InputSpec(snn_size=(32, 32), snn_input='events', snn_channels=2); "
+        f"assert DvsGesture({str(tmp_path)!r}, spec)[0].steps.sum() == 2; "
+        "print(sorted(m for m in sys.modules if m == 'zmq' or m.startswith('respike.stream')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]", "a training process must not import zmq or the stream"

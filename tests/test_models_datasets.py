@@ -24,11 +24,11 @@ from respike.models.datasets import (
     keyframe_tensor,
     open_dataset,
     parse_data_spec,
-    read_nmnist_binary,
 )
 from respike.models.hybrid import KeyResidual
+from respike.recorders import open_events
+from respike.recorders.datasets import DVS_GESTURE_CLASSES
 from respike.synthetic import (
-    DVS_GESTURE_CLASSES,
     HELDOUT_BACKGROUNDS,
     TRAIN_BACKGROUNDS,
     SceneConfig,
@@ -134,7 +134,7 @@ def test_nmnist_split_files_and_binning(shared_data: Path) -> None:
     train = NMnist(root, spec, split="train")
     assert (len(train), len(test)) == (1000, 100)
     assert test.labels[:3] == [7, 2, 1], "labels come from test100.txt"
-    events = read_nmnist_binary(root / "60001.bs2")
+    events = open_events(root / "60001.bs2").read_all()
     t0 = int(events["t"][0])
     expected = EventFrames(sensor_size=(34, 34), n_time_bins=8)(events, t0, t0 + 8 * 40_000)
     sample = test[0]
@@ -156,6 +156,20 @@ def test_dvs_gesture_ten_recordings(shared_data: Path) -> None:
     assert all(data.class_names[int(r["class_id"]) - 1] == r["class_name"] for r in rows)
     assert len(data) > 10, "1.45 s recordings make several 0.27 s windows each"
     assert data[0].steps.shape == (16, 2, 32, 32)
+
+
+def test_dvs_gesture_labels_csv_label_is_the_class_index(shared_data: Path) -> None:
+    """labels.csv numbers DVS Gesture's classes 1-11; a clip's label indexes class_names."""
+    root = shared_data / "dvs_gesture10"
+    data = DvsGesture(root, EVENTS, windows="first")
+    with (root / "labels.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(data) == len(rows) == 10, "one clip per recording with windows='first'"
+    for row, label in zip(rows, data.labels, strict=True):
+        assert data.class_names[label] == row["class_name"], (
+            f"{row['file']} is labelled {row['class_name']!r} in labels.csv but its clip's label "
+            f"{label} names {data.class_names[label]!r}"
+        )
 
 
 def test_dvs_gesture_tonic_layout(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -189,8 +203,26 @@ def test_event_recording_from_npy_with_label(tmp_path: Path) -> None:
     assert set(data.labels) == {1}
     total = sum(float(data[i].steps.sum()) for i in range(len(data)))
     assert total == 300, "every event lands in exactly one clip"
-    with pytest.raises(ValueError, match="no built-in reader"):
+    with pytest.raises(FileNotFoundError, match="no such event recording"):
         EventRecording(tmp_path / "rec.aedat4", EVENTS, class_names=names)
+
+
+def test_event_recording_reads_any_format_and_dataset_samples(shared_data: Path) -> None:
+    """Every format open_events reads (here Prophesee DAT, a dataset sample) feeds a dataset."""
+    dat = shared_data / "tonic_samples" / "sample_ncars.dat"
+    data = EventRecording(dat, EVENTS, class_names=("car",), label=0, segments=1)
+    reader = open_events(dat)
+    events, size = reader.read_all(), reader.sensor_size
+    assert size is not None
+    t0 = int(events["t"][0])
+    window = data.steps * EVENTS.time_bin_us
+    binning = EventFrames(sensor_size=size, n_time_bins=data.steps, size=(32, 32))
+    assert torch.equal(data[0].steps, torch.from_numpy(binning(events, t0, t0 + window))), (
+        "an event file's clip must be its events binned at the reader's sensor size"
+    )
+    sample = EventRecording(f"{shared_data / 'dvs_gesture10'}#2", EVENTS, class_names=("a",))
+    whole = open_events(shared_data / "dvs_gesture10" / "3.bs2").read_all()
+    assert sum(int(sample[i].steps.sum()) for i in range(len(sample))) == len(whole)
 
 
 def _write_video(path: Path, frames: np.ndarray) -> None:
