@@ -62,7 +62,6 @@ from respike.synthetic.bodies import JOINTS, Body
 from respike.synthetic.classes import (
     CLASS_NAMES,
     CLASSES,
-    DVS_GESTURE_CLASSES,
     GROUPS,
     ActionClass,
     HeldObject,
@@ -82,7 +81,6 @@ __all__ = [
     "BACKGROUND_FAMILIES",
     "CLASSES",
     "CLASS_NAMES",
-    "DVS_GESTURE_CLASSES",
     "GROUPS",
     "HELDOUT_BACKGROUNDS",
     "JOINTS",

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from respike.recorders.datasets import DVS_GESTURE_CLASSES
 from respike.synthetic import (
     CLASS_NAMES,
     CLASSES,
-    DVS_GESTURE_CLASSES,
     JOINTS,
     Scene,
     SceneConfig,
