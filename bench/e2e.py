@@ -71,6 +71,7 @@ import zmq
 
 from respike.nodes.launcher import Launcher
 from respike.nodes.pipeline import load_pipeline
+from respike.stream import kinds
 from respike.stream.messages import now_us
 from respike.stream.sockets import Subscriber
 
@@ -256,7 +257,7 @@ class Snapshot:
     """A node's stats message as received, with the process CPU time read at that moment."""
 
     t: int
-    meta: dict[str, Any]
+    stats: kinds.Stats
     cpu: dict[str, float | None] = field(default_factory=dict)
 
 
@@ -309,7 +310,7 @@ class Collector:
                 for message in predictions.receive():
                     if message.end:
                         continue
-                    latency = dict(message.meta.get("latency_ms", {}))
+                    latency = dict(kinds.Prediction.read(message).latency_ms)
                     latency["subscriber"] = (arrival - message.t) / 1000
                     self.predictions.append(Prediction(message.t, message.seq, arrival, latency))
                     if self.first_prediction is None:
@@ -318,7 +319,8 @@ class Collector:
                     for message in monitor.receive():
                         cpu = {node: cpu_seconds(pid) for node, pid in self.pids().items()}
                         cpu["bench"] = time.process_time()
-                        self.stats[name].append(Snapshot(message.t, dict(message.meta), cpu))
+                        snapshot = Snapshot(message.t, kinds.Stats.read(message), cpu)
+                        self.stats[name].append(snapshot)
                 if finished(self):
                     break
         finally:
@@ -391,8 +393,8 @@ class VideoWindow:
         return now_us() > self.end.t + self.drain_us
 
 
-def input_counts(meta: dict[str, Any]) -> dict[str, int]:
-    inputs = meta.get("inputs", {}).values()
+def input_counts(stats: kinds.Stats) -> dict[str, int]:
+    inputs = stats.inputs.values()
     return {
         "received": sum(i["received"] for i in inputs),
         "dropped": sum(i["dropped"] for i in inputs),
@@ -407,25 +409,24 @@ def node_rows(c: Collector, start: Snapshot, end: Snapshot) -> dict[str, dict[st
         a, b = snapshot_at(snapshots, start.t), snapshot_at(snapshots, end.t)
         if a is None or b is None:
             continue
-        span = b.meta["uptime_s"] - a.meta["uptime_s"]
-        busy = (b.meta["busy"] * b.meta["uptime_s"] - a.meta["busy"] * a.meta["uptime_s"]) / span
+        span = b.stats.uptime_s - a.stats.uptime_s
+        busy = (b.stats.busy * b.stats.uptime_s - a.stats.busy * a.stats.uptime_s) / span
         cpu_a, cpu_b = a.cpu.get(name), b.cpu.get(name)
-        before, after = input_counts(a.meta), input_counts(b.meta)
-        extra_a, extra_b = a.meta.get("extra", {}), b.meta.get("extra", {})
+        before, after = input_counts(a.stats), input_counts(b.stats)
+        extra_a, extra_b = a.stats.extra, b.stats.extra
         rows[name] = {
             "busy": busy,
             "cpu": (cpu_b - cpu_a) / span if cpu_a is not None and cpu_b is not None else None,
             **{k: after[k] - before[k] for k in after},
             "dropped_steps": int(extra_b.get("dropped_steps", 0) - extra_a.get("dropped_steps", 0)),
-            "errors": sum(b.meta.get("errors", {}).values())
-            - sum(a.meta.get("errors", {}).values()),
+            "errors": sum(b.stats.errors.values()) - sum(a.stats.errors.values()),
             "inputs": {
                 port: {
-                    k: v - a.meta["inputs"][port][k]
+                    k: v - a.stats.inputs[port][k]
                     for k, v in snap.items()
                     if k in ("received", "dropped", "gaps")
                 }
-                for port, snap in b.meta.get("inputs", {}).items()
+                for port, snap in b.stats.inputs.items()
             },
         }
     bench_a, bench_b = start.cpu.get("bench"), end.cpu.get("bench")
@@ -445,7 +446,7 @@ def measure_video(folder: Path, video: Path, ckpt: Path, rate: float, args: Any)
         return row
     start, end = window.start, window.end
     seconds = (end.t - start.t) / 1e6
-    frames = int(end.meta["extra"]["frames"] - start.meta["extra"]["frames"])
+    frames = int(end.stats.extra["frames"] - start.stats.extra["frames"])
     inside = [p for p in c.predictions if start.t < p.t <= end.t]
     out = len({p.t for p in inside})
     seqs = sorted(p.seq for p in inside)
@@ -521,9 +522,9 @@ def measure_dvs(
     model = c.stats["model"]
     a, b = snapshot_at(model, first.arrival), snapshot_before(model, last.arrival)
     busy = cpu = None
-    if a is not None and b is not None and b.meta["uptime_s"] > a.meta["uptime_s"]:
-        span = b.meta["uptime_s"] - a.meta["uptime_s"]
-        busy = (b.meta["busy"] * b.meta["uptime_s"] - a.meta["busy"] * a.meta["uptime_s"]) / span
+    if a is not None and b is not None and b.stats.uptime_s > a.stats.uptime_s:
+        span = b.stats.uptime_s - a.stats.uptime_s
+        busy = (b.stats.busy * b.stats.uptime_s - a.stats.busy * a.stats.uptime_s) / span
         if a.cpu.get("model") is not None and b.cpu.get("model") is not None:
             cpu = (b.cpu["model"] - a.cpu["model"]) / span  # type: ignore[operator]
     rate = packets / seconds

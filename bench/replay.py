@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from respike.stream import kinds
 from respike.stream.sockets import Delivery, Subscriber
 
 DEFAULT_INPUT = (
@@ -66,7 +67,9 @@ def measure(path: Path, window_us: int, speed: float) -> dict[str, float]:
                 if message.end:
                     raise StopIteration
                 arrivals.append(now)
-                ends.append(int(message.meta["window_end"]))
+                window_end = kinds.Events.read(message).window_end
+                assert window_end is not None, "the dvs node stamps every packet's window"
+                ends.append(window_end)
     except StopIteration:
         pass
     finally:

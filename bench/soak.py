@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e import DEFAULT_INPUT, checkpoint, make_video, write_pipeline
 
+from respike.stream import kinds
 from respike.stream.sockets import Subscriber
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ class StatsListener:
     """Keeps every stats message of the nodes, with the time it arrived (a thread)."""
 
     def __init__(self) -> None:
-        self.messages: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+        self.messages: dict[str, list[tuple[float, kinds.Stats]]] = {}
         self.endpoints: dict[str, str] = {}
         self.stop = threading.Event()
         self._lock = threading.Lock()
@@ -149,20 +150,21 @@ class StatsListener:
                 poller.poll(200)
                 for name, subscriber in subscribers.items():
                     for message in subscriber.receive():
-                        self.messages[name].append((time.monotonic(), dict(message.meta)))
+                        stats = kinds.Stats.read(message)
+                        self.messages[name].append((time.monotonic(), stats))
         finally:
             for subscriber in subscribers.values():
                 subscriber.close()
             context.term()
 
 
-def totals(meta: dict[str, Any]) -> dict[str, int]:
-    inputs = meta.get("inputs", {}).values()
+def totals(stats: kinds.Stats) -> dict[str, int]:
+    inputs = stats.inputs.values()
     return {
         "received": sum(i["received"] for i in inputs),
         "dropped": sum(i["dropped"] for i in inputs),
         "gaps": sum(i["gaps"] for i in inputs),
-        "sent": sum(n for t, n in meta.get("outputs", {}).items() if not t.endswith("/stats")),
+        "sent": sum(n for t, n in stats.outputs.items() if not t.endswith("/stats")),
     }
 
 
@@ -195,9 +197,9 @@ def summarise(
         if a is not None and b is not None:
             ta, tb = totals(a), totals(b)
             row.update({f"{k}_after_warmup": tb[k] - ta[k] for k in ta})
-            extra = b.get("extra", {})
+            extra = b.extra
             if "dropped_steps" in extra:
-                before = a.get("extra", {}).get("dropped_steps", 0)
+                before = a.extra.get("dropped_steps", 0)
                 row["dropped_steps_after_warmup"] = int(extra["dropped_steps"] - before)
         nodes[name] = row
     return nodes

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
+from respike.stream import kinds
 from respike.stream.messages import Message
 
 NODE_MODULES = (
@@ -135,12 +136,18 @@ class Node:
     def publish(
         self,
         port: str,
-        kind: str,
+        kind: str | kinds.Meta,
         t: int,
         arrays: Mapping[str, np.ndarray] | None = None,
         **meta: Any,
     ) -> None:
-        """Publish on output ``port`` a message of ``kind`` referring to capture time ``t`` (µs)."""
+        """Publish on output ``port`` a message of ``kind`` referring to capture time ``t`` (µs).
+
+        ``kind`` is a kind's name with its ``meta`` as keywords, or a typed meta of
+        :mod:`respike.stream.kinds` (``kinds.Frame(index=3)``), which brings both.
+        """
+        if isinstance(kind, kinds.Meta):
+            kind, meta = kind.KIND, {**kind.to_meta(), **meta}
         self._output.publish(port, Message(self.topic(port), kind, t, dict(arrays or {}), meta))
 
     def publish_frames(self, port: str, frames: list[Any]) -> None:

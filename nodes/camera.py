@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from respike.nodes.base import Node, Pacer, param, register
+from respike.stream import kinds
 from respike.stream.messages import now_us
 
 log = logging.getLogger(__name__)
@@ -158,14 +159,8 @@ class CameraNode(Node):
         if not ok:
             return self._on_read_failure()
         self._failures = 0
-        self.publish(
-            "frames",
-            "frame",
-            now_us(),
-            {"frame": self._to_rgb(frame)},
-            index=self._index,
-            source=self.params.source,
-        )
+        meta = kinds.Frame(index=self._index, source=self.params.source)
+        self.publish("frames", meta, now_us(), {"frame": self._to_rgb(frame)})
         self._index += 1
         return self._pacer.delay_until(self._index * self._period)
 

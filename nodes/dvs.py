@@ -9,6 +9,7 @@ import numpy as np
 
 from respike.nodes.base import Node, Pacer, SourceFailed, param, register
 from respike.recorders import EventFileError, EventWindow, Frame, open_events
+from respike.stream import kinds
 from respike.stream.messages import now_us
 
 
@@ -72,7 +73,7 @@ class DvsNode(Node):
             int(first["x"].max()) + 1,
             int(first["y"].max()) + 1,
         )
-        self._size = {"width": int(width), "height": int(height)}
+        self._width, self._height = int(width), int(height)
         self.packets = 0
         self.events = 0
         self._restart()
@@ -99,15 +100,10 @@ class DvsNode(Node):
             self._pacer, self._first_end = Pacer(), window.end
         for frame in window.frames:
             self._publish_frame(frame)
-        self.publish(
-            "events",
-            "events",
-            now_us(),
-            {"events": window.events},
-            window_start=window.start,
-            window_end=window.end,
-            **self._size,
+        packet = kinds.Events(
+            width=self._width, height=self._height, window_start=window.start, window_end=window.end
         )
+        self.publish("events", packet, now_us(), {"events": window.events})
         self.packets += 1
         self.events += len(window.events)
         if self.params.speed == 0:
@@ -117,9 +113,8 @@ class DvsNode(Node):
         return self._pacer.delay_until((next_end - self._first_end) / 1e6 / self.params.speed)
 
     def _publish_frame(self, frame: Frame) -> None:
-        self.publish(
-            "frames", "frame", now_us(), {"frame": frame_to_rgb(frame.image)}, sensor_t=frame.t
-        )
+        meta = kinds.Frame(sensor_t=frame.t)
+        self.publish("frames", meta, now_us(), {"frame": frame_to_rgb(frame.image)})
 
     def stats(self) -> dict[str, float]:
         return {"packets": float(self.packets), "events": float(self.events)}

@@ -20,6 +20,7 @@ import numpy as np
 from respike.events.inputs import InputSpec
 from respike.nodes.base import Node, param
 from respike.nodes.rolling import RollingState, Smoothing, roll
+from respike.stream import kinds
 from respike.stream.messages import Message, now_us
 
 C = TypeVar("C")
@@ -160,7 +161,7 @@ class StepInputs:
                 f"residual of shape {residual.shape} {residual.dtype}; the checkpoint expects {expected} float32 "
                 "(set the residual node's width, height and color to the model's input)"
             )
-        key_residual = message.meta.get("key_residual", "zero")
+        key_residual = kinds.Residual.read(message).key_residual
         if key_residual != self.spec.key_residual:
             raise ValueError(
                 f"residual with key_residual={key_residual!r}; the checkpoint was trained on "
@@ -172,9 +173,14 @@ class StepInputs:
         if self.spec.snn_input != "events":
             raise ValueError(f"the checkpoint takes {self.spec.snn_input} input, not events")
         events = message.arrays["events"]
-        sensor = (int(message.meta["width"]), int(message.meta["height"]))
-        start = int(message.meta.get("window_start", events["t"][0] if len(events) else 0))
-        end = int(message.meta.get("window_end", events["t"][-1] + 1 if len(events) else start + 1))
+        meta = kinds.Events.read(message)
+        sensor = (meta.width, meta.height)
+        start = meta.window_start
+        if start is None:
+            start = int(events["t"][0]) if len(events) else 0
+        end = meta.window_end
+        if end is None:
+            end = int(events["t"][-1]) + 1 if len(events) else start + 1
         bins = max(1, round((end - start) / self.spec.time_bin_us))
         key = (*sensor, bins)
         if key not in self._binners:
@@ -303,25 +309,23 @@ class PredictionPublisher:
         keyframe_pj: float,
     ) -> None:
         prediction, self._rolling = roll(probs, self._rolling, self.classes, self.smoothing)
+        meta = kinds.read_step(step)
         now = now_us()
         latency = {
-            **step.meta.get("latency_ms", {}),
+            **(meta.latency_ms or {}),
             "upstream": (step.pt - step.t) / 1000,
             "hop": max(0.0, (now - step.pt) / 1000 - compute_ms),
             self.node.kind: compute_ms,
             "e2e": (now - step.t) / 1000,
         }
         energy_uj = (energy_pj + keyframe_pj / self.keyframe_interval) / 1e6
-        self.node.publish(
-            "predictions",
-            "prediction",
-            step.t,
-            {"probs": probs.astype(np.float32)},
+        published = kinds.Prediction(
             label=prediction.label,
             topk=[list(item) for item in prediction.topk],
             raw_label=prediction.raw_label,
             state="changed" if prediction.changed else "steady",
             latency_ms={k: round(float(v), 3) for k, v in latency.items()},
             energy_uj=round(energy_uj, 3),
-            truth=step.meta.get("action"),
+            truth=meta.action,
         )
+        self.node.publish("predictions", published, step.t, {"probs": probs.astype(np.float32)})

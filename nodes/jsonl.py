@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from respike.nodes.base import Node, StopPipeline, param, register
+from respike.stream import kinds
 from respike.stream.messages import Message, now_us
 
 
@@ -31,16 +32,14 @@ def message_record(message: Message) -> dict[str, Any]:
 
 def prediction_line(message: Message) -> str:
     """One human-readable line for a prediction: time, label, top scores, truth, latency, energy."""
-    meta = message.meta
+    prediction = kinds.Prediction.read(message)
     clock = time.strftime("%H:%M:%S", time.localtime(message.t / 1e6))
-    scores = " ".join(f"{name} {score:.2f}" for name, score in meta.get("topk", []))
-    truth = f"  truth: {meta['truth']}" if meta.get("truth") else ""
-    latency = meta.get("latency_ms", {}).get("e2e")
-    timing = f"  {latency:.1f} ms" if isinstance(latency, int | float) else ""
-    energy = (
-        f"  {meta['energy_uj']:.0f} µJ" if isinstance(meta.get("energy_uj"), int | float) else ""
-    )
-    return f"{clock}  {meta.get('label', '?'):<28} [{scores}]{truth}{timing}{energy}"
+    scores = " ".join(f"{name} {score:.2f}" for name, score in prediction.topk)
+    truth = f"  truth: {prediction.truth}" if prediction.truth else ""
+    latency = prediction.latency_ms.get("e2e")
+    timing = f"  {latency:.1f} ms" if latency is not None else ""
+    energy = f"  {prediction.energy_uj:.0f} µJ" if prediction.energy_uj is not None else ""
+    return f"{clock}  {prediction.label or '?':<28} [{scores}]{truth}{timing}{energy}"
 
 
 @register("jsonl")

@@ -19,6 +19,7 @@ folder.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -45,6 +46,8 @@ from respike.nodes.runtime import (
     EXIT_STOP_PIPELINE,
     STATS_PORT,
 )
+from respike.stream import kinds
+from respike.stream.messages import MessageError
 from respike.stream.security import LOOPBACK_NAMES, Security
 from respike.stream.sockets import LIVE_HWM, Delivery, Subscriber
 
@@ -154,27 +157,25 @@ class NodeProcess:
     restart_at: float = 0.0
     cause: str = ""
     """Why the node failed for good: the line it reported, or what the launcher saw."""
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: kinds.Stats | None = None
     rates: tuple[float, float] = (0.0, 0.0)
 
-    def update_stats(self, stats: dict[str, Any]) -> None:
+    def update_stats(self, stats: kinds.Stats) -> None:
         previous, self.stats = self.stats, stats
-        if previous and stats["uptime_s"] > previous["uptime_s"]:
-            span = stats["uptime_s"] - previous["uptime_s"]
+        if previous is not None and stats.uptime_s > previous.uptime_s:
+            span = stats.uptime_s - previous.uptime_s
             self.rates = (
                 (_received(stats) - _received(previous)) / span,
                 (_sent(stats) - _sent(previous)) / span,
             )
 
 
-def _received(stats: dict[str, Any]) -> int:
-    return sum(port["received"] for port in stats.get("inputs", {}).values())
+def _received(stats: kinds.Stats) -> int:
+    return sum(port["received"] for port in stats.inputs.values())
 
 
-def _sent(stats: dict[str, Any]) -> int:
-    return sum(
-        n for topic, n in stats.get("outputs", {}).items() if not topic.endswith(f"/{STATS_PORT}")
-    )
+def _sent(stats: kinds.Stats) -> int:
+    return sum(n for topic, n in stats.outputs.items() if not topic.endswith(f"/{STATS_PORT}"))
 
 
 class Launcher:
@@ -250,8 +251,9 @@ class Launcher:
                     break
                 for name, monitor in monitors.items():
                     for message in monitor.receive():
-                        if message.kind == "stats":
-                            self._by_name(name).update_stats(dict(message.meta))
+                        if message.kind == kinds.Stats.KIND:
+                            with contextlib.suppress(MessageError):  # not one of our nodes'
+                                self._by_name(name).update_stats(kinds.Stats.read(message))
                 self._supervise()
                 display.update()
                 if all(node.state in ("done", "failed") for node in self.local):
@@ -391,9 +393,9 @@ class StatusDisplay:
     def rows(self) -> list[tuple[str, ...]]:
         rows: list[tuple[str, ...]] = []
         for node in self.launcher.nodes:
-            stats = node.stats
-            inputs = stats.get("inputs", {}).values()
-            hop = stats.get("hop_ms", {})
+            stats = node.stats or kinds.Stats(node.spec.name, node.spec.kind, 0.0, 0.0)
+            inputs = stats.inputs.values()
+            hop = stats.hop_ms
             rows.append(
                 (
                     node.spec.name,
@@ -406,7 +408,7 @@ class StatusDisplay:
                     str(sum(i["dropped"] for i in inputs)),
                     str(sum(i["gaps"] for i in inputs)),
                     str(sum(sum(i["invalid"].values()) for i in inputs)),
-                    str(sum(stats.get("errors", {}).values())),
+                    str(sum(stats.errors.values())),
                 )
             )
         return rows

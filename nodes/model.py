@@ -36,6 +36,7 @@ from respike.nodes.inference import (
     keyframe_input,
     load_model,
 )
+from respike.stream import kinds
 from respike.stream.messages import Message
 
 
@@ -100,10 +101,10 @@ class ModelNode(Node):
                     keyframe_input(message, self.spec).to(self.params.device)
                 )
             ready = self._aligner.add_context(
-                message.meta.get("key_index"), (context, self._energy.last["keyframe"])
+                kinds.Frame.read(message).key_index, (context, self._energy.last["keyframe"])
             )
         else:
-            ready = self._aligner.add_step(message.meta.get("key_index"), message)
+            ready = self._aligner.add_step(kinds.read_step(message).key_index, message)
         errors = []
         for step, (context, keyframe_pj), new_segment in ready:
             try:  # a bad step is counted; the good ones released with it still run

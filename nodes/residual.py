@@ -10,15 +10,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from respike.nodes.base import Node, param, register
+from respike.stream import kinds
 from respike.stream.messages import Message
 
 if TYPE_CHECKING:
     from respike.events.residual import ResidualFrames
 
 log = logging.getLogger(__name__)
-
-PASS_THROUGH = ("index", "label", "action", "source")
-"""Frame metadata carried on to what this node publishes (e.g. a synthetic source's truth)."""
 
 
 @register("residual")
@@ -110,7 +108,7 @@ class ResidualNode(Node):
             raise ValueError(
                 f"{self.name}: a frame message needs arrays['frame']; got {sorted(message.arrays)}"
             )
-        meta = {k: message.meta[k] for k in PASS_THROUGH if k in message.meta}
+        origin = kinds.Frame.read(message).origin()
         begin = time.perf_counter()
         residual, self._residual_state = self._residuals(frame, self._residual_state)
         if self._residual_state.format_changes != self.format_changes:
@@ -121,41 +119,31 @@ class ResidualNode(Node):
         kernel_ms = (time.perf_counter() - begin) * 1000
         self.kernel_s += kernel_ms / 1000
         self.frames += 1
-        latency = {**message.meta.get("latency_ms", {}), "residual": round(kernel_ms, 3)}
+        latency = {"residual": round(kernel_ms, 3)}
+        key_index = self._residual_state.key_index
         if self.params.keyframes and self._residual_state.is_key_frame:
-            self.publish(
-                "keyframes",
-                "frame",
-                message.t,
-                {"frame": frame},
-                key_index=self._residual_state.key_index,
-                **meta,
-            )
+            keyframe = kinds.Frame(**origin, key_index=key_index)
+            self.publish("keyframes", keyframe, message.t, {"frame": frame})
         if self.params.residuals:
-            self.publish(
-                "residual",
-                "residual",
-                message.t,
-                {"residual": residual},
-                key_index=self._residual_state.key_index,
+            step = kinds.Residual(
+                **origin,
+                key_index=key_index,
                 key_residual=self._residuals.key_residual,
                 latency_ms=latency,
-                **meta,
             )
+            self.publish("residual", step, message.t, {"residual": residual})
         if events is not None:
             height, width = frame.shape[:2]
-            self.publish(
-                "events",
-                "events",
-                message.t,
-                {"events": events},
+            packet = kinds.Events(
+                **origin,
                 width=width,
                 height=height,
                 window_start=self._previous_t or message.t,
                 window_end=message.t,
+                key_index=key_index,
                 latency_ms=latency,
-                **meta,
             )
+            self.publish("events", packet, message.t, {"events": events})
         self._previous_t = message.t
 
     def _emulate(self, frame: np.ndarray, t: int) -> np.ndarray:

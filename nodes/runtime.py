@@ -37,6 +37,7 @@ from typing import Any
 import zmq
 
 from respike.nodes.base import Node, SourceFailed, StopPipeline
+from respike.stream import kinds
 from respike.stream.messages import Message, decode, now_us
 from respike.stream.security import Security, stop_authenticators
 from respike.stream.sockets import Delivery, Publisher, Stopped, Subscriber
@@ -373,19 +374,20 @@ class NodeRunner:
         if self.publisher is None:
             return
         uptime = time.monotonic() - self._started
-        meta = {
-            "node": self.name,
-            "kind": self.node.kind,
-            "uptime_s": round(uptime, 3),
-            "busy": round(self._busy_s / uptime, 4) if uptime > 0 else 0.0,
-            "inputs": {port: sub.health.snapshot() for port, sub in self.subscribers.items()},
-            "outputs": dict(self.publisher.sent),
-            "hop_ms": self.hop_ms.summary(),
-            "age_ms": self.age_ms.summary(),
-            "errors": dict(self.errors),
-            "extra": self.node.stats(),
-        }
-        self.publisher.send(Message(f"{self.name}/{STATS_PORT}", "stats", now_us(), {}, meta))
+        stats = kinds.Stats(
+            node=self.name,
+            kind=self.node.kind,
+            uptime_s=round(uptime, 3),
+            busy=round(self._busy_s / uptime, 4) if uptime > 0 else 0.0,
+            inputs={port: sub.health.snapshot() for port, sub in self.subscribers.items()},
+            outputs=dict(self.publisher.sent),
+            hop_ms=self.hop_ms.summary(),
+            age_ms=self.age_ms.summary(),
+            errors=dict(self.errors),
+            extra=self.node.stats(),
+        )
+        topic = f"{self.name}/{STATS_PORT}"
+        self.publisher.send(Message(topic, stats.KIND, now_us(), {}, stats.to_meta()))
 
     def _publish_end(self) -> None:
         """Send ``end`` on every output, then wait until the consumers have left.

@@ -25,9 +25,8 @@ from respike.nodes.inference import (
     keyframe_input,
     load_model,
 )
+from respike.stream import kinds
 from respike.stream.messages import Message
-
-PASS_THROUGH = ("index", "key_index", "action", "latency_ms")
 
 
 class _CheckpointNode(Node):
@@ -40,10 +39,15 @@ class _CheckpointNode(Node):
         self.model, self.classes, self.spec = load_model(self.params)
         self._energy = EnergyMeter(self.model, self.params.energy_every, spike_driven=spike_driven)
 
-    def _passed_on(self, message: Message, stage_ms: float) -> dict[str, Any]:
-        meta = {k: message.meta[k] for k in PASS_THROUGH if k in message.meta}
-        meta["latency_ms"] = {**meta.get("latency_ms", {}), self.kind: round(stage_ms, 3)}
-        return meta
+    def _features(
+        self, meta: kinds.Frame | kinds.Step, stage_ms: float, energy_pj: float
+    ) -> kinds.Features:
+        """The meta of features made from a message with ``meta``: its origin and key index
+        carried on, this stage's time added to its latencies."""
+        latency = {**(getattr(meta, "latency_ms", None) or {}), self.kind: round(stage_ms, 3)}
+        return kinds.Features(
+            **meta.origin(), key_index=meta.key_index, energy_pj=energy_pj, latency_ms=latency
+        )
 
 
 @register("snn")
@@ -96,14 +100,9 @@ class SnnNode(_CheckpointNode):
                 for i, stage in enumerate(stages, start=1)
             }
             offset += len(steps)
-            self.publish(
-                "features",
-                "features",
-                message.t,
-                arrays,
-                energy_pj=self._energy.last["snn"] * len(steps),
-                **self._passed_on(message, stage_ms),
-            )
+            energy_pj = self._energy.last["snn"] * len(steps)
+            meta = self._features(kinds.read_step(message), stage_ms, energy_pj)
+            self.publish("features", meta, message.t, arrays)
 
 
 @register("keyframe")
@@ -128,10 +127,9 @@ class KeyframeNode(_CheckpointNode):
         with self._torch.no_grad(), self._energy.measure("ann"):
             maps = self.model.ann(keyframe_input(message, self.spec).to(self.params.device))
         arrays = {f"stage{i}": m[0].float().cpu().numpy() for i, m in enumerate(maps, start=1)}
-        meta = self._passed_on(message, (time.perf_counter() - begin) * 1000)
-        self.publish(
-            "features", "features", message.t, arrays, energy_pj=self._energy.last["ann"], **meta
-        )
+        stage_ms = (time.perf_counter() - begin) * 1000
+        meta = self._features(kinds.Frame.read(message), stage_ms, self._energy.last["ann"])
+        self.publish("features", meta, message.t, arrays)
 
 
 @register("fusion")
@@ -162,10 +160,11 @@ class FusionNode(_CheckpointNode):
             ]
             with torch.no_grad(), self._energy.measure("context"):
                 context = self.model.context_from_features(maps)
-            keyframe_pj = float(message.meta.get("energy_pj", 0.0)) + self._energy.last["context"]
-            ready = self._aligner.add_context(message.meta.get("key_index"), (context, keyframe_pj))
+            features = kinds.Features.read(message)
+            keyframe_pj = features.energy_pj + self._energy.last["context"]
+            ready = self._aligner.add_context(features.key_index, (context, keyframe_pj))
         else:
-            ready = self._aligner.add_step(message.meta.get("key_index"), message)
+            ready = self._aligner.add_step(kinds.Features.read(message).key_index, message)
         for step, (context, keyframe_pj), new_segment in ready:
             self._fuse(step, context, keyframe_pj, new_segment)
 
@@ -181,9 +180,7 @@ class FusionNode(_CheckpointNode):
             logits, self._head = self.model.fuse(
                 features, context, None if new_segment else self._head, steps=steps
             )
-        energy_pj = (
-            float(message.meta.get("energy_pj", 0.0)) + self._energy.last["fusion"]
-        ) / steps
+        energy_pj = (kinds.Features.read(message).energy_pj + self._energy.last["fusion"]) / steps
         probs = torch.softmax(logits[-1, 0].float(), dim=0).cpu().numpy()
         self._predictions.publish(
             message, probs, (time.perf_counter() - begin) * 1000, energy_pj, keyframe_pj

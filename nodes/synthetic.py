@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from respike.nodes.base import Node, Pacer, param, register
+from respike.stream import kinds
 from respike.stream.messages import now_us
 
 
@@ -66,16 +67,13 @@ class SyntheticNode(Node):
         if self._index == 0:
             self._pacer = Pacer()
         frame, label, t_s = self._stream.next_frame()
-        self.publish(
-            "frames",
-            "frame",
-            now_us(),
-            {"frame": frame},
+        meta = kinds.Frame(
             index=self._index,
             label=int(label),
             action=self._stream.class_names[label],
             scene_t=round(t_s, 6),
         )
+        self.publish("frames", meta, now_us(), {"frame": frame})
         self._index += 1
         if self.params.speed == 0:
             return 0.0

@@ -91,12 +91,12 @@ def prediction_message(label: str, score: float = 0.8, **meta: Any) -> Message:
     fields: dict[str, Any] = {
         "label": label,
         "topk": [[label, score], ["other", round(1 - score, 3)]],
-        "t": now_us() - 20_000,
         "latency_ms": {"e2e": 12.5, "residual": 2.0, "model": 9.5},
         "energy_uj": 3.25,
         "state": "stable",
     }
-    return Message("model/predictions", "prediction", now_us(), {}, {**fields, **meta})
+    captured = now_us() - 20_000  # the frame it refers to, 20 ms ago
+    return Message("model/predictions", "prediction", captured, {}, {**fields, **meta})
 
 
 def stats_message(node: str, uptime: float, received: int, sent: int, **extra: Any) -> Message:

@@ -11,19 +11,20 @@ Input messages are dispatched on their kind (any port names):
   2 polarity (channel 1 ON minus channel 0 OFF); drawn red (positive) / blue (negative); an
   all-zero residual (a key frame's, by construction) keeps the previous image, so the panel
   does not blink black every K frames;
-- ``prediction``: ``meta`` with ``label``, ``topk`` ``[[label, score], ...]``, ``t`` (capture
-  time in µs of the frame it refers to), ``latency_ms`` (``e2e`` and per-stage), ``energy_uj``
-  and ``state``; every field is optional;
-- ``stats``: the per-node stats of :class:`respike.nodes.runtime.NodeRunner`; rates come from
-  consecutive stats of the same node.
+- ``prediction``: :class:`respike.stream.kinds.Prediction` (label, top-k, latencies, energy,
+  state), referring to the frame captured at the message's ``t``; fields it does not know are
+  shown as they are;
+- ``stats``: :class:`respike.stream.kinds.Stats` of each node; rates come from consecutive
+  stats of the same node.
 
 Other kinds (``features``) are counted and ignored. Each ``read_*`` function raises
-ValueError for an input it cannot show, so the bad message is counted where it arrives
-rather than when a browser asks for its image.
+ValueError (MessageError for a field of the wrong type) for an input it cannot show, so the bad
+message is counted where it arrives rather than when a browser asks for its image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,13 +33,14 @@ from typing import Any
 import numpy as np
 
 from respike.nodes.viewer.images import check_frame
+from respike.stream import kinds
 from respike.stream.messages import Message, now_us
 
 EVENT_FIELDS = frozenset({"x", "y", "p"})
 """Fields an event packet needs to be drawn: :data:`~respike.events.types.EVENT_DTYPE` has them."""
 
-PREDICTION_FIELDS = frozenset({"label", "topk", "t", "latency_ms", "energy_uj", "state"})
-"""The prediction fields the page draws; any others are passed on under ``meta``."""
+PREDICTION_FIELDS = frozenset(f.name for f in dataclasses.fields(kinds.Prediction))
+"""The fields of a prediction; any others are passed on to the page under ``meta``."""
 
 
 def plain(value: Any) -> Any:
@@ -94,9 +96,9 @@ def read_events(
             f"events on {message.topic} are {events.dtype} {events.shape}; "
             "expected a 1-D packet with fields x, y, p (EVENT_DTYPE)"
         )
-    width, height = message.meta.get("width"), message.meta.get("height")
-    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
-        sensor = (width, height)
+    meta = kinds.Events.read(message)
+    if meta.width > 0 and meta.height > 0:
+        sensor = (meta.width, meta.height)
     else:
         seen_x = int(events["x"].max()) + 1 if events.size else 0
         seen_y = int(events["y"].max()) + 1 if events.size else 0
@@ -122,29 +124,22 @@ def read_prediction(message: Message, topk: int) -> dict[str, Any]:
 
     Malformed fields are left out rather than refused: a prediction is shown as far as it goes.
     """
-    meta = message.meta
-    labels = []
-    for entry in meta.get("topk") or []:
-        if isinstance(entry, list | tuple) and len(entry) == 2:
-            score = _number(entry[1])
-            labels.append([str(entry[0]), score])
-    latency = meta.get("latency_ms")
-    latency_ms = (
-        {str(k): _number(v) for k, v in latency.items()} if isinstance(latency, Mapping) else {}
-    )
-    t = meta.get("t")
-    t = t if isinstance(t, int) and not isinstance(t, bool) else message.t
-    label = str(meta.get("label", labels[0][0] if labels else ""))
+    prediction = kinds.Prediction.read(message)
+    labels = [
+        [str(entry[0]), _number(entry[1])]
+        for entry in prediction.topk
+        if isinstance(entry, list | tuple) and len(entry) == 2
+    ]
     return {
-        "label": label,
+        "label": prediction.label or (labels[0][0] if labels else ""),
         "topk": labels[:topk],
-        "t": t,
-        "age_ms": round((now_us() - t) / 1000, 3),
-        "latency_ms": latency_ms,
-        "energy_uj": _number(meta.get("energy_uj")),
-        "state": str(meta.get("state", "")),
+        "t": message.t,
+        "age_ms": round((now_us() - message.t) / 1000, 3),
+        "latency_ms": {str(k): _number(v) for k, v in prediction.latency_ms.items()},
+        "energy_uj": _number(prediction.energy_uj),
+        "state": prediction.state or "",
         "source": message.topic,
-        "meta": plain({k: v for k, v in meta.items() if k not in PREDICTION_FIELDS}),
+        "meta": plain({k: v for k, v in message.meta.items() if k not in PREDICTION_FIELDS}),
     }
 
 
@@ -167,20 +162,18 @@ def read_stats(message: Message) -> NodeStats:
 
     Messages sent on the node's own stats topic are not counted as its output.
     """
-    meta = message.meta
-    name = str(meta.get("node") or message.source or message.topic.partition("/")[0])
-    inputs = [p for p in (meta.get("inputs") or {}).values() if isinstance(p, Mapping)]
-    outputs = meta.get("outputs") or {}
+    stats = kinds.Stats.read(message)
+    name = stats.node
+    inputs = [p for p in stats.inputs.values() if isinstance(p, Mapping)]
     received = sum(int(p.get("received", 0)) for p in inputs)
-    sent = sum(int(n) for topic, n in outputs.items() if not str(topic).endswith("/stats"))
-    uptime = _number(meta.get("uptime_s")) or 0.0
-    hop, age = meta.get("hop_ms") or {}, meta.get("age_ms") or {}
-    errors = meta.get("errors") or {}
+    sent = sum(int(n) for topic, n in stats.outputs.items() if not str(topic).endswith("/stats"))
+    uptime = _number(stats.uptime_s) or 0.0
+    hop, age, errors = stats.hop_ms, stats.age_ms, stats.errors
     row: dict[str, Any] = {
         "node": name,
-        "kind": str(meta.get("kind", "")),
+        "kind": stats.kind,
         "uptime_s": uptime,
-        "busy": _number(meta.get("busy")),
+        "busy": _number(stats.busy),
         "in_rate": None,
         "out_rate": None,
         "received": received,
@@ -193,6 +186,6 @@ def read_stats(message: Message) -> NodeStats:
         "age_p50": _number(age.get("p50")),
         "age_p99": _number(age.get("p99")),
         "errors": sum(int(n) for n in errors.values()),
-        "extra": plain(meta.get("extra") or {}),
+        "extra": plain(stats.extra),
     }
     return NodeStats(name, row, uptime, received, sent, bool(inputs))
