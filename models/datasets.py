@@ -61,7 +61,7 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
-from respike.events import DvsEmulator, EventFrames, ResidualFrames
+from respike.events import DvsEmulator, ResidualFrames
 from respike.events.types import EventArray
 from respike.models.ann import keyframe_tensor
 from respike.models.hybrid import InputSpec
@@ -103,20 +103,16 @@ class ClipSample(NamedTuple):
 # Encoders: frames or events to model inputs, through the live kernels
 
 
-def _width_height(size: tuple[int, int]) -> tuple[int, int]:
-    """An :class:`InputSpec` size, (height, width), as the kernels' (width, height)."""
-    return (int(size[1]), int(size[0]))
-
-
 @dataclass(frozen=True)
 class FrameEncoder:
     """Frames to ``(keyframes, steps)`` through the residual or DVS kernels of the live path.
 
-    ``spec`` decides everything: ``snn_input`` picks residuals (``ResidualFrames(stride=K)``,
-    grey for 1 channel, RGB for 3) or events (``dvs`` then ``EventFrames`` per frame interval),
-    ``snn_size`` and ``keyframe_size`` the output sizes (the model's (height, width); the
-    kernels take (width, height)), ``time_bin_us`` the frame interval used as event time. ``channel_order`` is the order of the frames given (the synthetic generator
-    renders RGB, OpenCV captures BGR); ``dvs.channel_order`` must match it.
+    ``spec`` decides everything: ``snn_input`` picks residuals (its
+    :meth:`~respike.events.inputs.InputSpec.residual_frames`) or events (``dvs``, then its
+    :meth:`~respike.events.inputs.InputSpec.event_frames` per frame interval), its sizes the
+    outputs, ``time_bin_us`` the frame interval used as event time. ``channel_order`` is the
+    order of the frames given (the synthetic generator renders RGB, OpenCV captures BGR);
+    ``dvs.channel_order`` must match it.
     """
 
     spec: InputSpec
@@ -140,14 +136,7 @@ class FrameEncoder:
     @property
     def residual(self) -> ResidualFrames:
         """The residual kernel's settings for this spec."""
-        color = "grey" if self.spec.snn_channels == 1 else "rgb"
-        return ResidualFrames(
-            stride=self.spec.keyframe_interval,
-            size=_width_height(self.spec.snn_size),
-            color=color,
-            channel_order=self.channel_order,
-            key_residual=self.spec.key_residual,
-        )
+        return self.spec.residual_frames(self.channel_order)
 
     def frames_needed(self, steps: int) -> int:
         """Frames to render for ``steps`` steps (events need one more to prime the emulator)."""
@@ -174,7 +163,9 @@ class FrameEncoder:
         keyframes = np.stack(
             [
                 keyframe_tensor(
-                    frames[first + s], _width_height(self.spec.keyframe_size), self.channel_order
+                    frames[first + s],
+                    (self.spec.keyframe_width, self.spec.keyframe_height),
+                    self.channel_order,
                 )
                 for s in range(0, steps_count, k)
             ]
@@ -197,9 +188,7 @@ class FrameEncoder:
         if dvs.channel_order != self.channel_order:
             raise ValueError("the emulator's channel_order must match the frames'")
         height, width = frames.shape[1:3]
-        binning = EventFrames(
-            sensor_size=(width, height), n_time_bins=1, size=_width_height(self.spec.snn_size)
-        )
+        binning = self.spec.event_frames((width, height))
         bin_us = self.spec.time_bin_us
         state = None
         out = []
@@ -222,11 +211,7 @@ class EventEncoder:
         """Counts of ``events`` in ``[t_start, t_start + steps * time_bin_us)`` per step."""
         if self.spec.snn_input != "events":
             raise ValueError("recorded events feed only a model whose snn_input is 'events'")
-        binning = EventFrames(
-            sensor_size=(int(sensor_size[0]), int(sensor_size[1])),
-            n_time_bins=steps,
-            size=_width_height(self.spec.snn_size),
-        )
+        binning = self.spec.event_frames((int(sensor_size[0]), int(sensor_size[1])), steps)
         end = int(t_start) + steps * self.spec.time_bin_us
         return np.asarray(binning(events, t_start=int(t_start), t_end=end), dtype=np.float32)
 
