@@ -17,9 +17,10 @@ eagerly even after ``enable_compile``.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -242,6 +243,34 @@ class EnergyReport:
 
 
 @torch.no_grad()
+class EnergyMeter:
+    """Energy (pJ) of a model's calls, by kind: MACs and spike ACs counted on every
+    ``every``-th call of a kind and reused in between (the counting hooks cost about a tenth of
+    a step). Counting runs eagerly, so a compiled model keeps its compiled graph; ``every = 0``
+    never counts and every energy reads 0."""
+
+    def __init__(self, model: HybridReSpike, every: int, *, spike_driven: bool = True) -> None:
+        convs = model.snn.spike_driven_convs() if spike_driven and model.snn is not None else []
+        self._model = model
+        self._counter = OpCounter(model, spike_driven=convs) if every else None
+        self._every = every
+        self._calls: Counter[str] = Counter()
+        self.last: defaultdict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def measure(self, kind: str, per: int = 1) -> Iterator[None]:
+        """Count the enclosed call as ``kind`` when due; then ``last[kind]`` is its energy / ``per``."""
+        due = self._counter is not None and self._calls[kind] % self._every == 0
+        self._calls[kind] += 1
+        if not due or self._counter is None:
+            yield
+            return
+        self._counter.reset()
+        with self._model.eager(), self._counter:
+            yield
+        self.last[kind] = float(self._counter.counts().energy_pj()) / per
+
+
 def measure_energy(model: HybridReSpike, clip: Clip) -> EnergyReport:
     """Stream ``clip`` through ``model`` eagerly (train or eval mode as it is) and count its work.
 
@@ -303,6 +332,7 @@ def r3d18_reference(
 __all__ = [
     "ENERGY_PER_AC_PJ",
     "ENERGY_PER_MAC_PJ",
+    "EnergyMeter",
     "EnergyReport",
     "OpCounter",
     "OpCounts",

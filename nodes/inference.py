@@ -9,8 +9,7 @@ step and each key frame with ``key_index`` (the residual node's frame count at t
 
 from __future__ import annotations
 
-import contextlib
-from collections import Counter, OrderedDict, defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -203,36 +202,6 @@ def keyframe_input(message: Message, spec: InputSpec) -> Any:
 
     size = (spec.keyframe_width, spec.keyframe_height)
     return torch.from_numpy(keyframe_tensor(message.arrays["frame"], size, "rgb"))[None]
-
-
-class EnergyMeter:
-    """Energy (pJ) of a model's calls, by kind: MACs and spike ACs counted on every
-    ``every``-th call of a kind and reused in between (the counting hooks cost about a tenth of
-    a step). Counting runs eagerly, so a compiled model keeps its compiled graph; ``every = 0``
-    never counts and every energy reads 0."""
-
-    def __init__(self, model: Any, every: int, *, spike_driven: bool = True) -> None:
-        from respike.models.energy import OpCounter
-
-        convs = model.snn.spike_driven_convs() if spike_driven and model.snn is not None else []
-        self._model = model
-        self._counter = OpCounter(model, spike_driven=convs) if every else None
-        self._every = every
-        self._calls: Counter[str] = Counter()
-        self.last: defaultdict[str, float] = defaultdict(float)
-
-    @contextlib.contextmanager
-    def measure(self, kind: str, per: int = 1) -> Iterator[None]:
-        """Count the enclosed call as ``kind`` when due; then ``last[kind]`` is its energy / ``per``."""
-        due = self._counter is not None and self._calls[kind] % self._every == 0
-        self._calls[kind] += 1
-        if not due or self._counter is None:
-            yield
-            return
-        self._counter.reset()
-        with self._model.eager(), self._counter:
-            yield
-        self.last[kind] = float(self._counter.counts().energy_pj()) / per
 
 
 class KeyframeAligner(Generic[C, S]):

@@ -26,7 +26,6 @@ import numpy as np
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     BatchParams,
-    EnergyMeter,
     KeyframeAligner,
     PredictionParams,
     PredictionPublisher,
@@ -59,6 +58,8 @@ class ModelNode(Node):
 
     def start(self) -> None:
         import torch
+
+        from respike.models.energy import EnergyMeter
 
         self._torch = torch
         self.model, classes, self.spec = load_model(self.params)

@@ -38,7 +38,7 @@ class PipelineError(ValueError):
 
 
 @dataclass(frozen=True)
-class InputSpec:
+class WiredInput:
     """One wired input port: ``source/topic`` with its delivery policy."""
 
     port: str
@@ -61,7 +61,7 @@ class NodeSpec:
     node_cls: type[Node]
     params: Any
     raw_params: dict[str, Any]
-    inputs: tuple[InputSpec, ...]
+    inputs: tuple[WiredInput, ...]
     host: str | None
     port: int
 
@@ -83,7 +83,7 @@ class PipelineSpec:
     def node(self, name: str) -> NodeSpec:
         return next(node for node in self.nodes if node.name == name)
 
-    def consumers(self, name: str) -> list[tuple[NodeSpec, InputSpec]]:
+    def consumers(self, name: str) -> list[tuple[NodeSpec, WiredInput]]:
         """Inputs elsewhere in the pipeline fed by node ``name``."""
         return [(n, i) for n in self.nodes for i in n.inputs if i.source == name]
 
@@ -184,7 +184,7 @@ def _parse_node(where: str, name: str, table: Any, override: dict[str, Any], por
     return NodeSpec(name, node_cls.kind, node_cls, params, raw_params, tuple(inputs), host, port)
 
 
-def _parse_input(at: str, port: str, value: Any, delivery: Delivery, queue: int) -> InputSpec:
+def _parse_input(at: str, port: str, value: Any, delivery: Delivery, queue: int) -> WiredInput:
     if isinstance(value, dict):
         unknown = set(value) - {"from", "delivery", "queue"}
         if unknown or "from" not in value:
@@ -199,7 +199,7 @@ def _parse_input(at: str, port: str, value: Any, delivery: Delivery, queue: int)
     if not isinstance(queue, int) or queue < 1:
         raise PipelineError(f"{at}: input {port!r} queue is {queue!r}; expected an integer ≥ 1")
     source, topic = value.split("/")
-    return InputSpec(port, source, topic, delivery, queue)
+    return WiredInput(port, source, topic, delivery, queue)
 
 
 def _delivery(at: str, value: Any) -> Delivery:

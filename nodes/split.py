@@ -14,7 +14,6 @@ import numpy as np
 from respike.nodes.base import Node, register
 from respike.nodes.inference import (
     BatchParams,
-    EnergyMeter,
     KeyframeAligner,
     PredictionParams,
     PredictionPublisher,
@@ -34,6 +33,8 @@ class _CheckpointNode(Node):
 
     def _load(self, *, spike_driven: bool) -> None:
         import torch
+
+        from respike.models.energy import EnergyMeter
 
         self._torch = torch
         self.model, self.classes, self.spec = load_model(self.params)
