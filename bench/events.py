@@ -48,6 +48,7 @@ from respike.events.binning import EventFrames  # noqa: E402
 from respike.events.emulator import DvsEmulator, grid_thresholds, log_table  # noqa: E402
 from respike.events.residual import ResidualFrames  # noqa: E402
 from respike.events.types import EventArray, empty_events  # noqa: E402
+from respike.recorders.video import read_frames  # noqa: E402
 
 cv2.setNumThreads(1)
 
@@ -135,23 +136,6 @@ class OpenCvResiduals:
         if self.rgb:
             return np.stack(cv2.split(residual))
         return residual[None]
-
-
-def read_frames(path: Path, n_frames: int) -> tuple[list[np.ndarray], float]:
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        sys.exit(f"cannot open video {path}")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    frames: list[np.ndarray] = []
-    while len(frames) < n_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    if len(frames) < 2:
-        sys.exit(f"{path}: fewer than 2 frames could be read")
-    return frames, fps
 
 
 def timed(run: Callable[[], int], repeat: int) -> dict[str, float]:

@@ -55,7 +55,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -67,6 +66,7 @@ from respike.models.ann import keyframe_tensor
 from respike.models.hybrid import InputSpec
 from respike.recorders import EventReader, open_events
 from respike.recorders.datasets import DatasetFolder, scan_dataset
+from respike.recorders.video import read_frames
 from respike.synthetic import (
     CLASS_NAMES,
     HELDOUT_BACKGROUNDS,
@@ -804,24 +804,8 @@ class VideoFolder(ClipDataset):
 
     def frames(self, index: int) -> npt.NDArray[np.uint8]:
         """The BGR frames of video ``index`` that make its clip."""
-        path = self._videos[index].path
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise OSError(f"{path}: OpenCV cannot open this video")
-        try:
-            if self.start > 0:
-                capture.set(cv2.CAP_PROP_POS_MSEC, self.start * 1000.0)
-            need = self.encoder.frames_needed(self.steps)
-            frames: list[np.ndarray] = []
-            while len(frames) < need:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                frames.append(frame)
-        finally:
-            capture.release()
-        if not frames:
-            raise OSError(f"{path}: no frames could be decoded")
+        need = self.encoder.frames_needed(self.steps)
+        frames, _ = read_frames(self._videos[index].path, need, start_s=self.start)
         frames += [frames[-1]] * (need - len(frames))
         return np.stack(frames)
 

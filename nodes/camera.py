@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,46 +31,11 @@ def source_kind(source: str) -> str:
     return "file"
 
 
-@contextlib.contextmanager
-def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's and FFmpeg's own messages while OpenCV opens a source.
-
-    A source that cannot be opened gets our one-line error; without this, OpenCV logs
-    ``[ WARN:0@0.05] … can't open camera by index`` and FFmpeg writes ``[rawvideo @ 0x…]
-    Invalid pixel format`` straight to file descriptor 2, past Python and OpenCV's log level.
-    """
-    import cv2
-
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-        cv2.utils.logging.setLogLevel(level)
-
-
-def is_video(path: Path) -> bool:
-    """Whether OpenCV reads at least one frame from ``path`` (quietly: it may be anything)."""
-    import cv2
-
-    with quiet_opencv():
-        capture = cv2.VideoCapture(str(path))
-        try:
-            return bool(capture.isOpened() and capture.read()[0])
-        finally:
-            capture.release()
-
-
 def open_capture(source: str, width: int = 0, height: int = 0, fps: float = 0.0) -> Any:
     """Open ``source`` with OpenCV and apply the requested mode; raise :class:`CaptureError`."""
     import cv2
+
+    from respike.recorders.video import quiet_opencv
 
     kind = source_kind(source)
     if kind == "file" and not Path(source).is_file():

@@ -344,8 +344,8 @@ def _info(path: Path, as_json: bool, format_name: str | None) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from respike.nodes.camera import is_video
     from respike.recorders import open_events
+    from respike.recorders.video import is_video
     from respike.recorders.writers import write_packets
 
     source, target = args.input, args.output

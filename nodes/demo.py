@@ -39,7 +39,7 @@ def camera_available(index: int) -> bool:
     """Whether OpenCV can open camera ``index`` and read a frame from it."""
     import cv2
 
-    from respike.nodes.camera import quiet_opencv
+    from respike.recorders.video import quiet_opencv
 
     with quiet_opencv():
         capture = cv2.VideoCapture(index)
@@ -63,8 +63,8 @@ def plan_demo(source: str | None) -> DemoPlan:
             {},
             f"no camera at index {source}: using the synthetic source instead",
         )
-    from respike.nodes.camera import is_video
     from respike.recorders import UnknownFormatError, open_events, split_sample
+    from respike.recorders.video import is_video
 
     path = Path(source)
     if not split_sample(path)[0].exists():  # FOLDER#INDEX: one sample of a dataset folder

@@ -8,22 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from respike.recorders.video import read_frames
 
 
 def read_clip(path: Path, n_frames: int) -> list[np.ndarray]:
     """The first ``n_frames`` BGR uint8 frames of a video file."""
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    while len(frames) < n_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    assert frames, f"no frame could be read from {path}"
-    return frames
+    return read_frames(path, n_frames)[0]
 
 
 def read_json_lines(process: subprocess.Popen[bytes], count: int, timeout: float) -> list[dict]:
