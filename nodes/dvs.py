@@ -5,26 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-
+from respike.events.frames import rgb_image
 from respike.nodes.base import Node, Pacer, SourceFailed, param, register
 from respike.recorders import EventFileError, EventWindow, Frame, open_events
 from respike.stream import kinds
 from respike.stream.messages import now_us
-
-
-def frame_to_rgb(image: np.ndarray) -> np.ndarray:
-    """A recording's frame (grey, grey+channel, or RGB; any integer depth) as (H, W, 3) uint8."""
-    if image.dtype != np.uint8:
-        scale = (
-            255.0 / max(1, int(np.iinfo(image.dtype).max)) if image.dtype.kind in "ui" else 255.0
-        )
-        image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image[:, :, :3])
 
 
 @register("dvs")
@@ -114,7 +99,7 @@ class DvsNode(Node):
 
     def _publish_frame(self, frame: Frame) -> None:
         meta = kinds.Frame(sensor_t=frame.t)
-        self.publish("frames", meta, now_us(), {"frame": frame_to_rgb(frame.image)})
+        self.publish("frames", meta, now_us(), {"frame": rgb_image(frame.image)})
 
     def stats(self) -> dict[str, float]:
         return {"packets": float(self.packets), "events": float(self.events)}

@@ -101,3 +101,19 @@ def test_area_taps_match_opencv_inter_area(rng: np.random.Generator) -> None:
 def test_area_taps_reject_empty_sizes() -> None:
     with pytest.raises(ValueError, match="both must be >= 1"):
         area_taps(0, 3)
+
+
+def test_any_frame_a_node_meets_becomes_rgb_uint8() -> None:
+    from respike.events.frames import check_image, rgb_image
+
+    grey16 = np.full((2, 3), 65535, np.uint16)
+    assert rgb_image(grey16).tolist() == [[[255] * 3] * 3] * 2, "16-bit grey from its full range"
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 10, 200
+    assert rgb_image(rgba)[0, 0].tolist() == [10, 0, 0], "RGBA loses its alpha"
+    floats = np.array([[np.nan, 0.5]], np.float32)
+    assert rgb_image(floats)[0, :, 0].tolist() == [0, 128], "NaN reads as 0"
+    with pytest.raises(ValueError, match=r"expected \(H, W, 3\) RGB or \(H, W\) grey"):
+        check_image(np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(ValueError, match="dtype complex64"):
+        check_image(np.zeros((2, 2), np.complex64))

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from respike.nodes.dvs import DvsNode, frame_to_rgb
+from respike.events.frames import rgb_image
+from respike.nodes.dvs import DvsNode
 from respike.nodes.runtime import MockIO
 from respike.recorders import open_events
 
@@ -106,6 +107,6 @@ def test_missing_and_empty_recordings_are_clear_errors(tmp_path: Path) -> None:
     ],
 )
 def test_frames_become_rgb_uint8(image: np.ndarray, expected: tuple[int, ...]) -> None:
-    rgb = frame_to_rgb(image)
+    rgb = rgb_image(image)
     assert rgb.shape == expected and rgb.dtype == np.uint8
     assert int(rgb.max()) == (255 if image.dtype == np.uint16 else int(image.max()))

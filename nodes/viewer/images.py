@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from respike.events.frames import rgb_image
+
 IMAGE_KINDS = ("frame", "events", "residual")
 """Message kinds drawn as images; each is served as ``/<kind>.jpg``."""
 
@@ -32,28 +34,6 @@ def _diverging_lut() -> npt.NDArray[np.uint8]:
 
 
 DIVERGING_LUT = _diverging_lut()
-
-
-def check_frame(frame: np.ndarray) -> None:
-    """Raise ValueError unless ``frame`` is RGB (H, W, 3) or grey (H, W[, 1]), uint8 or float."""
-    shape = frame.shape
-    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))) or frame.size == 0:
-        raise ValueError(f"frame has shape {shape}; expected (H, W, 3) RGB or (H, W) grey")
-    if frame.dtype != np.uint8 and frame.dtype.kind != "f":
-        raise ValueError(f"frame has dtype {frame.dtype}; expected uint8 or floats in [0, 1]")
-
-
-def frame_image(frame: npt.ArrayLike) -> npt.NDArray[np.uint8]:
-    """A frame as (H, W, 3) uint8 RGB: RGB or grey, uint8 or floats in [0, 1]."""
-    array = np.asarray(frame)
-    check_frame(array)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.dtype != np.uint8:
-        array = np.clip(np.nan_to_num(array) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return array
 
 
 def event_image(
@@ -125,7 +105,7 @@ def draw(
     sensor ``width`` and ``height``; ``residual_scale`` is :func:`residual_image`'s ``scale``.
     """
     if kind == "frame":
-        return frame_image(data)
+        return rgb_image(data)
     if kind == "events":
         return event_image(data, max(1, info["width"]), max(1, info["height"]))
     return residual_image(data, residual_scale)

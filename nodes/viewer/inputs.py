@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from respike.nodes.viewer.images import check_frame
+from respike.events.frames import check_image
 from respike.stream import kinds
 from respike.stream.messages import Message, now_us
 
@@ -77,7 +77,7 @@ def _array(message: Message, name: str) -> np.ndarray:
 def read_frame(message: Message) -> tuple[np.ndarray, dict[str, Any]]:
     """A frame message's frame, checked (converted only when drawn), and its size."""
     frame = _array(message, "frame")
-    check_frame(frame)
+    check_image(frame)
     height, width = frame.shape[:2]
     return frame, {"width": width, "height": height}
 
