@@ -53,7 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -65,7 +65,7 @@ from respike.events.types import EventArray
 from respike.models.ann import keyframe_tensor
 from respike.models.hybrid import InputSpec
 from respike.recorders import EventReader, open_events
-from respike.recorders.datasets import DatasetFolder, scan_dataset
+from respike.recorders.datasets import scan_dataset
 from respike.recorders.video import read_frames
 from respike.synthetic import (
     CLASS_NAMES,
@@ -576,92 +576,36 @@ def shift_events(
     return out
 
 
-def _folder_files(
-    root: Path, layouts: Sequence[str], split: str, dataset: str
-) -> tuple[DatasetFolder, list[_EventFile]]:
-    """The dataset folder at ``root`` (one of ``layouts``) and its recordings of ``split``."""
-    folder = scan_dataset(root)
-    if folder.layout not in layouts:
-        raise ValueError(
-            f"{root} holds the {folder.layout} layout; {dataset} reads {' or '.join(layouts)}"
-        )
-    files = [
-        _EventFile(partial(folder.open, i), folder.samples[i].label) for i in folder.in_split(split)
-    ]
-    return folder, files
+class _FolderClips(_EventClipDataset):
+    """A dataset folder of recordings, one of the layouts of :mod:`respike.recorders.datasets`,
+    as clips; subclasses name the layouts they read."""
 
-
-class NMnist(_EventClipDataset):
-    """N-MNIST from a local folder: ``split`` is ``"train"`` or ``"test"``.
-
-    Layouts (:mod:`respike.recorders.datasets`): split files ``train*.txt``/``test*.txt`` with
-    lines ``sample class`` and the samples as ``<sample>.bs2``/``.bin`` beside them
-    (``../shared/data/nmnist_small``), or the original ``[NMNIST/]Train/<digit>/<id>.bin`` and
-    ``Test/<digit>/<id>.bin``. Each sample gives one clip starting at its first event (34x34
-    sensor); ``augment`` shifts the events by up to ``shift`` pixels.
-    """
+    LAYOUTS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         root: str | Path,
         spec: InputSpec,
         *,
-        split: str = "train",
-        segments: int = 1,
-        augment: bool = False,
-        shift: int = 2,
-        seed: int = 0,
+        split: str,
+        folder_split: str,
+        segments: int,
+        windows: str,
+        augment: bool,
+        shift: int,
+        seed: int,
     ) -> None:
         root = Path(root)
-        if split not in ("train", "test"):
-            raise ValueError(f"N-MNIST split is {split!r}; expected 'train' or 'test'")
-        folder, files = _folder_files(root, ("nmnist-split", "nmnist"), split, "NMnist")
-        super().__init__(
-            spec,
-            files,
-            folder.class_names,
-            segments=segments,
-            augment=augment,
-            shift=shift if augment else 0,
-            seed=seed,
-        )
-        self.root = root
-        self.split = split
-
-    def describe(self) -> dict[str, Any]:
-        """Plain metadata (stored in checkpoints and eval reports)."""
-        return {**super().describe(), "root": str(self.root), "split": self.split}
-
-
-class DvsGesture(_EventClipDataset):
-    """DVS Gesture from a local folder, as consecutive clips of every recording.
-
-    Layouts (:mod:`respike.recorders.datasets`): tonic's
-    (``[DVSGesture/]ibmGesture{Train,Test}/userNN_lighting/<label>.npy``, times in ms; any
-    ``split`` but ``"train"`` reads the test recordings, DVS Gesture has no validation split) or
-    a folder of recordings with ``labels.csv`` (``file,class_id,class_name``, DVS Gesture's ids
-    1-11, e.g. ``../shared/data/dvs_gesture10``; no split: every recording). Classes are always
-    the 11 of DVS Gesture (:data:`~respike.recorders.datasets.DVS_GESTURE_CLASSES`); sensor
-    128x128.
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        spec: InputSpec,
-        *,
-        split: str = "test",
-        segments: int = 4,
-        windows: str = "all",
-        augment: bool = False,
-        shift: int = 4,
-        seed: int = 0,
-    ) -> None:
-        root = Path(root)
-        folder_split = "train" if split == "train" else "test"
-        folder, files = _folder_files(
-            root, ("dvsgesture", "labels-csv"), folder_split, "DvsGesture"
-        )
+        folder = scan_dataset(root)
+        if folder.layout not in self.LAYOUTS:
+            raise ValueError(
+                f"{root} holds the {folder.layout} layout; {type(self).__name__} reads "
+                f"{' or '.join(self.LAYOUTS)}"
+            )
+        files = [
+            _EventFile(partial(folder.open, i), folder.samples[i].label)
+            for i in folder.in_split(folder_split)
+        ]
         super().__init__(
             spec,
             files,
@@ -678,6 +622,83 @@ class DvsGesture(_EventClipDataset):
     def describe(self) -> dict[str, Any]:
         """Plain metadata (stored in checkpoints and eval reports)."""
         return {**super().describe(), "root": str(self.root), "split": self.split}
+
+
+class NMnist(_FolderClips):
+    """N-MNIST from a local folder: ``split`` is ``"train"`` or ``"test"``.
+
+    Layouts (:mod:`respike.recorders.datasets`): split files ``train*.txt``/``test*.txt`` with
+    lines ``sample class`` and the samples as ``<sample>.bs2``/``.bin`` beside them
+    (``../shared/data/nmnist_small``), or the original ``[NMNIST/]Train/<digit>/<id>.bin`` and
+    ``Test/<digit>/<id>.bin``. Each sample gives one clip starting at its first event (34x34
+    sensor); ``augment`` shifts the events by up to ``shift`` pixels.
+    """
+
+    LAYOUTS = ("nmnist-split", "nmnist")
+
+    def __init__(
+        self,
+        root: str | Path,
+        spec: InputSpec,
+        *,
+        split: str = "train",
+        segments: int = 1,
+        augment: bool = False,
+        shift: int = 2,
+        seed: int = 0,
+    ) -> None:
+        if split not in ("train", "test"):
+            raise ValueError(f"N-MNIST split is {split!r}; expected 'train' or 'test'")
+        super().__init__(
+            root,
+            spec,
+            split=split,
+            folder_split=split,
+            segments=segments,
+            windows="first",
+            augment=augment,
+            shift=shift,
+            seed=seed,
+        )
+
+
+class DvsGesture(_FolderClips):
+    """DVS Gesture from a local folder, as consecutive clips of every recording.
+
+    Layouts (:mod:`respike.recorders.datasets`): tonic's
+    (``[DVSGesture/]ibmGesture{Train,Test}/userNN_lighting/<label>.npy``, times in ms; any
+    ``split`` but ``"train"`` reads the test recordings, DVS Gesture has no validation split) or
+    a folder of recordings with ``labels.csv`` (``file,class_id,class_name``, DVS Gesture's ids
+    1-11, e.g. ``../shared/data/dvs_gesture10``; no split: every recording). Classes are always
+    the 11 of DVS Gesture (:data:`~respike.recorders.datasets.DVS_GESTURE_CLASSES`); sensor
+    128x128.
+    """
+
+    LAYOUTS = ("dvsgesture", "labels-csv")
+
+    def __init__(
+        self,
+        root: str | Path,
+        spec: InputSpec,
+        *,
+        split: str = "test",
+        segments: int = 4,
+        windows: str = "all",
+        augment: bool = False,
+        shift: int = 4,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            root,
+            spec,
+            split=split,
+            folder_split="train" if split == "train" else "test",
+            segments=segments,
+            windows=windows,
+            augment=augment,
+            shift=shift,
+            seed=seed,
+        )
 
 
 class EventRecording(_EventClipDataset):
