@@ -76,6 +76,17 @@ def keyframe_tensor(
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
+def init_resnet_weights(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal convolutions (fan out, ReLU gain),
+    batch norms at weight 1 and bias 0; the SNN's convolutions start the same way."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
 class BasicBlock(nn.Module):
     """torchvision's ResNet ``BasicBlock``: two 3x3 convolutions and a shortcut, with the same
     module names, so its state dicts load unchanged."""
@@ -118,12 +129,7 @@ class ResNetFeatures(nn.Module):
         self.layer2 = self._make_layer(w[1], config.blocks[1], stride=2)
         self.layer3 = self._make_layer(w[2], config.blocks[2], stride=2)
         self.layer4 = self._make_layer(w[3], config.blocks[3], stride=2)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_resnet_weights(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         """torchvision's ``ResNet._make_layer`` for ``BasicBlock``, free in its widths."""
@@ -209,6 +215,7 @@ __all__ = [
     "IMAGENET_STD",
     "ANNConfig",
     "ResNetFeatures",
+    "init_resnet_weights",
     "keyframe_tensor",
     "load_torchvision_weights",
 ]

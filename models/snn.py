@@ -25,6 +25,7 @@ from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from norse.torch.module.lif_box import LIFBoxCell
 from torch import nn
 
+from respike.models.ann import init_resnet_weights
 from respike.models.motion import MotionDetectors, MotionState
 from respike.models.neurons import LIFConfig, lif_step, make_lif_cell
 
@@ -171,15 +172,7 @@ class SpikingResNet(nn.Module):
             stages.append(nn.ModuleList(blocks))
         self.stages = nn.ModuleList(stages)
         self.lif_out = make_lif_cell(config.lif)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_resnet_weights(self)
 
     @property
     def widths(self) -> tuple[int, ...]:
