@@ -56,8 +56,7 @@ from respike.events.frames import (
     CHANNEL_ORDERS,
     LEVELS_U16,
     FrameFormat,
-    check_frame,
-    frame_format,
+    continue_stream,
     grey_pixel,
     grey_reference,
     grey_weights,
@@ -274,14 +273,7 @@ class DvsEmulator:
         t1 = int(t_us)
         if abs(t1) >= MAX_ABS_TIME_US:
             raise ValueError(f"frame time {t1} µs is outside +-2**61 µs")
-        checked = check_frame(frame)
-        fmt = frame_format(checked)
-        format_changes = 0
-        if state is not None:
-            format_changes = state.format_changes
-            if state.frame_format != fmt:
-                format_changes += 1
-                state = None
+        checked, fmt, state, format_changes = continue_stream(frame, state)
         if state is not None and not 0 < t1 - state.t <= MAX_INTERVAL_US:
             raise ValueError(
                 f"frame time {t1} µs is not within (0, 2**30] µs after the previous frame's "

@@ -16,7 +16,7 @@ delete the ``__pycache__`` folders of this package so the kernels that use them 
 from __future__ import annotations
 
 from functools import lru_cache, partial
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import numba
 import numpy as np
@@ -156,6 +156,36 @@ def frame_format(frame: npt.NDArray[np.generic]) -> FrameFormat:
 
 
 _DTYPE_NAMES = {np.dtype(np.uint8).char: "uint8", np.dtype(np.float32).char: "float32"}
+
+
+class StreamState(Protocol):
+    """What every stateful step remembers of its frames (the residual's, the emulator's)."""
+
+    @property
+    def frame_format(self) -> FrameFormat: ...
+
+    @property
+    def format_changes(self) -> int: ...
+
+
+S = TypeVar("S", bound=StreamState)
+
+
+def continue_stream(
+    frame: object, state: S | None
+) -> tuple[npt.NDArray[np.generic], FrameFormat, S | None, int]:
+    """``frame`` checked, its format, the state to continue from and the format changes so far.
+
+    A frame of another format than the stream's restarts it: the state comes back ``None`` (a
+    new stream) and the count of format changes goes up by one, so the caller can say so.
+    """
+    checked = check_frame(frame)
+    fmt = frame_format(checked)
+    if state is None:
+        return checked, fmt, None, 0
+    if state.frame_format != fmt:
+        return checked, fmt, None, state.format_changes + 1
+    return checked, fmt, state, state.format_changes
 
 
 def grey_pixel(

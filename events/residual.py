@@ -29,9 +29,8 @@ from respike.events.frames import (
     CHANNEL_ORDERS,
     FrameFormat,
     area_taps,
-    check_frame,
     check_size,
-    frame_format,
+    continue_stream,
     grey_pixel,
     grey_reference,
     grey_weights,
@@ -175,15 +174,8 @@ class ResidualFrames:
         state: ResidualState | None,
         run: ResidualKernel,
     ) -> tuple[npt.NDArray[np.float32], ResidualState]:
-        checked = check_frame(frame)
-        fmt = frame_format(checked)
+        checked, fmt, state, format_changes = continue_stream(frame, state)
         plan = self._plan(fmt)
-        format_changes = 0
-        if state is not None:
-            format_changes = state.format_changes
-            if state.frame_format != fmt:
-                format_changes += 1
-                state = None
         index = 0 if state is None else state.frame_index + 1
         is_key = state is None or index % self.stride == 0
         if is_key or state is None:
