@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -49,32 +50,37 @@ def imported_modules(path: Path) -> list[str]:
     return modules
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_packages_import_only_what_their_layer_allows(package: str) -> None:
+def within(module: str, packages: Iterable[str]) -> bool:
+    """Whether ``module`` is one of ``packages`` or inside one."""
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def violations(package: str, wrong: Callable[[str], bool]) -> list[str]:
+    """``FILE imports MODULE`` for every import in ``package`` that ``wrong`` says it may not."""
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"{package}/ has no Python files"
-    violations = [
+    return [
         f"{path.relative_to(ROOT)} imports {module}"
         for path in files
         for module in imported_modules(path)
-        if any(module == banned or module.startswith(banned + ".") for banned in FORBIDDEN[package])
+        if wrong(module)
     ]
-    assert not violations, "layering broken (see ARCHITECTURE.md):\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_packages_import_only_what_their_layer_allows(package: str) -> None:
+    bad = violations(package, lambda module: within(module, FORBIDDEN[package]))
+    assert not bad, "layering broken (see ARCHITECTURE.md):\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("package", sorted(ONLY))
 def test_allow_listed_packages_import_nothing_else(package: str) -> None:
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    files = sorted((ROOT / package).rglob("*.py"))
-    assert files, f"{package}/ has no Python files"
-    violations = [
-        f"{path.relative_to(ROOT)} imports {module}"
-        for path in files
-        for module in imported_modules(path)
-        if module.split(".")[0] not in stdlib
-        and not any(module == ok or module.startswith(ok + ".") for ok in ONLY[package])
-    ]
-    assert not violations, "layering broken (see ARCHITECTURE.md):\n" + "\n".join(violations)
+    bad = violations(
+        package,
+        lambda module: module.split(".")[0] not in stdlib and not within(module, ONLY[package]),
+    )
+    assert not bad, "layering broken (see ARCHITECTURE.md):\n" + "\n".join(bad)
 
 
 def test_the_transport_and_node_runtime_start_without_torch() -> None:
