@@ -37,7 +37,7 @@ _EXPORTS = {
     "DvsGesture": "datasets",
     "DvsRandomisation": "datasets",
     "EnergyReport": "energy",
-    "EvalReport": "training",
+    "EvalReport": "evaluation",
     "EventEncoder": "datasets",
     "EventRecording": "datasets",
     "FrameEncoder": "datasets",
@@ -55,8 +55,8 @@ _EXPORTS = {
     "TrainConfig": "training",
     "TrainResult": "training",
     "VideoFolder": "datasets",
-    "evaluate": "training",
-    "evaluate_checkpoint": "training",
+    "evaluate": "evaluation",
+    "evaluate_checkpoint": "evaluation",
     "export_nir": "export",
     "export_onnx": "export",
     "get_model": "registry",
@@ -99,6 +99,7 @@ if TYPE_CHECKING:
         parse_data_spec,
     )
     from respike.models.energy import EnergyReport, OpCounts, measure_energy, r3d18_reference
+    from respike.models.evaluation import EvalReport, evaluate, evaluate_checkpoint
     from respike.models.export import export_nir, export_onnx
     from respike.models.fusion import FusionConfig
     from respike.models.hybrid import (
@@ -112,14 +113,7 @@ if TYPE_CHECKING:
     from respike.models.neurons import LIFConfig
     from respike.models.registry import get_model, list_models, register_model
     from respike.models.snn import SNNConfig, SpikingResNet
-    from respike.models.training import (
-        EvalReport,
-        TrainConfig,
-        TrainResult,
-        evaluate,
-        evaluate_checkpoint,
-        train,
-    )
+    from respike.models.training import TrainConfig, TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Training and evaluation of respike models: the loops behind ``respike train`` and ``respike eval``.
+"""Training of respike models: the loop behind ``respike train``.
 
 Training is surrogate-gradient backpropagation through time: :meth:`HybridReSpike.forward` runs
 the whole clip (its SNN steps are the streaming code path), the loss is the cross-entropy of the
@@ -12,45 +12,31 @@ Each epoch writes ``OUT/last.pt`` (a model checkpoint, see :mod:`respike.models.
 the checkpoint of the best validation accuracy (the last epoch when there is no validation
 data), and ``--save-every N`` keeps ``OUT/epoch-NNN.pt`` too. Under ``torchrun`` the run is
 data-parallel (DDP, gloo on CPU): each process trains on its share of every epoch, rank 0
-validates and writes.
+validates (:func:`respike.models.evaluation.evaluate`) and writes.
 
-Evaluation (:func:`evaluate`) reports accuracy, per-class accuracy, the confusion matrix (also as
-a PNG drawn with OpenCV), the energy per prediction measured on the clips next to the ANN-only
-``r3d_18`` reference on clips of the same length, and the same for ablation checkpoints.
-
-The CLI (``nodes/cli.py``) adds :func:`add_train_arguments`/:func:`run_train` and
-:func:`add_eval_arguments`/:func:`run_eval`; ``python -m respike.models.training train|eval``
-runs the same without it.
+The command line (:mod:`respike.models.cli`) turns ``respike train``'s flags into a
+:class:`TrainConfig`; every default is this module's dataclasses' (and the model configs').
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
 import time
-import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any
 
-import cv2
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler
 
 from respike.models.ann import ANNConfig
-from respike.models.checkpoint import (
-    load_checkpoint,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from respike.models.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from respike.models.datasets import (
     ClipDataset,
     DataOptions,
@@ -58,13 +44,12 @@ from respike.models.datasets import (
     open_dataset,
     parse_data_spec,
 )
-from respike.models.energy import measure_energy, r3d18_reference
+from respike.models.evaluation import check_model_fits, evaluate, progress_bar
 from respike.models.fusion import FusionConfig
-from respike.models.hybrid import MODES, Clip, HybridReSpike, InputSpec, KeyResidual, Mode
-from respike.models.neurons import LIFConfig
+from respike.models.hybrid import MODES, Clip, HybridReSpike, InputSpec, Mode
 from respike.models.registry import get_model, list_models
 from respike.models.snn import SNNConfig
-from respike.synthetic import GROUPS, SceneConfig, class_names
+from respike.synthetic import SceneConfig
 
 # --------------------------------------------------------------------------------------------
 # Configuration
@@ -76,7 +61,8 @@ class TrainConfig:
 
     ``data``/``val_data`` are data SPECs (:func:`respike.models.datasets.parse_data_spec`);
     ``clips`` and ``val_clips`` size synthetic sets; ``resample`` draws new synthetic clips
-    every epoch. ``snn``/``ann``/``fusion`` override the builder's defaults when given.
+    every epoch. ``input_spec`` defaults to grey residual input (the model builders' default
+    is events); ``snn``/``ann``/``fusion`` override the builder's defaults when given.
     ``batch_size`` is per process. ``lr`` peaks after ``warmup`` of the first epoch's steps,
     then follows a cosine to zero at the end of ``epochs``. ``init`` lists checkpoints whose
     weights start the model wherever names and shapes match (e.g. a hybrid started from its
@@ -84,11 +70,13 @@ class TrainConfig:
     """
 
     data: str
-    out: Path
+    out: Path = Path("runs/train")
     val_data: str | None = None
     model: str = "respike_r18_lite"
     mode: Mode = "hybrid"
-    input_spec: InputSpec = field(default_factory=InputSpec)
+    input_spec: InputSpec = field(
+        default_factory=lambda: InputSpec(snn_input="residual", snn_channels=1)
+    )
     snn: SNNConfig | None = None
     ann: ANNConfig | None = None
     fusion: FusionConfig | None = None
@@ -287,16 +275,6 @@ def clip_loss(
     return loss
 
 
-def _check_model_fits(model: HybridReSpike, dataset: ClipDataset) -> None:
-    if model.mode != "snn" and not dataset.has_keyframes:
-        raise ValueError(
-            f"{type(dataset).__name__} has no RGB key frames; only an 'snn'-mode model can "
-            f"use it (this one is {model.mode!r})"
-        )
-    if dataset.input_spec != model.config.input_spec:
-        raise ValueError("the dataset makes inputs for another input spec than the model's")
-
-
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -305,14 +283,6 @@ def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-
-
-def _progress(iterable: Iterable[Any], *, enabled: bool, total: int, desc: str) -> Any:
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,7 +326,7 @@ def train(
         )
     names = train_set.class_names
     model = build_model(config, len(names))
-    _check_model_fits(model, train_set)
+    check_model_fits(model, train_set)
     for path in config.init:
         loaded = initialise_from(model, path, names)
         if info.main:
@@ -475,7 +445,7 @@ def _train_epoch(
         )
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    bar = _progress(
+    bar = progress_bar(
         loader, enabled=progress and info.main, total=len(loader), desc=f"epoch {epoch + 1}"
     )
     for keyframes, steps, labels in bar:
@@ -536,696 +506,16 @@ def _resume(
     return int(state["epoch"]), float(state["best_accuracy"]), history
 
 
-# --------------------------------------------------------------------------------------------
-# Evaluation
-
-
-@dataclass(frozen=True)
-class EnergySummary:
-    """Energy of a model's predictions measured on evaluation clips, next to ``r3d_18``'s.
-
-    ``prediction_pj``: one per-step prediction, the key frame amortised over its ``K`` steps;
-    ``clip_pj``: all ``steps`` of a clip (ReSpike's clip prediction); ``reference_clip_pj``: an
-    ANN-only ``r3d_18`` on a clip of the same ``steps`` frames at ``reference_size`` (W, H);
-    ``ratio``: ``clip_pj / reference_clip_pj``.
-    """
-
-    prediction_pj: float
-    clip_pj: float
-    reference_clip_pj: float
-    ratio: float
-    steps: int
-    reference_size: tuple[int, int]
-    clips_measured: int
-    detail: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    """Results of :func:`evaluate` on one dataset (labels in the model's class order).
-
-    ``accuracy`` and ``per_class`` count labelled clips only (``None`` without any);
-    ``confusion[i][j]`` counts clips of true class ``i`` predicted as ``j``; ``predictions``
-    counts every clip's predicted class by name.
-    """
-
-    accuracy: float | None
-    clips: int
-    class_names: tuple[str, ...]
-    per_class: Mapping[str, Mapping[str, float | int | None]]
-    confusion: tuple[tuple[int, ...], ...]
-    predictions: Mapping[str, int]
-    energy: EnergySummary | None
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready report."""
-        return {
-            "accuracy": self.accuracy,
-            "clips": self.clips,
-            "class_names": list(self.class_names),
-            "per_class": {k: dict(v) for k, v in self.per_class.items()},
-            "confusion": [list(r) for r in self.confusion],
-            "predictions": dict(self.predictions),
-            "energy": None if self.energy is None else _energy_dict(self.energy),
-            "seconds": self.seconds,
-        }
-
-
-def _energy_dict(energy: EnergySummary) -> dict[str, Any]:
-    out = asdict(energy)
-    out["reference_size"] = list(energy.reference_size)
-    return out
-
-
-def label_map(dataset_names: Sequence[str], model_names: Sequence[str]) -> list[int]:
-    """For each dataset class, the model's class of the same name; unknown names are an error."""
-    index = {name: i for i, name in enumerate(model_names)}
-    missing = [n for n in dataset_names if n not in index]
-    if missing:
-        raise ValueError(
-            f"the data has classes the model does not know: {missing}; model classes: "
-            f"{', '.join(model_names)}"
-        )
-    return [index[n] for n in dataset_names]
-
-
-@torch.no_grad()
-def evaluate(
-    model: HybridReSpike,
-    dataset: ClipDataset,
-    *,
-    class_names: Sequence[str] | None = None,
-    batch_size: int = 16,
-    energy_clips: int = 0,
-    progress: bool = False,
-) -> EvalReport:
-    """Classify every clip of ``dataset`` with ``model`` (put in eval mode, restored after).
-
-    ``class_names`` are the model's (default: the dataset's, i.e. trained on it); dataset labels
-    are matched to them by name. ``energy_clips > 0`` measures the energy per prediction on the
-    first that many clips.
-    """
-    start = time.perf_counter()
-    _check_model_fits(model, dataset)
-    names = tuple(class_names or dataset.class_names)
-    mapping = label_map(dataset.class_names, names)
-    was_training = model.training
-    model.eval()
-    n = len(names)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    predicted = np.zeros(n, dtype=np.int64)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for keyframes, steps, labels in _progress(
-        loader, enabled=progress, total=len(loader), desc="eval"
-    ):
-        guess = model(Clip(keyframes, steps)).logits.argmax(-1).numpy()
-        np.add.at(predicted, guess, 1)
-        for true, g in zip(labels.tolist(), guess.tolist(), strict=True):
-            if true >= 0:
-                confusion[mapping[true], g] += 1
-    energy = _measure(model, dataset, energy_clips) if energy_clips > 0 else None
-    model.train(was_training)
-    labelled = int(confusion.sum())
-    per_class: dict[str, dict[str, float | int | None]] = {}
-    for i, name in enumerate(names):
-        total = int(confusion[i].sum())
-        if total:
-            per_class[name] = {"accuracy": float(confusion[i, i] / total), "clips": total}
-    return EvalReport(
-        accuracy=float(np.trace(confusion) / labelled) if labelled else None,
-        clips=len(dataset),
-        class_names=names,
-        per_class=per_class,
-        confusion=tuple(tuple(int(v) for v in row) for row in confusion),
-        predictions={names[i]: int(c) for i, c in enumerate(predicted) if c},
-        energy=energy,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _measure(model: HybridReSpike, dataset: ClipDataset, clips: int) -> EnergySummary:
-    """Energy per prediction on the first ``clips`` clips, and the r3d_18 reference."""
-    subset = Subset(dataset, range(min(clips, len(dataset))))
-    keyframes, steps, _ = next(iter(DataLoader(subset, batch_size=len(subset))))
-    report = measure_energy(model, Clip(keyframes, steps))
-    spec = model.config.input_spec
-    height, width = spec.keyframe_size if model.ann is not None else spec.snn_size
-    n_steps = steps.shape[1]
-    reference = r3d18_reference(
-        num_classes=model.config.num_classes, frames=n_steps, size=(height, width)
-    )
-    clip_pj = report.clip(n_steps).energy_pj()
-    return EnergySummary(
-        prediction_pj=report.prediction.energy_pj(),
-        clip_pj=clip_pj,
-        reference_clip_pj=reference.energy_pj(),
-        ratio=clip_pj / reference.energy_pj(),
-        steps=n_steps,
-        reference_size=(width, height),
-        clips_measured=len(subset),
-        detail=report.to_dict(),
-    )
-
-
-def confusion_image(
-    confusion: Sequence[Sequence[int]], class_names: Sequence[str], *, title: str = ""
-) -> np.ndarray:
-    """The confusion matrix as a BGR image: row-normalised cells, counts, class names.
-
-    Rows are true classes, columns predictions (numbered; the row labels name them). Drawn with
-    OpenCV so evaluation needs no plotting library.
-    """
-    matrix = np.asarray(confusion, dtype=np.float64)
-    n = matrix.shape[0]
-    cell = 34 if n <= 20 else 22
-    label_w = 12 + 7 * max((len(f"{i}: {name}") for i, name in enumerate(class_names)), default=0)
-    top = 48
-    width, height = label_w + n * cell + 10, top + n * cell + 10
-    image = np.full((height, width, 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    rows = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-    colours = cv2.applyColorMap((share * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
-    if title:
-        cv2.putText(image, title, (6, 16), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, "predicted ->", (label_w, 32), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
-    for j in range(n):
-        cv2.putText(
-            image, str(j), (label_w + j * cell + 4, top - 4), font, 0.33, (0, 0, 0), 1, cv2.LINE_AA
-        )
-    for i in range(n):
-        y = top + i * cell
-        cv2.putText(
-            image,
-            f"{i}: {class_names[i]}",
-            (6, y + cell // 2 + 4),
-            font,
-            0.33,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-        for j in range(n):
-            x = label_w + j * cell
-            colour = tuple(int(c) for c in colours[i, j])
-            cv2.rectangle(image, (x, y), (x + cell - 1, y + cell - 1), colour, -1)
-            if matrix[i, j]:
-                ink = (0, 0, 0) if share[i, j] > 0.5 else (255, 255, 255)
-                cv2.putText(
-                    image,
-                    str(int(matrix[i, j])),
-                    (x + 3, y + cell // 2 + 4),
-                    font,
-                    0.33,
-                    ink,
-                    1,
-                    cv2.LINE_AA,
-                )
-        cv2.rectangle(
-            image, (label_w, y), (label_w + n * cell - 1, y + cell - 1), (200, 200, 200), 1
-        )
-    return image
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def _pair(text: str) -> tuple[int, int]:
-    """``64`` -> (64, 64); ``160x120`` (width x height) -> (160, 120)."""
-    width, sep, height = text.lower().partition("x")
-    return (int(width), int(height)) if sep else (int(width), int(width))
-
-
-def _hw(size: tuple[int, int]) -> tuple[int, int]:
-    """A flag's (width, height) as an :class:`InputSpec` size, (height, width)."""
-    return (size[1], size[0])
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
-
-
-def _range(text: str) -> tuple[float, float]:
-    parts = [float(v) for v in text.split(",")]
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LOW,HIGH or one value")
-    return (parts[0], parts[1])
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``respike train`` (a TOML ``--config`` file may set any of them by name)."""
-    parser.add_argument(
-        "--config", type=Path, help="TOML file of flag defaults (keys as flags, - or _)"
-    )
-    parser.add_argument("--data", help="training data SPEC (KIND:PATH or synthetic)")
-    parser.add_argument(
-        "--val-data", help="validation data SPEC (picks best.pt); none: best = last"
-    )
-    parser.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
-    parser.add_argument(
-        "--resume", type=Path, help="continue the run in this folder (or its last.pt)"
-    )
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="respike_r18_lite", choices=list_models())
-    model.add_argument("--mode", default="hybrid", choices=MODES)
-    model.add_argument("--snn-input", default="residual", choices=("residual", "events"))
-    model.add_argument("--snn-channels", type=int, help="1 grey / 3 RGB residuals; events: 2")
-    model.add_argument(
-        "--key-residual",
-        default="zero",
-        choices=get_args(KeyResidual),
-        help="a key frame's residual: zero (ReSpike) or minus the previous key frame",
-    )
-    model.add_argument("--snn-size", type=_pair, default=(64, 64), help="SNN input, N or WxH")
-    model.add_argument("--keyframe-size", type=_pair, default=(112, 112), help="N or WxH")
-    model.add_argument("--keyframe-interval", type=int, default=4, help="K: steps per key frame")
-    model.add_argument("--time-bin-us", type=int, default=33_333, help="duration of one step")
-    model.add_argument("--snn-widths", type=_ints, help="e.g. 16,32,64,128")
-    model.add_argument("--snn-blocks", type=_ints, help="e.g. 1,1,1,1")
-    model.add_argument("--snn-stem-stride", type=int, default=2)
-    model.add_argument(
-        "--snn-motion",
-        type=_ints,
-        help="shifts of the SNN's motion detectors in input pixels, e.g. 1,2,4 (residual input)",
-    )
-    model.add_argument(
-        "--snn-motion-delays",
-        type=_ints,
-        help="delays of the motion detectors in steps, e.g. 1,2 (default 1)",
-    )
-    model.add_argument(
-        "--lif-decay", type=float, help="membrane kept per step (default ReSpike's 0.25)"
-    )
-    model.add_argument("--ann-widths", type=_ints)
-    model.add_argument("--ann-blocks", type=_ints)
-    model.add_argument("--fusion-stages", type=_ints)
-    model.add_argument("--fusion-head-dim", type=int, default=32)
-    data = parser.add_argument_group("data")
-    data.add_argument("--classes", help="synthetic classes: names or groups, comma-separated")
-    data.add_argument("--segments", type=int, default=4, help="S: key frames per clip")
-    data.add_argument("--clips", type=int, default=760, help="synthetic training clips per epoch")
-    data.add_argument("--val-clips", type=int, default=190, help="synthetic validation clips")
-    data.add_argument("--resample", action="store_true", help="new synthetic clips every epoch")
-    data.add_argument("--augment", action="store_true", help="random event shifts/windows")
-    data.add_argument("--cache-dir", type=Path, help="cache synthetic tensors here (.npz)")
-    data.add_argument("--scene-size", type=_pair, default=(160, 120), help="synthetic render WxH")
-    data.add_argument("--framing", default="full", choices=("full", "upper"))
-    data.add_argument("--fps", type=float, default=30.0, help="synthetic frame rate")
-    data.add_argument("--dvs-threshold", type=_range, help="synthetic events: LOW,HIGH per clip")
-    data.add_argument("--dvs-mismatch", type=_range, default=(0.0, 0.0))
-    data.add_argument("--dvs-noise-hz", type=_range, default=(0.0, 0.0))
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=10)
-    opt.add_argument("--batch-size", type=int, default=16, help="per process")
-    opt.add_argument("--lr", type=float, default=2e-3)
-    opt.add_argument("--weight-decay", type=float, default=1e-4)
-    opt.add_argument("--step-loss", type=float, default=0.5, help="weight of per-step losses")
-    opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    opt.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    opt.add_argument("--save-every", type=int, default=0, help="keep epoch-NNN.pt every N epochs")
-    opt.add_argument(
-        "--init",
-        type=Path,
-        action="append",
-        default=[],
-        help="start from this checkpoint's matching weights (repeatable)",
-    )
-    opt.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (logs: one line per epoch)"
-    )
-
-
-def apply_config_file(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` with the values of its ``--config`` TOML file where no flag was given.
-
-    Keys are flag names (``batch-size`` or ``batch_size``); a flag left at its default takes the
-    file's value, so flags on the command line win over the file.
-    """
-    if getattr(args, "config", None) is None:
-        return args
-    reference = argparse.ArgumentParser()
-    add_train_arguments(reference)
-    actions = {a.dest: a for a in reference._actions}
-    with Path(args.config).open("rb") as f:
-        values = tomllib.load(f)
-    merged = vars(args).copy()
-    for key, value in values.items():
-        dest = key.replace("-", "_")
-        if dest not in actions or dest == "config":
-            raise ValueError(f"{args.config}: unknown key {key!r}")
-        action = actions[dest]
-        if merged.get(dest) != action.default:
-            continue
-        convert = cast(Callable[[str], Any], action.type or str)
-        if isinstance(value, list) and isinstance(action, argparse._AppendAction):
-            value = [convert(str(v)) for v in value]
-        elif isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        if action.type is not None and isinstance(value, str | int | float):
-            value = cast(Callable[[str], Any], action.type)(str(value))
-        merged[dest] = value
-    return argparse.Namespace(**merged)
-
-
-def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` the flags of :func:`add_train_arguments` describe."""
-    if not args.data:
-        raise ValueError("--data SPEC is required (e.g. synthetic or nmnist:DIR)")
-    channels = args.snn_channels or (2 if args.snn_input == "events" else 1)
-    spec = InputSpec(
-        snn_size=_hw(args.snn_size),
-        snn_input=args.snn_input,
-        snn_channels=channels,
-        key_residual=args.key_residual,
-        keyframe_size=_hw(args.keyframe_size),
-        keyframe_interval=args.keyframe_interval,
-        time_bin_us=args.time_bin_us,
-    )
-    snn = None
-    if (
-        args.snn_widths
-        or args.snn_blocks
-        or args.snn_stem_stride != 2
-        or args.lif_decay
-        or args.snn_motion
-        or args.snn_motion_delays
-    ):
-        base = SNNConfig()
-        snn = SNNConfig(
-            widths=args.snn_widths or base.widths,
-            blocks=args.snn_blocks or (1,) * len(args.snn_widths or base.widths),
-            stem_stride=args.snn_stem_stride,
-            lif=LIFConfig(decay=args.lif_decay) if args.lif_decay else base.lif,
-            motion_shifts=args.snn_motion or (),
-            motion_delays=args.snn_motion_delays or base.motion_delays,
-        )
-    ann = None
-    if args.ann_widths or args.ann_blocks:
-        ann = ANNConfig(
-            widths=args.ann_widths or ANNConfig().widths, blocks=args.ann_blocks or (1, 1, 1, 1)
-        )
-    fusion = None
-    if args.fusion_stages or args.fusion_head_dim != 32:
-        fusion = FusionConfig(
-            stages=args.fusion_stages or FusionConfig().stages, head_dim=args.fusion_head_dim
-        )
-    classes: tuple[str, ...] = ()
-    if args.classes:
-        names: list[str] = []
-        for item in (p.strip() for p in args.classes.split(",") if p.strip()):
-            names += class_names(item) if item in GROUPS else [item]
-        classes = tuple(names)
-    synthetic = parse_data_spec(args.data).kind == "synthetic"
-    scene = None
-    if synthetic:
-        width, height = args.scene_size
-        scene = SceneConfig(width=width, height=height, fps=args.fps, framing=args.framing)
-    dvs = None
-    if synthetic and args.snn_input == "events":
-        dvs = DvsRandomisation(
-            threshold_range=args.dvs_threshold or (0.2, 0.2),
-            mismatch_range=args.dvs_mismatch,
-            noise_hz_range=args.dvs_noise_hz,
-        )
-    val_data = args.val_data
-    if val_data is None and synthetic:
-        val_data = "synthetic?split=val"
-    return TrainConfig(
-        data=args.data,
-        out=args.out,
-        val_data=val_data,
-        model=args.model,
-        mode=args.mode,
-        input_spec=spec,
-        snn=snn,
-        ann=ann,
-        fusion=fusion,
-        classes=classes,
-        segments=args.segments,
-        clips=args.clips,
-        val_clips=args.val_clips,
-        scene=scene,
-        dvs=dvs,
-        resample=args.resample,
-        augment=args.augment,
-        cache_dir=args.cache_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        step_loss=args.step_loss,
-        seed=args.seed,
-        workers=args.workers,
-        threads=args.threads,
-        save_every=args.save_every,
-        init=tuple(args.init),
-    )
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """``respike train``: train, print where the checkpoints went; 0 on success."""
-    args = apply_config_file(args)
-    config = train_config_from_args(args)
-    command = getattr(args, "command_line", None) or " ".join(["respike", *sys.argv[1:]])
-    result = train(
-        config,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        resume=args.resume,
-        extra={"command": command},
-    )
-    if result.best is not None:
-        print(
-            f"trained {len(result.history)} epoch(s) in {result.seconds:.0f} s; best: "
-            f"{result.best}, last: {result.last}",
-            file=sys.stderr,
-        )
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return 0
-
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``respike eval CHECKPOINT --data SPEC``."""
-    parser.add_argument(
-        "checkpoint", help="checkpoint path or shipped name (actions, gestures-dvs, nmnist)"
-    )
-    parser.add_argument("--data", required=True, help="data SPEC (KIND:PATH or synthetic)")
-    parser.add_argument("--split", default="test", help="split of the data (default test)")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic: seed of the test clips")
-    parser.add_argument("--clips", type=int, default=190, help="synthetic: number of clips")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--energy-clips", type=int, default=8, help="clips for energy (0: skip)")
-    parser.add_argument("--confusion", type=Path, help="write the confusion matrix PNG here")
-    parser.add_argument(
-        "--ablations",
-        action="store_true",
-        help="also evaluate the NAME-snn and NAME-ann checkpoints next to CHECKPOINT",
-    )
-    parser.add_argument(
-        "--ablation",
-        type=str,
-        action="append",
-        default=[],
-        help="another checkpoint to compare (repeatable)",
-    )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def ablation_paths(checkpoint: Path) -> dict[str, Path]:
-    """The ``snn`` and ``ann`` ablations stored beside ``checkpoint`` (``NAME-snn.pt`` ...)."""
-    found = {}
-    for mode in ("snn", "ann"):
-        path = checkpoint.with_name(f"{checkpoint.stem}-{mode}{checkpoint.suffix}")
-        if path.is_file():
-            found[mode] = path
-    return found
-
-
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    data: str,
-    *,
-    split: str = "test",
-    seed: int = 0,
-    clips: int = 190,
-    batch_size: int = 16,
-    energy_clips: int = 8,
-) -> tuple[EvalReport, dict[str, Any]]:
-    """Load ``checkpoint`` (path or shipped name) and evaluate it on the ``data`` SPEC.
-
-    Synthetic data is rendered like the checkpoint's training data (scene, framing, emulator
-    settings, clip length), with test seeds and held-out backgrounds by default. Returns the
-    report and a description of what was evaluated.
-    """
-    path = resolve_checkpoint(checkpoint)
-    loaded = load_checkpoint(path)
-    trained = dict(loaded.extra.get("data", {}))
-    options = DataOptions(
-        split=split,
-        clips=clips,
-        seed=seed,
-        segments=int(trained.get("segments", loaded.extra.get("training", {}).get("segments", 4))),
-        synthetic={k: trained[k] for k in ("scene", "dvs", "classes") if k in trained},
-    )
-    dataset = open_dataset(
-        data,
-        loaded.input_spec,
-        options=options,
-        class_names=loaded.class_names,
-    )
-    report = evaluate(
-        loaded.model,
-        dataset,
-        class_names=loaded.class_names,
-        batch_size=batch_size,
-        energy_clips=energy_clips,
-    )
-    about = {
-        "checkpoint": str(path),
-        "mode": loaded.config.mode,
-        "data": data,
-        "dataset": dataset.describe(),
-    }
-    return report, about
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    """``respike eval``: print the report (a table, or JSON with ``--json``); 0 on success."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    kwargs = dict(
-        split=args.split,
-        seed=args.seed,
-        clips=args.clips,
-        batch_size=args.batch_size,
-        energy_clips=args.energy_clips,
-    )
-    report, about = evaluate_checkpoint(args.checkpoint, args.data, **kwargs)
-    others: dict[str, Path] = {}
-    if args.ablations:
-        others.update(ablation_paths(Path(about["checkpoint"])))
-        if not others:
-            raise ValueError(f"no NAME-snn.pt / NAME-ann.pt ablations beside {about['checkpoint']}")
-    for item in args.ablation:
-        others[Path(item).stem] = resolve_checkpoint(item)
-    ablations = {
-        name: evaluate_checkpoint(path, args.data, **kwargs) for name, path in others.items()
-    }
-    if args.confusion is not None:
-        image = confusion_image(
-            report.confusion,
-            report.class_names,
-            title=f"{Path(about['checkpoint']).stem} on {args.data}",
-        )
-        args.confusion.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(args.confusion), image):
-            raise OSError(f"{args.confusion}: could not write the PNG")
-    if args.json:
-        payload = {**about, **report.to_dict()}
-        payload["ablations"] = {name: {**a, **r.to_dict()} for name, (r, a) in ablations.items()}
-        if args.confusion is not None:
-            payload["confusion_png"] = str(args.confusion)
-        print(json.dumps(payload))
-        return 0
-    print(_format_report(about, report, ablations))
-    return 0
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _format_report(
-    about: Mapping[str, Any],
-    report: EvalReport,
-    ablations: Mapping[str, tuple[EvalReport, Mapping[str, Any]]],
-) -> str:
-    lines = [
-        f"checkpoint {about['checkpoint']} ({about['mode']}) on {about['data']}: "
-        f"{report.clips} clips, accuracy {_pct(report.accuracy)}",
-    ]
-    if report.per_class:
-        width = max(len(n) for n in report.per_class)
-        lines.append("per class:")
-        for name, row in report.per_class.items():
-            acc = row["accuracy"]
-            lines.append(
-                f"  {name:<{width}}  {_pct(None if acc is None else float(acc))}  ({row['clips']} clips)"
-            )
-    else:
-        lines.append(
-            "predictions: " + ", ".join(f"{k} x{v}" for k, v in report.predictions.items())
-        )
-    rows = [("model", report, about)] + [(name, r, a) for name, (r, a) in ablations.items()]
-    lines.append("")
-    lines.append(
-        "| model | mode | accuracy | energy/prediction (nJ) | energy/clip (µJ) | vs r3d_18 |"
-    )
-    lines.append("|---|---|---:|---:|---:|---:|")
-    for name, r, a in rows:
-        e = r.energy
-        energy = (
-            f"{e.prediction_pj / 1e3:.1f} | {e.clip_pj / 1e6:.2f} | 1/{1 / e.ratio:.0f}"
-            if e is not None
-            else "- | - | -"
-        )
-        lines.append(f"| {name} | {a['mode']} | {_pct(r.accuracy)} | {energy} |")
-    if report.energy is not None:
-        e = report.energy
-        lines.append(
-            f"r3d_18 reference: {e.reference_clip_pj / 1e6:.1f} µJ per clip of {e.steps} frames "
-            f"at {e.reference_size[0]}x{e.reference_size[1]}"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m respike.models.training train|eval ...`` (the CLI's commands, standalone)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m respike.models.training")
-    commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train a model")
-    add_train_arguments(train_parser)
-    eval_parser = commands.add_parser("eval", help="evaluate a checkpoint")
-    add_eval_arguments(eval_parser)
-    args = parser.parse_args(argv)
-    args.command_line = " ".join(["python -m respike.models.training", *argv])
-    if args.command == "train":
-        return run_train(args)
-    return run_eval(args)
-
-
 __all__ = [
     "DistInfo",
-    "EnergySummary",
     "EpochStats",
-    "EvalReport",
     "TrainConfig",
     "TrainResult",
-    "ablation_paths",
-    "add_eval_arguments",
-    "add_train_arguments",
-    "apply_config_file",
     "build_model",
     "clip_loss",
-    "confusion_image",
-    "evaluate",
-    "evaluate_checkpoint",
+    "data_options",
     "init_distributed",
     "initialise_from",
-    "label_map",
     "replica_checksum",
-    "run_eval",
-    "run_train",
     "train",
-    "train_config_from_args",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -408,7 +408,7 @@ def _export(checkpoint: str, nir: Path | None, onnx: Path | None) -> int:
 
 def _training(command: str, rest: Sequence[str]) -> int:
     """``respike train|eval``: parsed here so torch is imported only by these commands."""
-    from respike.models.training import add_eval_arguments, add_train_arguments, run_eval, run_train
+    from respike.models.cli import add_eval_arguments, add_train_arguments, run_eval, run_train
 
     parser = argparse.ArgumentParser(prog=f"respike {command}")
     (add_train_arguments if command == "train" else add_eval_arguments)(parser)

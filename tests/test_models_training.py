@@ -1,8 +1,7 @@
-"""Training and evaluation: tiny runs learn, resume exactly, DDP replicas agree, eval reports."""
+"""Training: tiny runs learn, resume exactly, DDP replicas agree, and their checkpoints evaluate."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from dataclasses import replace
@@ -15,18 +14,8 @@ import torch.multiprocessing as mp
 
 from respike.models import InputSpec, load_checkpoint
 from respike.models.checkpoint import SHIPPED, CheckpointError, resolve_checkpoint
-from respike.models.training import (
-    TrainConfig,
-    TrainResult,
-    add_train_arguments,
-    apply_config_file,
-    build_model,
-    evaluate_checkpoint,
-    main,
-    replica_checksum,
-    train,
-    train_config_from_args,
-)
+from respike.models.cli import main
+from respike.models.training import TrainConfig, TrainResult, build_model, replica_checksum, train
 
 TINY_EVENTS = InputSpec(
     snn_size=(32, 32),
@@ -209,31 +198,6 @@ def test_ddp_replicas_stay_identical(tmp_path: Path) -> None:
     assert replica_checksum(saved.model) == sums[0], "rank 0 writes the synchronised weights"
 
 
-def test_config_file_sets_defaults_and_flags_win(tmp_path: Path) -> None:
-    (tmp_path / "run.toml").write_text(
-        'data = "synthetic"\nepochs = 3\nsnn-size = "48"\nlr = 0.01\n'
-    )
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    args = apply_config_file(
-        parser.parse_args(["--config", str(tmp_path / "run.toml"), "--lr", "0.5"])
-    )
-    config = train_config_from_args(args)
-    assert config.epochs == 3 and config.input_spec.snn_size == (48, 48)
-    assert config.lr == 0.5, "a flag on the command line wins over the file"
-    assert config.val_data == "synthetic?split=val"
-
-
-def test_motion_and_key_residual_flags_reach_the_model_config() -> None:
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    flags = ["--data", "synthetic", "--snn-motion", "1,2", "--snn-motion-delays", "1,2"]
-    config = train_config_from_args(parser.parse_args([*flags, "--key-residual", "previous"]))
-    assert config.snn is not None
-    assert config.snn.motion_shifts == (1, 2) and config.snn.motion_delays == (1, 2)
-    assert config.input_spec.key_residual == "previous"
-
-
 def test_resolve_checkpoint_names(tmp_path: Path) -> None:
     for name in SHIPPED:
         assert resolve_checkpoint(name).name == f"{name}.pt"
@@ -242,27 +206,3 @@ def test_resolve_checkpoint_names(tmp_path: Path) -> None:
     assert resolve_checkpoint(path) == path
     with pytest.raises(CheckpointError, match="actions"):
         resolve_checkpoint("no-such-model")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("name", "clips", "floor"), [("actions", 40, 0.75), ("gestures-dvs", 44, 0.35)]
-)
-def test_shipped_checkpoints_classify_fresh_synthetic_clips(
-    name: str, clips: int, floor: float
-) -> None:
-    torch.set_num_threads(1)
-    report, about = evaluate_checkpoint(name, f"synthetic?clips={clips}&seed=11", energy_clips=0)
-    assert about["dataset"]["split"] == "test"
-    assert report.accuracy is not None and report.accuracy >= floor, (
-        f"{name} on {clips} fresh held-out synthetic clips: {report.accuracy}"
-    )
-
-
-def test_shipped_nmnist_checkpoint(shared_data: Path) -> None:
-    torch.set_num_threads(1)
-    report, _ = evaluate_checkpoint(
-        "nmnist", f"nmnist:{shared_data / 'nmnist_small'}", energy_clips=0
-    )
-    assert report.clips == 100
-    assert report.accuracy is not None and report.accuracy >= 0.97

@@ -1,0 +1,561 @@
+"""The ``respike train`` and ``respike eval`` command lines: flags to configs, and the runs.
+
+Every flag defaults to ``None``, "not given": a run's config is its dataclasses' defaults
+(:class:`~respike.models.training.TrainConfig`, :class:`~respike.events.inputs.InputSpec`,
+:class:`~respike.models.snn.SNNConfig`, ...) with the given flags replaced
+(:func:`train_config_from_args`), so each default has one home and the help texts read it
+from there. ``respike`` (``nodes/cli.py``) adds these commands; ``python -m respike.models.cli
+train|eval ...`` runs them without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, fields, replace
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar, cast, get_args
+
+import cv2
+import torch
+import torch.distributed as dist
+
+from respike.events.inputs import InputSpec, KeyResidual, SNNInput
+from respike.models.ann import ANNConfig
+from respike.models.checkpoint import resolve_checkpoint
+from respike.models.datasets import DataOptions, DvsRandomisation, parse_data_spec
+from respike.models.evaluation import (
+    ablation_paths,
+    confusion_image,
+    evaluate_checkpoint,
+    format_report,
+)
+from respike.models.fusion import FusionConfig
+from respike.models.hybrid import MODES
+from respike.models.neurons import LIFConfig
+from respike.models.registry import list_models
+from respike.models.snn import SNNConfig
+from respike.models.training import TrainConfig, train
+from respike.synthetic import GROUPS, SceneConfig, class_names
+from respike.synthetic.config import Framing
+
+#: The synthetic datasets' scene (:class:`~respike.models.datasets.SyntheticActions`' default:
+#: 160x120 at 30 fps, the 4:3 of the demo's camera), which ``--scene-size``, ``--fps`` and
+#: ``--framing`` change.
+SYNTHETIC_SCENE = SceneConfig(width=160, height=120)
+
+# Which flags set which config's fields: a tuple where the flag's dest is the field's name, a
+# mapping from dest to field name where it is not.
+_RUN_FIELDS = (
+    "data",
+    "out",
+    "val_data",
+    "model",
+    "mode",
+    "classes",
+    "segments",
+    "clips",
+    "val_clips",
+    "resample",
+    "augment",
+    "cache_dir",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "step_loss",
+    "seed",
+    "workers",
+    "threads",
+    "save_every",
+    "init",
+)
+_SPEC_FIELDS = (
+    "snn_size",
+    "snn_input",
+    "snn_channels",
+    "key_residual",
+    "keyframe_size",
+    "keyframe_interval",
+    "time_bin_us",
+)
+_SNN_FIELDS = {
+    "snn_widths": "widths",
+    "snn_blocks": "blocks",
+    "snn_stem_stride": "stem_stride",
+    "snn_motion": "motion_shifts",
+    "snn_motion_delays": "motion_delays",
+}
+_ANN_FIELDS = {"ann_widths": "widths", "ann_blocks": "blocks"}
+_FUSION_FIELDS = {"fusion_stages": "stages", "fusion_head_dim": "head_dim"}
+_SCENE_FIELDS = {"fps": "fps", "framing": "framing"}
+_DVS_FIELDS = {
+    "dvs_threshold": "threshold_range",
+    "dvs_mismatch": "mismatch_range",
+    "dvs_noise_hz": "noise_hz_range",
+}
+
+Branch = TypeVar("Branch", SNNConfig, ANNConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Flag values
+
+
+class Size(NamedTuple):
+    """A size from the command line, in :class:`InputSpec`'s (height, width) order, named."""
+
+    height: int
+    width: int
+
+
+def parse_size(text: str) -> Size:
+    """``64`` -> 64x64; ``160x120`` is width x height, as cameras and ``--scene-size`` say."""
+    width, sep, height = text.lower().partition("x")
+    return Size(height=int(height if sep else width), width=int(width))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _range(text: str) -> tuple[float, float]:
+    parts = [float(v) for v in text.split(",")]
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LOW,HIGH or one value")
+    return (parts[0], parts[1])
+
+
+def _classes(text: str) -> tuple[str, ...]:
+    """Comma-separated class names and group names (``temporal``), groups expanded."""
+    names: list[str] = []
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        names += class_names(item) if item in GROUPS else [item]
+    return tuple(names)
+
+
+def _default(config: type, name: str) -> Any:
+    """The default of dataclass ``config``'s field ``name``, for help texts."""
+    field = next(f for f in fields(config) if f.name == name)
+    if field.default_factory is not MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def _argument_default(function: Callable[..., Any], name: str) -> Any:
+    """The default of ``function``'s keyword argument ``name``, for help texts."""
+    return inspect.signature(function).parameters[name].default
+
+
+def _csv(values: Sequence[object]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+# --------------------------------------------------------------------------------------------
+# respike train
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``respike train`` (a TOML ``--config`` file may set any of them by name).
+
+    Every flag defaults to ``None`` (not given); :func:`train_config_from_args` fills in the
+    defaults of the configs, which the help texts quote.
+    """
+    spec = cast(InputSpec, _default(TrainConfig, "input_spec"))
+    snn, ann, fusion, dvs = SNNConfig(), ANNConfig(), FusionConfig(), DvsRandomisation()
+    scene = SYNTHETIC_SCENE
+    parser.add_argument(
+        "--config", type=Path, help="TOML file of flag defaults (keys as flags, - or _)"
+    )
+    parser.add_argument("--data", help="training data SPEC (KIND:PATH or synthetic)")
+    parser.add_argument(
+        "--val-data",
+        help="validation data SPEC (picks best.pt; synthetic data: its val split); none: "
+        "best = last",
+    )
+    parser.add_argument(
+        "--out", type=Path, help=f"output folder (default {_default(TrainConfig, 'out')})"
+    )
+    parser.add_argument(
+        "--resume", type=Path, help="continue the run in this folder (or its last.pt)"
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model", choices=list_models(), help=f"default {_default(TrainConfig, 'model')}"
+    )
+    model.add_argument("--mode", choices=MODES, help=f"default {_default(TrainConfig, 'mode')}")
+    model.add_argument("--snn-input", choices=get_args(SNNInput), help=f"default {spec.snn_input}")
+    model.add_argument(
+        "--snn-channels",
+        type=int,
+        help=f"1 grey / 3 RGB residuals (default {spec.snn_channels}); events: 2",
+    )
+    model.add_argument(
+        "--key-residual",
+        choices=get_args(KeyResidual),
+        help="a key frame's residual: zero (ReSpike) or minus the previous key frame "
+        f"(default {spec.key_residual})",
+    )
+    model.add_argument(
+        "--snn-size",
+        type=parse_size,
+        help=f"SNN input, N or WxH (default {spec.snn_width}x{spec.snn_height})",
+    )
+    model.add_argument(
+        "--keyframe-size",
+        type=parse_size,
+        help=f"N or WxH (default {spec.keyframe_width}x{spec.keyframe_height})",
+    )
+    model.add_argument(
+        "--keyframe-interval",
+        type=int,
+        help=f"K: steps per key frame (default {spec.keyframe_interval})",
+    )
+    model.add_argument(
+        "--time-bin-us", type=int, help=f"duration of one step (default {spec.time_bin_us})"
+    )
+    model.add_argument(
+        "--snn-widths",
+        type=_ints,
+        help=f"channels per stage, e.g. {_csv(snn.widths)}; with this or a flag of the SNN's "
+        "shape below, the SNN is SNNConfig's defaults and those flags, not the model's",
+    )
+    model.add_argument(
+        "--snn-blocks", type=_ints, help="blocks per stage, e.g. 1,1,1,1 (default 1 per stage)"
+    )
+    model.add_argument("--snn-stem-stride", type=int, help=f"default {snn.stem_stride}")
+    model.add_argument(
+        "--snn-motion",
+        type=_ints,
+        help="shifts of the SNN's motion detectors in input pixels, e.g. 1,2,4 (residual input)",
+    )
+    model.add_argument(
+        "--snn-motion-delays",
+        type=_ints,
+        help=f"delays of the motion detectors in steps, e.g. 1,2 (default "
+        f"{_csv(snn.motion_delays)})",
+    )
+    model.add_argument(
+        "--lif-decay",
+        type=float,
+        help=f"membrane kept per step (default ReSpike's {snn.lif.decay})",
+    )
+    model.add_argument(
+        "--ann-widths",
+        type=_ints,
+        help=f"channels per stage, e.g. {_csv(ann.widths)}; with any --ann-* flag, the ANN is "
+        "ANNConfig's defaults and those flags, not the model's",
+    )
+    model.add_argument(
+        "--ann-blocks", type=_ints, help="blocks per stage, e.g. 1,1,1,1 (default 1 per stage)"
+    )
+    model.add_argument(
+        "--fusion-stages",
+        type=_ints,
+        help=f"SNN stages with a fusion block, e.g. {_csv(fusion.stages)}; with any --fusion-* "
+        "flag, the fusion is FusionConfig's defaults and those flags, not the model's",
+    )
+    model.add_argument("--fusion-head-dim", type=int, help=f"default {fusion.head_dim}")
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--classes", type=_classes, help="synthetic classes: names or groups, comma-separated"
+    )
+    data.add_argument(
+        "--segments",
+        type=int,
+        help=f"S: key frames per clip (default {_default(TrainConfig, 'segments')})",
+    )
+    data.add_argument(
+        "--clips",
+        type=int,
+        help=f"synthetic training clips per epoch (default {_default(TrainConfig, 'clips')})",
+    )
+    data.add_argument(
+        "--val-clips",
+        type=int,
+        help=f"synthetic validation clips (default {_default(TrainConfig, 'val_clips')})",
+    )
+    data.add_argument(
+        "--resample", action="store_true", default=None, help="new synthetic clips every epoch"
+    )
+    data.add_argument(
+        "--augment", action="store_true", default=None, help="random event shifts/windows"
+    )
+    data.add_argument("--cache-dir", type=Path, help="cache synthetic tensors here (.npz)")
+    data.add_argument(
+        "--scene-size",
+        type=parse_size,
+        help=f"synthetic render WxH (default {scene.width}x{scene.height})",
+    )
+    data.add_argument("--framing", choices=get_args(Framing), help=f"default {scene.framing}")
+    data.add_argument("--fps", type=float, help=f"synthetic frame rate (default {scene.fps})")
+    data.add_argument(
+        "--dvs-threshold",
+        type=_range,
+        help=f"synthetic events: LOW,HIGH per clip (default {_csv(dvs.threshold_range)})",
+    )
+    data.add_argument("--dvs-mismatch", type=_range, help=f"default {_csv(dvs.mismatch_range)}")
+    data.add_argument("--dvs-noise-hz", type=_range, help=f"default {_csv(dvs.noise_hz_range)}")
+    opt = parser.add_argument_group("optimisation")
+    for flag, name, kind, text in (
+        ("--epochs", "epochs", int, ""),
+        ("--batch-size", "batch_size", int, "per process; "),
+        ("--lr", "lr", float, ""),
+        ("--weight-decay", "weight_decay", float, ""),
+        ("--step-loss", "step_loss", float, "weight of per-step losses; "),
+        ("--seed", "seed", int, ""),
+        ("--workers", "workers", int, "DataLoader worker processes; "),
+        ("--threads", "threads", int, "torch threads, 0: torch's default; "),
+        ("--save-every", "save_every", int, "keep epoch-NNN.pt every N epochs; "),
+    ):
+        opt.add_argument(flag, type=kind, help=f"{text}default {_default(TrainConfig, name)}")
+    opt.add_argument(
+        "--init",
+        type=Path,
+        action="append",
+        help="start from this checkpoint's matching weights (repeatable)",
+    )
+    opt.add_argument(
+        "--no-progress",
+        action="store_true",
+        default=None,
+        help="no progress bar (logs: one line per epoch)",
+    )
+
+
+def apply_config_file(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the values of its ``--config`` TOML file where no flag was given.
+
+    Keys are flag names (``batch-size`` or ``batch_size``); flags on the command line win over
+    the file.
+    """
+    if getattr(args, "config", None) is None:
+        return args
+    reference = argparse.ArgumentParser()
+    add_train_arguments(reference)
+    actions = {a.dest: a for a in reference._actions}
+    with Path(args.config).open("rb") as f:
+        values = tomllib.load(f)
+    merged = vars(args).copy()
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        if dest not in actions or dest == "config":
+            raise ValueError(f"{args.config}: unknown key {key!r}")
+        if merged.get(dest) is not None:
+            continue
+        action = actions[dest]
+        convert = cast(Callable[[str], Any], action.type or str)
+        if isinstance(value, list) and isinstance(action, argparse._AppendAction):
+            value = [convert(str(v)) for v in value]
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if action.type is not None and isinstance(value, str | int | float):
+            value = convert(str(value))
+        merged[dest] = value
+    return argparse.Namespace(**merged)
+
+
+def _given(args: argparse.Namespace, names: Mapping[str, str] | Sequence[str]) -> dict[str, Any]:
+    """The flags of ``names`` that were given, keyed by config field (``names``' values)."""
+    pairs = names.items() if isinstance(names, Mapping) else ((n, n) for n in names)
+    return {field: value for dest, field in pairs if (value := getattr(args, dest)) is not None}
+
+
+def _input_channels(snn_input: str, base: InputSpec) -> int:
+    """An input kind's channels when ``--snn-channels`` is not given: the default spec's of
+    that kind (events: :class:`InputSpec`'s 2 polarities; residual: the training default's)."""
+    for spec in (base, InputSpec()):
+        if spec.snn_input == snn_input:
+            return spec.snn_channels
+    raise ValueError(f"no default channels for snn_input {snn_input!r}")
+
+
+def _branch(base: Branch, given: Mapping[str, Any]) -> Branch:
+    """``base`` with the ``given`` fields; one block per stage unless blocks are given."""
+    widths = given.get("widths", base.widths)
+    return replace(base, **{"blocks": (1,) * len(widths), **given})
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` the flags of :func:`add_train_arguments` describe.
+
+    Flags not given keep the defaults of :class:`TrainConfig` and the configs it holds; the
+    model's SNN, ANN or fusion config is replaced only when one of its flags is given.
+    """
+    run = _given(args, _RUN_FIELDS)
+    if "data" not in run:
+        raise ValueError("--data SPEC is required (e.g. synthetic or nmnist:DIR)")
+    if "init" in run:
+        run["init"] = tuple(run["init"])
+    config = TrainConfig(**run)
+    spec = _given(args, _SPEC_FIELDS)
+    if "snn_input" in spec and "snn_channels" not in spec:
+        spec["snn_channels"] = _input_channels(spec["snn_input"], config.input_spec)
+    changes: dict[str, Any] = {"input_spec": replace(config.input_spec, **spec)}
+    snn = _given(args, _SNN_FIELDS)
+    if args.lif_decay is not None:
+        snn["lif"] = replace(LIFConfig(), decay=args.lif_decay)
+    if snn:
+        changes["snn"] = _branch(SNNConfig(), snn)
+    if ann := _given(args, _ANN_FIELDS):
+        changes["ann"] = _branch(ANNConfig(), ann)
+    if fusion := _given(args, _FUSION_FIELDS):
+        changes["fusion"] = replace(FusionConfig(), **fusion)
+    if parse_data_spec(config.data).kind == "synthetic":
+        scene = _given(args, _SCENE_FIELDS)
+        if args.scene_size is not None:
+            scene.update(width=args.scene_size.width, height=args.scene_size.height)
+        changes["scene"] = replace(SYNTHETIC_SCENE, **scene)
+        if changes["input_spec"].snn_input == "events":
+            changes["dvs"] = replace(DvsRandomisation(), **_given(args, _DVS_FIELDS))
+        if config.val_data is None:
+            changes["val_data"] = "synthetic?split=val"
+    return replace(config, **changes)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``respike train``: train, print where the checkpoints went; 0 on success."""
+    args = apply_config_file(args)
+    config = train_config_from_args(args)
+    command = getattr(args, "command_line", None) or " ".join(["respike", *sys.argv[1:]])
+    result = train(
+        config,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        resume=args.resume,
+        extra={"command": command},
+    )
+    if result.best is not None:
+        print(
+            f"trained {len(result.history)} epoch(s) in {result.seconds:.0f} s; best: "
+            f"{result.best}, last: {result.last}",
+            file=sys.stderr,
+        )
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# respike eval
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``respike eval CHECKPOINT --data SPEC`` (``None``: not given)."""
+    parser.add_argument(
+        "checkpoint", help="checkpoint path or shipped name (actions, gestures-dvs, nmnist)"
+    )
+    parser.add_argument("--data", required=True, help="data SPEC (KIND:PATH or synthetic)")
+    parser.add_argument(
+        "--split", help=f"split of the data (default {_default(DataOptions, 'split')})"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help=f"synthetic: seed of the test clips (default {_default(DataOptions, 'seed')})",
+    )
+    parser.add_argument(
+        "--clips",
+        type=int,
+        help=f"synthetic: number of clips (default {_default(DataOptions, 'clips')})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"default {_argument_default(evaluate_checkpoint, 'batch_size')}",
+    )
+    parser.add_argument(
+        "--energy-clips",
+        type=int,
+        help=f"clips for energy, 0: skip (default "
+        f"{_argument_default(evaluate_checkpoint, 'energy_clips')})",
+    )
+    parser.add_argument("--confusion", type=Path, help="write the confusion matrix PNG here")
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        default=None,
+        help="also evaluate the NAME-snn and NAME-ann checkpoints next to CHECKPOINT",
+    )
+    parser.add_argument(
+        "--ablation",
+        type=str,
+        action="append",
+        help="another checkpoint to compare (repeatable)",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default torch's)")
+    parser.add_argument("--json", action="store_true", default=None, help="print one JSON object")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``respike eval``: print the report (a table, or JSON with ``--json``); 0 on success."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kwargs = _given(args, ("split", "seed", "clips", "batch_size", "energy_clips"))
+    report, about = evaluate_checkpoint(args.checkpoint, args.data, **kwargs)
+    others: dict[str, Path] = {}
+    if args.ablations:
+        others.update(ablation_paths(Path(about["checkpoint"])))
+        if not others:
+            raise ValueError(f"no NAME-snn.pt / NAME-ann.pt ablations beside {about['checkpoint']}")
+    for item in args.ablation or ():
+        others[Path(item).stem] = resolve_checkpoint(item)
+    ablations = {
+        name: evaluate_checkpoint(path, args.data, **kwargs) for name, path in others.items()
+    }
+    if args.confusion is not None:
+        image = confusion_image(
+            report.confusion,
+            report.class_names,
+            title=f"{Path(about['checkpoint']).stem} on {args.data}",
+        )
+        args.confusion.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(args.confusion), image):
+            raise OSError(f"{args.confusion}: could not write the PNG")
+    if args.json:
+        payload = {**about, **report.to_dict()}
+        payload["ablations"] = {name: {**a, **r.to_dict()} for name, (r, a) in ablations.items()}
+        if args.confusion is not None:
+            payload["confusion_png"] = str(args.confusion)
+        print(json.dumps(payload))
+        return 0
+    print(format_report(about, report, ablations))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m respike.models.cli train|eval ...`` (the CLI's commands, standalone)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m respike.models.cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train a model")
+    add_train_arguments(train_parser)
+    eval_parser = commands.add_parser("eval", help="evaluate a checkpoint")
+    add_eval_arguments(eval_parser)
+    args = parser.parse_args(argv)
+    args.command_line = " ".join(["python -m respike.models.cli", *argv])
+    if args.command == "train":
+        return run_train(args)
+    return run_eval(args)
+
+
+__all__ = [
+    "SYNTHETIC_SCENE",
+    "Size",
+    "add_eval_arguments",
+    "add_train_arguments",
+    "apply_config_file",
+    "main",
+    "parse_size",
+    "run_eval",
+    "run_train",
+    "train_config_from_args",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())
