@@ -10,8 +10,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from os import PathLike
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from respike.models.ann import ANNConfig, load_torchvision_weights
 from respike.models.fusion import FusionConfig
@@ -57,110 +58,72 @@ def get_model(name: str, **config: object) -> HybridReSpike:
     return get_model_builder(name)(**config)
 
 
-def _build(
-    defaults: ModelConfig,
-    *,
-    input_spec: InputSpec | None,
-    snn: SNNConfig | None,
-    ann: ANNConfig | None,
-    fusion: FusionConfig | None,
-    ann_weights: str | PathLike[str] | None,
-) -> HybridReSpike:
-    config = ModelConfig(
-        num_classes=defaults.num_classes,
-        mode=defaults.mode,
-        input_spec=input_spec or defaults.input_spec,
-        snn=snn or defaults.snn,
-        ann=ann or defaults.ann,
-        fusion=fusion or defaults.fusion,
-    )
-    model = HybridReSpike(config)
-    if ann_weights is not None:
-        if model.ann is None:
-            raise ValueError("ann_weights given for an 'snn' model, which has no ANN branch")
-        load_torchvision_weights(model.ann, ann_weights)
-    return model
+@dataclass(frozen=True)
+class BuildOptions:
+    """The keyword arguments every builder takes beside ``num_classes``; ``None`` keeps the
+    architecture's default.
+
+    ``ann_weights`` is a local torchvision ``resnet18`` state dict for the ANN branch.
+    """
+
+    mode: Mode | None = None
+    input_spec: InputSpec | None = None
+    snn: SNNConfig | None = None
+    ann: ANNConfig | None = None
+    fusion: FusionConfig | None = None
+    ann_weights: str | PathLike[str] | None = None
+
+    def build(self, architecture: ModelConfig) -> HybridReSpike:
+        """The model of ``architecture`` with every option given here replacing its field."""
+        given = {
+            name: value
+            for name in ("mode", "input_spec", "snn", "ann", "fusion")
+            if (value := getattr(self, name)) is not None
+        }
+        model = HybridReSpike(replace(architecture, **given))
+        if self.ann_weights is not None:
+            if model.ann is None:
+                raise ValueError("ann_weights given for an 'snn' model, which has no ANN branch")
+            load_torchvision_weights(model.ann, self.ann_weights)
+        return model
 
 
 @register_model()
-def respike_r18(
-    *,
-    num_classes: int,
-    mode: Mode = "hybrid",
-    input_spec: InputSpec | None = None,
-    snn: SNNConfig | None = None,
-    ann: ANNConfig | None = None,
-    fusion: FusionConfig | None = None,
-    ann_weights: str | PathLike[str] | None = None,
-) -> HybridReSpike:
+def respike_r18(*, num_classes: int, **options: Any) -> HybridReSpike:
     """Spiking ResNet-18 shape at 16/32/64/128 channels on 64 px event frames, full-width
     ResNet-18 key-frame ANN at 112 px (``ann_weights``: a local torchvision ``resnet18`` state
-    dict), fusion at stages 2-4, ``K = 4``.
+    dict), fusion at stages 2-4, ``K = 4``. ``options``: :class:`BuildOptions`.
     """
-    return _build(
-        ModelConfig(num_classes=num_classes, mode=mode),
-        input_spec=input_spec,
-        snn=snn,
-        ann=ann,
-        fusion=fusion,
-        ann_weights=ann_weights,
-    )
+    return BuildOptions(**options).build(ModelConfig(num_classes=num_classes))
 
 
 @register_model()
-def respike_r18_lite(
-    *,
-    num_classes: int,
-    mode: Mode = "hybrid",
-    input_spec: InputSpec | None = None,
-    snn: SNNConfig | None = None,
-    ann: ANNConfig | None = None,
-    fusion: FusionConfig | None = None,
-    ann_weights: str | PathLike[str] | None = None,
-) -> HybridReSpike:
+def respike_r18_lite(*, num_classes: int, **options: Any) -> HybridReSpike:
     """:func:`respike_r18` with a half-width ANN (32/64/128/256), about 4x fewer key-frame MACs;
-    trained from scratch (ImageNet ResNet-18 weights do not fit).
+    trained from scratch (ImageNet ResNet-18 weights do not fit). ``options``:
+    :class:`BuildOptions`.
     """
-    return _build(
-        ModelConfig(num_classes=num_classes, mode=mode, ann=ANNConfig.scaled(0.5)),
-        input_spec=input_spec,
-        snn=snn,
-        ann=ann,
-        fusion=fusion,
-        ann_weights=ann_weights,
-    )
+    architecture = ModelConfig(num_classes=num_classes, ann=ANNConfig.scaled(0.5))
+    return BuildOptions(**options).build(architecture)
 
 
 @register_model()
-def respike_tiny(
-    *,
-    num_classes: int,
-    mode: Mode = "hybrid",
-    input_spec: InputSpec | None = None,
-    snn: SNNConfig | None = None,
-    ann: ANNConfig | None = None,
-    fusion: FusionConfig | None = None,
-    ann_weights: str | PathLike[str] | None = None,
-) -> HybridReSpike:
-    """About 28 k parameters at 32 px, ``K = 2``: for tests, smoke runs and demos."""
-    return _build(
-        ModelConfig(
-            num_classes=num_classes,
-            mode=mode,
-            input_spec=InputSpec(snn_size=(32, 32), keyframe_size=(32, 32), keyframe_interval=2),
-            snn=SNNConfig(widths=(4, 8, 8, 16), blocks=(1, 1, 1, 1)),
-            ann=ANNConfig(widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1)),
-            fusion=FusionConfig(stages=(2, 3, 4), head_dim=8),
-        ),
-        input_spec=input_spec,
-        snn=snn,
-        ann=ann,
-        fusion=fusion,
-        ann_weights=ann_weights,
+def respike_tiny(*, num_classes: int, **options: Any) -> HybridReSpike:
+    """About 28 k parameters at 32 px, ``K = 2``: for tests, smoke runs and demos.
+    ``options``: :class:`BuildOptions`.
+    """
+    architecture = ModelConfig(
+        num_classes=num_classes,
+        input_spec=InputSpec(snn_size=(32, 32), keyframe_size=(32, 32), keyframe_interval=2),
+        snn=SNNConfig(widths=(4, 8, 8, 16), blocks=(1, 1, 1, 1)),
+        ann=ANNConfig(widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1)),
+        fusion=FusionConfig(stages=(2, 3, 4), head_dim=8),
     )
+    return BuildOptions(**options).build(architecture)
 
 
 __all__ = [
+    "BuildOptions",
     "get_model",
     "get_model_builder",
     "list_models",
