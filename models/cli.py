@@ -161,6 +161,26 @@ def _csv(values: Sequence[object]) -> str:
 # respike train
 
 
+def _add_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    rows: Sequence[tuple[str, Any, str, object]],
+) -> None:
+    """Add one flag per row ``(flag, kind, text, default)``, each defaulting to ``None``.
+
+    ``kind`` is a converter, a tuple of choices, or ``bool`` for a switch; the help is ``text``
+    and the quoted ``default`` (``None``: nothing to quote), which stays in its config.
+    """
+    for flag, kind, text, default in rows:
+        quoted = "" if default is None else f"default {default}"
+        help_text = f"{text} ({quoted})" if text and quoted else text or quoted
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+        elif isinstance(kind, tuple):
+            parser.add_argument(flag, choices=kind, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, help=help_text)
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``respike train`` (a TOML ``--config`` file may set any of them by name).
 
@@ -170,163 +190,145 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     spec = cast(InputSpec, _default(TrainConfig, "input_spec"))
     snn, ann, fusion, dvs = SNNConfig(), ANNConfig(), FusionConfig(), DvsRandomisation()
     scene = SYNTHETIC_SCENE
-    parser.add_argument(
-        "--config", type=Path, help="TOML file of flag defaults (keys as flags, - or _)"
+
+    def run(name: str) -> object:
+        return _default(TrainConfig, name)
+
+    _add_flags(
+        parser,
+        [
+            ("--config", Path, "TOML file of flag defaults (keys as flags, - or _)", None),
+            ("--data", str, "training data SPEC (KIND:PATH or synthetic)", None),
+            (
+                "--val-data",
+                str,
+                "validation data SPEC (picks best.pt; synthetic data: its val split); "
+                "none: best = last",
+                None,
+            ),
+            ("--out", Path, "output folder", run("out")),
+            ("--resume", Path, "continue the run in this folder (or its last.pt)", None),
+        ],
     )
-    parser.add_argument("--data", help="training data SPEC (KIND:PATH or synthetic)")
-    parser.add_argument(
-        "--val-data",
-        help="validation data SPEC (picks best.pt; synthetic data: its val split); none: "
-        "best = last",
+    _add_flags(
+        parser.add_argument_group("model"),
+        [
+            ("--model", tuple(list_models()), "", run("model")),
+            ("--mode", MODES, "", run("mode")),
+            ("--snn-input", get_args(SNNInput), "", spec.snn_input),
+            (
+                "--snn-channels",
+                int,
+                "1 grey / 3 RGB residuals; events: 2",
+                f"{spec.snn_channels} for {spec.snn_input}",
+            ),
+            (
+                "--key-residual",
+                get_args(KeyResidual),
+                "a key frame's residual: zero (ReSpike) or minus the previous key frame",
+                spec.key_residual,
+            ),
+            (
+                "--snn-size",
+                parse_size,
+                "SNN input, N or WxH",
+                f"{spec.snn_width}x{spec.snn_height}",
+            ),
+            (
+                "--keyframe-size",
+                parse_size,
+                "N or WxH",
+                f"{spec.keyframe_width}x{spec.keyframe_height}",
+            ),
+            ("--keyframe-interval", int, "K: steps per key frame", spec.keyframe_interval),
+            ("--time-bin-us", int, "duration of one step", spec.time_bin_us),
+            (
+                "--snn-widths",
+                _ints,
+                f"channels per stage, e.g. {_csv(snn.widths)}; with this or a flag of the "
+                "SNN's shape below, the SNN is SNNConfig's defaults and those flags, not the "
+                "model's",
+                None,
+            ),
+            ("--snn-blocks", _ints, "blocks per stage, e.g. 1,1,1,1", "1 per stage"),
+            ("--snn-stem-stride", int, "", snn.stem_stride),
+            (
+                "--snn-motion",
+                _ints,
+                "shifts of the SNN's motion detectors in input pixels, e.g. 1,2,4 (residual input)",
+                None,
+            ),
+            (
+                "--snn-motion-delays",
+                _ints,
+                "delays of the motion detectors in steps, e.g. 1,2",
+                _csv(snn.motion_delays),
+            ),
+            ("--lif-decay", float, "membrane kept per step", f"ReSpike's {snn.lif.decay}"),
+            (
+                "--ann-widths",
+                _ints,
+                f"channels per stage, e.g. {_csv(ann.widths)}; with any --ann-* flag, the ANN "
+                "is ANNConfig's defaults and those flags, not the model's",
+                None,
+            ),
+            ("--ann-blocks", _ints, "blocks per stage, e.g. 1,1,1,1", "1 per stage"),
+            (
+                "--fusion-stages",
+                _ints,
+                f"SNN stages with a fusion block, e.g. {_csv(fusion.stages)}; with any "
+                "--fusion-* flag, the fusion is FusionConfig's defaults and those flags, not "
+                "the model's",
+                None,
+            ),
+            ("--fusion-head-dim", int, "", fusion.head_dim),
+        ],
     )
-    parser.add_argument(
-        "--out", type=Path, help=f"output folder (default {_default(TrainConfig, 'out')})"
+    _add_flags(
+        parser.add_argument_group("data"),
+        [
+            ("--classes", _classes, "synthetic classes: names or groups, comma-separated", None),
+            ("--segments", int, "S: key frames per clip", run("segments")),
+            ("--clips", int, "synthetic training clips per epoch", run("clips")),
+            ("--val-clips", int, "synthetic validation clips", run("val_clips")),
+            ("--resample", bool, "new synthetic clips every epoch", None),
+            ("--augment", bool, "random event shifts/windows", None),
+            ("--cache-dir", Path, "cache synthetic tensors here (.npz)", None),
+            ("--scene-size", parse_size, "synthetic render WxH", f"{scene.width}x{scene.height}"),
+            ("--framing", get_args(Framing), "", scene.framing),
+            ("--fps", float, "synthetic frame rate", scene.fps),
+            (
+                "--dvs-threshold",
+                _range,
+                "synthetic events: LOW,HIGH per clip",
+                _csv(dvs.threshold_range),
+            ),
+            ("--dvs-mismatch", _range, "", _csv(dvs.mismatch_range)),
+            ("--dvs-noise-hz", _range, "", _csv(dvs.noise_hz_range)),
+        ],
     )
-    parser.add_argument(
-        "--resume", type=Path, help="continue the run in this folder (or its last.pt)"
-    )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model", choices=list_models(), help=f"default {_default(TrainConfig, 'model')}"
-    )
-    model.add_argument("--mode", choices=MODES, help=f"default {_default(TrainConfig, 'mode')}")
-    model.add_argument("--snn-input", choices=get_args(SNNInput), help=f"default {spec.snn_input}")
-    model.add_argument(
-        "--snn-channels",
-        type=int,
-        help=f"1 grey / 3 RGB residuals (default {spec.snn_channels}); events: 2",
-    )
-    model.add_argument(
-        "--key-residual",
-        choices=get_args(KeyResidual),
-        help="a key frame's residual: zero (ReSpike) or minus the previous key frame "
-        f"(default {spec.key_residual})",
-    )
-    model.add_argument(
-        "--snn-size",
-        type=parse_size,
-        help=f"SNN input, N or WxH (default {spec.snn_width}x{spec.snn_height})",
-    )
-    model.add_argument(
-        "--keyframe-size",
-        type=parse_size,
-        help=f"N or WxH (default {spec.keyframe_width}x{spec.keyframe_height})",
-    )
-    model.add_argument(
-        "--keyframe-interval",
-        type=int,
-        help=f"K: steps per key frame (default {spec.keyframe_interval})",
-    )
-    model.add_argument(
-        "--time-bin-us", type=int, help=f"duration of one step (default {spec.time_bin_us})"
-    )
-    model.add_argument(
-        "--snn-widths",
-        type=_ints,
-        help=f"channels per stage, e.g. {_csv(snn.widths)}; with this or a flag of the SNN's "
-        "shape below, the SNN is SNNConfig's defaults and those flags, not the model's",
-    )
-    model.add_argument(
-        "--snn-blocks", type=_ints, help="blocks per stage, e.g. 1,1,1,1 (default 1 per stage)"
-    )
-    model.add_argument("--snn-stem-stride", type=int, help=f"default {snn.stem_stride}")
-    model.add_argument(
-        "--snn-motion",
-        type=_ints,
-        help="shifts of the SNN's motion detectors in input pixels, e.g. 1,2,4 (residual input)",
-    )
-    model.add_argument(
-        "--snn-motion-delays",
-        type=_ints,
-        help=f"delays of the motion detectors in steps, e.g. 1,2 (default "
-        f"{_csv(snn.motion_delays)})",
-    )
-    model.add_argument(
-        "--lif-decay",
-        type=float,
-        help=f"membrane kept per step (default ReSpike's {snn.lif.decay})",
-    )
-    model.add_argument(
-        "--ann-widths",
-        type=_ints,
-        help=f"channels per stage, e.g. {_csv(ann.widths)}; with any --ann-* flag, the ANN is "
-        "ANNConfig's defaults and those flags, not the model's",
-    )
-    model.add_argument(
-        "--ann-blocks", type=_ints, help="blocks per stage, e.g. 1,1,1,1 (default 1 per stage)"
-    )
-    model.add_argument(
-        "--fusion-stages",
-        type=_ints,
-        help=f"SNN stages with a fusion block, e.g. {_csv(fusion.stages)}; with any --fusion-* "
-        "flag, the fusion is FusionConfig's defaults and those flags, not the model's",
-    )
-    model.add_argument("--fusion-head-dim", type=int, help=f"default {fusion.head_dim}")
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--classes", type=_classes, help="synthetic classes: names or groups, comma-separated"
-    )
-    data.add_argument(
-        "--segments",
-        type=int,
-        help=f"S: key frames per clip (default {_default(TrainConfig, 'segments')})",
-    )
-    data.add_argument(
-        "--clips",
-        type=int,
-        help=f"synthetic training clips per epoch (default {_default(TrainConfig, 'clips')})",
-    )
-    data.add_argument(
-        "--val-clips",
-        type=int,
-        help=f"synthetic validation clips (default {_default(TrainConfig, 'val_clips')})",
-    )
-    data.add_argument(
-        "--resample", action="store_true", default=None, help="new synthetic clips every epoch"
-    )
-    data.add_argument(
-        "--augment", action="store_true", default=None, help="random event shifts/windows"
-    )
-    data.add_argument("--cache-dir", type=Path, help="cache synthetic tensors here (.npz)")
-    data.add_argument(
-        "--scene-size",
-        type=parse_size,
-        help=f"synthetic render WxH (default {scene.width}x{scene.height})",
-    )
-    data.add_argument("--framing", choices=get_args(Framing), help=f"default {scene.framing}")
-    data.add_argument("--fps", type=float, help=f"synthetic frame rate (default {scene.fps})")
-    data.add_argument(
-        "--dvs-threshold",
-        type=_range,
-        help=f"synthetic events: LOW,HIGH per clip (default {_csv(dvs.threshold_range)})",
-    )
-    data.add_argument("--dvs-mismatch", type=_range, help=f"default {_csv(dvs.mismatch_range)}")
-    data.add_argument("--dvs-noise-hz", type=_range, help=f"default {_csv(dvs.noise_hz_range)}")
     opt = parser.add_argument_group("optimisation")
-    for flag, name, kind, text in (
-        ("--epochs", "epochs", int, ""),
-        ("--batch-size", "batch_size", int, "per process; "),
-        ("--lr", "lr", float, ""),
-        ("--weight-decay", "weight_decay", float, ""),
-        ("--step-loss", "step_loss", float, "weight of per-step losses; "),
-        ("--seed", "seed", int, ""),
-        ("--workers", "workers", int, "DataLoader worker processes; "),
-        ("--threads", "threads", int, "torch threads, 0: torch's default; "),
-        ("--save-every", "save_every", int, "keep epoch-NNN.pt every N epochs; "),
-    ):
-        opt.add_argument(flag, type=kind, help=f"{text}default {_default(TrainConfig, name)}")
+    _add_flags(
+        opt,
+        [
+            ("--epochs", int, "", run("epochs")),
+            ("--batch-size", int, "per process", run("batch_size")),
+            ("--lr", float, "", run("lr")),
+            ("--weight-decay", float, "", run("weight_decay")),
+            ("--step-loss", float, "weight of per-step losses", run("step_loss")),
+            ("--seed", int, "", run("seed")),
+            ("--workers", int, "DataLoader worker processes", run("workers")),
+            ("--threads", int, "torch threads, 0: torch's default", run("threads")),
+            ("--save-every", int, "keep epoch-NNN.pt every N epochs", run("save_every")),
+        ],
+    )
     opt.add_argument(
         "--init",
         type=Path,
         action="append",
         help="start from this checkpoint's matching weights (repeatable)",
     )
-    opt.add_argument(
-        "--no-progress",
-        action="store_true",
-        default=None,
-        help="no progress bar (logs: one line per epoch)",
-    )
+    _add_flags(opt, [("--no-progress", bool, "no progress bar (logs: one line per epoch)", None)])
 
 
 def apply_config_file(args: argparse.Namespace) -> argparse.Namespace:
@@ -451,45 +453,38 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "checkpoint", help="checkpoint path or shipped name (actions, gestures-dvs, nmnist)"
     )
     parser.add_argument("--data", required=True, help="data SPEC (KIND:PATH or synthetic)")
-    parser.add_argument(
-        "--split", help=f"split of the data (default {_default(DataOptions, 'split')})"
+    _add_flags(
+        parser,
+        [
+            ("--split", str, "split of the data", _default(DataOptions, "split")),
+            ("--seed", int, "synthetic: seed of the test clips", _default(DataOptions, "seed")),
+            ("--clips", int, "synthetic: number of clips", _default(DataOptions, "clips")),
+            ("--batch-size", int, "", _argument_default(evaluate_checkpoint, "batch_size")),
+            (
+                "--energy-clips",
+                int,
+                "clips for energy, 0: skip",
+                _argument_default(evaluate_checkpoint, "energy_clips"),
+            ),
+            ("--confusion", Path, "write the confusion matrix PNG here", None),
+            (
+                "--ablations",
+                bool,
+                "also evaluate the NAME-snn and NAME-ann checkpoints next to CHECKPOINT",
+                None,
+            ),
+        ],
     )
     parser.add_argument(
-        "--seed",
-        type=int,
-        help=f"synthetic: seed of the test clips (default {_default(DataOptions, 'seed')})",
+        "--ablation", action="append", help="another checkpoint to compare (repeatable)"
     )
-    parser.add_argument(
-        "--clips",
-        type=int,
-        help=f"synthetic: number of clips (default {_default(DataOptions, 'clips')})",
+    _add_flags(
+        parser,
+        [
+            ("--threads", int, "torch threads", "torch's"),
+            ("--json", bool, "print one JSON object", None),
+        ],
     )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        help=f"default {_argument_default(evaluate_checkpoint, 'batch_size')}",
-    )
-    parser.add_argument(
-        "--energy-clips",
-        type=int,
-        help=f"clips for energy, 0: skip (default "
-        f"{_argument_default(evaluate_checkpoint, 'energy_clips')})",
-    )
-    parser.add_argument("--confusion", type=Path, help="write the confusion matrix PNG here")
-    parser.add_argument(
-        "--ablations",
-        action="store_true",
-        default=None,
-        help="also evaluate the NAME-snn and NAME-ann checkpoints next to CHECKPOINT",
-    )
-    parser.add_argument(
-        "--ablation",
-        type=str,
-        action="append",
-        help="another checkpoint to compare (repeatable)",
-    )
-    parser.add_argument("--threads", type=int, help="torch threads (default torch's)")
-    parser.add_argument("--json", action="store_true", default=None, help="print one JSON object")
 
 
 def run_eval(args: argparse.Namespace) -> int:
