@@ -8,7 +8,7 @@ that a node, a launcher or a benchmark can know a model's inputs without importi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, get_args
 
 if TYPE_CHECKING:
     from respike.events.binning import EventFrames
@@ -19,6 +19,25 @@ KeyResidual = Literal["zero", "previous"]
 """A key frame's own residual: ``zero`` (ReSpike: the frame minus itself) or ``previous`` (the
 frame minus the previous key frame); see :class:`~respike.events.residual.ResidualFrames`."""
 KEY_RESIDUALS: tuple[KeyResidual, ...] = get_args(KeyResidual)
+
+
+class Size(NamedTuple):
+    """A size in :class:`InputSpec`'s (height, width) order, with its sides named."""
+
+    height: int
+    width: int
+
+
+def parse_size(text: str) -> Size:
+    """``"160x120"`` (width x height, as cameras and videos say) or ``"64"`` (square)."""
+    width, sep, height = text.strip().lower().partition("x")
+    try:
+        size = Size(height=int(height if sep else width), width=int(width))
+    except ValueError:
+        size = Size(0, 0)
+    if min(size) < 1:
+        raise ValueError(f"size {text!r}; expected WIDTHxHEIGHT or N, positive integers")
+    return size
 
 
 @dataclass(frozen=True)

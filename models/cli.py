@@ -18,16 +18,21 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast, get_args
+from typing import Any, TypeVar, cast, get_args
 
 import cv2
 import torch
 import torch.distributed as dist
 
-from respike.events.inputs import InputSpec, KeyResidual, SNNInput
+from respike.events.inputs import InputSpec, KeyResidual, SNNInput, parse_size
 from respike.models.ann import ANNConfig
 from respike.models.checkpoint import resolve_checkpoint
-from respike.models.datasets import DataOptions, DvsRandomisation, parse_data_spec
+from respike.models.datasets import (
+    TRAINING_SCENE,
+    DataOptions,
+    DvsRandomisation,
+    parse_data_spec,
+)
 from respike.models.evaluation import (
     ablation_paths,
     confusion_image,
@@ -40,13 +45,12 @@ from respike.models.neurons import LIFConfig
 from respike.models.registry import list_models
 from respike.models.snn import SNNConfig
 from respike.models.training import TrainConfig, train
-from respike.synthetic import GROUPS, SceneConfig, class_names
+from respike.synthetic import GROUPS, class_names
 from respike.synthetic.config import Framing
 
 #: The synthetic datasets' scene (:class:`~respike.models.datasets.SyntheticActions`' default:
 #: 160x120 at 30 fps, the 4:3 of the demo's camera), which ``--scene-size``, ``--fps`` and
 #: ``--framing`` change.
-SYNTHETIC_SCENE = SceneConfig(width=160, height=120)
 
 # Which flags set which config's fields: a tuple where the flag's dest is the field's name, a
 # mapping from dest to field name where it is not.
@@ -104,19 +108,6 @@ Branch = TypeVar("Branch", SNNConfig, ANNConfig)
 
 # --------------------------------------------------------------------------------------------
 # Flag values
-
-
-class Size(NamedTuple):
-    """A size from the command line, in :class:`InputSpec`'s (height, width) order, named."""
-
-    height: int
-    width: int
-
-
-def parse_size(text: str) -> Size:
-    """``64`` -> 64x64; ``160x120`` is width x height, as cameras and ``--scene-size`` say."""
-    width, sep, height = text.lower().partition("x")
-    return Size(height=int(height if sep else width), width=int(width))
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -189,7 +180,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """
     spec = cast(InputSpec, _default(TrainConfig, "input_spec"))
     snn, ann, fusion, dvs = SNNConfig(), ANNConfig(), FusionConfig(), DvsRandomisation()
-    scene = SYNTHETIC_SCENE
+    scene = TRAINING_SCENE
 
     def run(name: str) -> object:
         return _default(TrainConfig, name)
@@ -413,7 +404,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         scene = _given(args, _SCENE_FIELDS)
         if args.scene_size is not None:
             scene.update(width=args.scene_size.width, height=args.scene_size.height)
-        changes["scene"] = replace(SYNTHETIC_SCENE, **scene)
+        changes["scene"] = replace(TRAINING_SCENE, **scene)
         if changes["input_spec"].snn_input == "events":
             changes["dvs"] = replace(DvsRandomisation(), **_given(args, _DVS_FIELDS))
         if config.val_data is None:
@@ -540,13 +531,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "SYNTHETIC_SCENE",
-    "Size",
     "add_eval_arguments",
     "add_train_arguments",
     "apply_config_file",
     "main",
-    "parse_size",
     "run_eval",
     "run_train",
     "train_config_from_args",

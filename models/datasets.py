@@ -61,9 +61,9 @@ import torch
 from torch.utils.data import Dataset
 
 from respike.events import DvsEmulator, ResidualFrames
+from respike.events.inputs import InputSpec, parse_size
 from respike.events.types import EventArray
 from respike.models.ann import keyframe_tensor
-from respike.models.hybrid import InputSpec
 from respike.recorders import EventReader, open_events
 from respike.recorders.datasets import scan_dataset
 from respike.recorders.video import read_frames
@@ -85,6 +85,9 @@ CACHE_VERSION = 1
 DATA_KINDS: tuple[str, ...] = ("synthetic", "nmnist", "dvsgesture", "videos", "events")
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg")
+
+TRAINING_SCENE = SceneConfig(width=160, height=120, fps=30.0)
+"""The synthetic scenes rendered for training and evaluation unless a checkpoint says others."""
 
 
 class ClipSample(NamedTuple):
@@ -359,7 +362,7 @@ class SyntheticActions(ClipDataset):
         if not self.class_names:
             raise ValueError("classes must name at least one class")
         backgrounds = HELDOUT_BACKGROUNDS if split == "test" else TRAIN_BACKGROUNDS
-        self.scene = scene or SceneConfig(width=160, height=120, fps=30.0, backgrounds=backgrounds)
+        self.scene = scene or replace(TRAINING_SCENE, backgrounds=backgrounds)
         self.dvs = dvs or DvsRandomisation()
         self.resample = resample
         self.encoder = FrameEncoder(spec, channel_order="rgb")
@@ -991,7 +994,7 @@ def _open_synthetic(
     trained = opts.synthetic
     scene = scene_from_dict(trained["scene"]) if "scene" in trained else None
     if scene is None:
-        scene = SceneConfig(width=160, height=120, fps=30.0)
+        scene = TRAINING_SCENE
     backgrounds = HELDOUT_BACKGROUNDS if split == "test" else TRAIN_BACKGROUNDS
     if "backgrounds" in o:
         backgrounds = tuple(o["backgrounds"].split(","))
@@ -999,8 +1002,8 @@ def _open_synthetic(
     if "framing" in o:
         changes["framing"] = o["framing"]
     if "size" in o:
-        width, _, height = o["size"].partition("x")
-        changes["width"], changes["height"] = int(width), int(height)
+        size = parse_size(o["size"])
+        changes["width"], changes["height"] = size.width, size.height
     dvs = None
     if "dvs" in trained:
         dvs = DvsRandomisation(**{k: tuple(v) for k, v in trained["dvs"].items()})

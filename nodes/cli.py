@@ -354,10 +354,12 @@ def _convert(args: argparse.Namespace) -> int:
         if not source.exists():
             raise FileNotFoundError(f"{source} does not exist")
         from respike.events.emulator import DvsEmulator
+        from respike.events.inputs import parse_size
         from respike.recorders.video import VideoEvents
 
         emulator = DvsEmulator(on_threshold=args.threshold, off_threshold=args.threshold)
-        video = VideoEvents(source, emulator, _parse_size(args.size) if args.size else None)
+        size = parse_size(args.size) if args.size else None
+        video = VideoEvents(source, emulator, (size.width, size.height) if size else None)
         packets, size, what = (
             video.packets(),
             video.sensor_size,
@@ -415,13 +417,6 @@ def _training(command: str, rest: Sequence[str]) -> int:
     args = parser.parse_args(rest)
     args.command_line = " ".join(["respike", command, *rest])
     return (run_train if command == "train" else run_eval)(args)
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"size {text!r}; expected WIDTHxHEIGHT, e.g. 128x128")
-    return int(parts[0]), int(parts[1])
 
 
 def _json_params(text: str) -> dict[str, Any]:

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from respike.events.inputs import parse_size
 from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
 from respike.models.cli import (
-    SYNTHETIC_SCENE,
     add_eval_arguments,
     add_train_arguments,
     apply_config_file,
-    parse_size,
     train_config_from_args,
 )
-from respike.models.datasets import DvsRandomisation
+from respike.models.datasets import TRAINING_SCENE, DvsRandomisation
 from respike.models.hybrid import ModelConfig
 from respike.models.snn import SNNConfig
 from respike.models.training import TrainConfig, build_model
@@ -34,7 +33,7 @@ def test_flags_not_given_keep_the_dataclass_defaults() -> None:
     assert config == TrainConfig(data="nmnist:/x")
     assert config.snn is None and config.ann is None and config.fusion is None
     synthetic = train_config_from_args(parse("--data", "synthetic"))
-    assert synthetic.scene == SYNTHETIC_SCENE and synthetic.dvs is None
+    assert synthetic.scene == TRAINING_SCENE and synthetic.dvs is None
     assert synthetic.val_data == "synthetic?split=val", "synthetic runs validate on its val split"
 
 
@@ -49,6 +48,8 @@ def test_every_flag_defaults_to_not_given() -> None:
 def test_sizes_are_width_by_height_and_held_as_height_width() -> None:
     assert parse_size("160x120") == (120, 160)
     assert parse_size("160x120").width == 160 and parse_size("48") == (48, 48)
+    with pytest.raises(ValueError, match="size '0x5'; expected WIDTHxHEIGHT or N"):
+        parse_size("0x5")
     config = train_config_from_args(
         parse("--data", "synthetic", "--snn-size", "64x48", "--scene-size", "200x100")
     )
