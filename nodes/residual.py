@@ -42,7 +42,7 @@ class ResidualNode(Node):
             "", "fit the residuals to this checkpoint's input (path or shipped name)"
         )
         stride: int | None = param(
-            None, "a key frame every this many frames; default: the checkpoint's, else 4"
+            None, "a key frame every this many frames; default: the checkpoint's, else ReSpike's 4"
         )
         width: int | None = param(
             None, "residual width; default: the checkpoint's, else the frame's"
@@ -179,10 +179,10 @@ def fitted_residuals(params: ResidualNode.Params) -> ResidualFrames:
     if params.width is not None:
         given["size"] = (params.width, params.height) if params.width else None
     del given["width"], given["height"]
-    if not params.checkpoint:
-        defaults = {"stride": 4, "size": None, "color": "grey", "key_residual": "zero"}
-        chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
-        return ResidualFrames(channel_order="rgb", **chosen)
+    if not params.checkpoint:  # what is not given keeps the kernel's default
+        return ResidualFrames(
+            channel_order="rgb", **{k: v for k, v in given.items() if v is not None}
+        )
     from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
 
     fitted = read_checkpoint_info(resolve_checkpoint(params.checkpoint)).input_spec
