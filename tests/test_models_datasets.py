@@ -13,6 +13,7 @@ import torch
 
 from respike.events import EVENT_DTYPE, DvsEmulator, EventFrames, ResidualFrames
 from respike.models import InputSpec
+from respike.models.ann import keyframe_tensor
 from respike.models.datasets import (
     DataOptions,
     DvsGesture,
@@ -21,7 +22,6 @@ from respike.models.datasets import (
     NMnist,
     SyntheticActions,
     VideoFolder,
-    keyframe_tensor,
     open_dataset,
     parse_data_spec,
 )
