@@ -242,7 +242,6 @@ class EnergyReport:
         }
 
 
-@torch.no_grad()
 class EnergyMeter:
     """Energy (pJ) of a model's calls, by kind: MACs and spike ACs counted on every
     ``every``-th call of a kind and reused in between (the counting hooks cost about a tenth of
@@ -271,6 +270,7 @@ class EnergyMeter:
         self.last[kind] = float(self._counter.counts().energy_pj()) / per
 
 
+@torch.no_grad()
 def measure_energy(model: HybridReSpike, clip: Clip) -> EnergyReport:
     """Stream ``clip`` through ``model`` eagerly (train or eval mode as it is) and count its work.
 
