@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 SNNInput = Literal["events", "residual"]
 KeyResidual = Literal["zero", "previous"]
+
+NO_ACTION = "no action"
+"""The label of a prediction that is none of the classes (a model's last output when it has an
+open-set rule; the rolling state below the threshold)."""
 """A key frame's own residual: ``zero`` (ReSpike: the frame minus itself) or ``previous`` (the
 frame minus the previous key frame); see :class:`~respike.events.residual.ResidualFrames`."""
 KEY_RESIDUALS: tuple[KeyResidual, ...] = get_args(KeyResidual)

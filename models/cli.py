@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from respike.events.inputs import InputSpec, KeyResidual, SNNInput, parse_size
 from respike.models.ann import ANNConfig
-from respike.models.checkpoint import resolve_checkpoint
+from respike.models.checkpoint import resolve_checkpoint, save_checkpoint
 from respike.models.datasets import (
     TRAINING_SCENE,
     DataOptions,
@@ -444,6 +444,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "checkpoint", help="checkpoint path or shipped name (actions, gestures-dvs, nmnist)"
     )
     parser.add_argument("--data", required=True, help="data SPEC (KIND:PATH or synthetic)")
+    parser.add_argument(
+        "--ood",
+        help="data SPEC holding none of the classes: report how often the model says no action",
+    )
     _add_flags(
         parser,
         [
@@ -483,7 +487,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     kwargs = _given(args, ("split", "seed", "clips", "batch_size", "energy_clips"))
-    report, about = evaluate_checkpoint(args.checkpoint, args.data, **kwargs)
+    report, about = evaluate_checkpoint(args.checkpoint, args.data, ood=args.ood, **kwargs)
     others: dict[str, Path] = {}
     if args.ablations:
         others.update(ablation_paths(Path(about["checkpoint"])))
@@ -514,6 +518,54 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# respike calibrate
+
+
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``respike calibrate CHECKPOINT --out PATH``."""
+    parser.add_argument("checkpoint", help="checkpoint path or shipped name")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the checkpoint")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    _add_flags(
+        parser,
+        [
+            ("--clips", int, "training-split clips to fit on", _calibrate_default("clips")),
+            ("--val-clips", int, "validation clips", _calibrate_default("val_clips")),
+            ("--outlier-clips", int, "outlier clips", _calibrate_default("outlier_clips")),
+            ("--quantile", float, "share of known steps kept", _calibrate_default("quantile")),
+            ("--shrinkage", float, "covariance shrinkage", _calibrate_default("shrinkage")),
+            ("--threads", int, "torch threads", "torch's"),
+        ],
+    )
+
+
+def _calibrate_default(name: str) -> Any:
+    from respike.models.calibration import calibrate_checkpoint
+
+    return _argument_default(calibrate_checkpoint, name)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """``respike calibrate``: fit the checkpoint's open-set rule, write it to ``--out``."""
+    from respike.models.calibration import calibrate_checkpoint
+
+    if args.out.exists() and not args.force:
+        raise ValueError(f"{args.out} exists; pass --force to replace it")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kwargs = _given(args, ("clips", "val_clips", "outlier_clips", "quantile", "shrinkage"))
+    loaded, report = calibrate_checkpoint(args.checkpoint, **kwargs)
+    extra = {**loaded.extra, "open_set": {**report.to_dict(), "command": args.command_line}}
+    save_checkpoint(args.out, loaded.model, loaded.class_names, extra=extra)
+    outliers = ", ".join(f"{k} {100 * v:.1f}%" for k, v in report.outliers_rejected.items())
+    print(
+        f"{args.out}: no action for {100 * report.known_rejected:.1f}% of known validation "
+        f"steps and for outliers {outliers} ({report.seconds:.0f} s)"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m respike.models.cli train|eval ...`` (the CLI's commands, standalone)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -523,11 +575,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_train_arguments(train_parser)
     eval_parser = commands.add_parser("eval", help="evaluate a checkpoint")
     add_eval_arguments(eval_parser)
+    calibrate_parser = commands.add_parser("calibrate", help="fit a checkpoint's no-action rule")
+    add_calibrate_arguments(calibrate_parser)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["python -m respike.models.cli", *argv])
-    if args.command == "train":
-        return run_train(args)
-    return run_eval(args)
+    runs = {"train": run_train, "eval": run_eval, "calibrate": run_calibrate}
+    return runs[args.command](args)
 
 
 __all__ = [

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from respike.models.checkpoint import load_checkpoint, resolve_checkpoint
+from respike.models.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from respike.models.datasets import ClipDataset, DataOptions, open_dataset
 from respike.models.energy import measure_energy, r3d18_reference
 from respike.models.hybrid import Clip, HybridReSpike
@@ -51,12 +51,16 @@ class EnergySummary:
 class EvalReport:
     """Results of :func:`evaluate` on one dataset (labels in the model's class order).
 
-    ``accuracy`` and ``per_class`` count labelled clips only (``None`` without any);
+    ``accuracy`` and ``per_class`` count labelled clips only (``None`` without any); a model
+    with an open-set rule may answer ``no action``, which counts as wrong there and in
+    ``rejected``; ``closed_accuracy`` is the best known class's accuracy, rule or not.
     ``confusion[i][j]`` counts clips of true class ``i`` predicted as ``j``; ``predictions``
-    counts every clip's predicted class by name.
+    counts every clip's prediction by name.
     """
 
     accuracy: float | None
+    closed_accuracy: float | None
+    rejected: int
     clips: int
     class_names: tuple[str, ...]
     per_class: Mapping[str, Mapping[str, float | int | None]]
@@ -69,6 +73,8 @@ class EvalReport:
         """JSON-ready report."""
         return {
             "accuracy": self.accuracy,
+            "closed_accuracy": self.closed_accuracy,
+            "rejected": self.rejected,
             "clips": self.clips,
             "class_names": list(self.class_names),
             "per_class": {k: dict(v) for k, v in self.per_class.items()},
@@ -140,34 +146,101 @@ def evaluate(
     was_training = model.training
     model.eval()
     n = len(names)
+    outputs = model.config.output_names(names)
     confusion = np.zeros((n, n), dtype=np.int64)
-    predicted = np.zeros(n, dtype=np.int64)
+    rejected = np.zeros(n, dtype=np.int64)
+    closed_correct = 0
+    predicted = np.zeros(len(outputs), dtype=np.int64)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for keyframes, steps, labels in progress_bar(
         loader, enabled=progress, total=len(loader), desc="eval"
     ):
-        guess = model(Clip(keyframes, steps)).logits.argmax(-1).numpy()
+        logits = model(Clip(keyframes, steps)).logits
+        guess = logits.argmax(-1).numpy()
+        closed = logits[:, :n].argmax(-1).numpy()
         np.add.at(predicted, guess, 1)
-        for true, g in zip(labels.tolist(), guess.tolist(), strict=True):
+        for true, g, c in zip(labels.tolist(), guess.tolist(), closed.tolist(), strict=True):
             if true >= 0:
-                confusion[mapping[true], g] += 1
+                if g < n:
+                    confusion[mapping[true], g] += 1
+                else:
+                    rejected[mapping[true]] += 1
+                closed_correct += int(c == mapping[true])
     energy = _measure(model, dataset, energy_clips) if energy_clips > 0 else None
     model.train(was_training)
-    labelled = int(confusion.sum())
+    labelled = int(confusion.sum() + rejected.sum())
     per_class: dict[str, dict[str, float | int | None]] = {}
     for i, name in enumerate(names):
-        total = int(confusion[i].sum())
+        total = int(confusion[i].sum() + rejected[i])
         if total:
-            per_class[name] = {"accuracy": float(confusion[i, i] / total), "clips": total}
+            per_class[name] = {
+                "accuracy": float(confusion[i, i] / total),
+                "clips": total,
+                "rejected": int(rejected[i]),
+            }
     return EvalReport(
         accuracy=float(np.trace(confusion) / labelled) if labelled else None,
+        closed_accuracy=closed_correct / labelled if labelled else None,
+        rejected=int(rejected.sum()),
         clips=len(dataset),
         class_names=names,
         per_class=per_class,
         confusion=tuple(tuple(int(v) for v in row) for row in confusion),
-        predictions={names[i]: int(c) for i, c in enumerate(predicted) if c},
+        predictions={outputs[i]: int(c) for i, c in enumerate(predicted) if c},
         energy=energy,
         seconds=time.perf_counter() - start,
+    )
+
+
+@dataclass(frozen=True)
+class RejectionReport:
+    """How often a model says ``no action`` on data that holds none of its classes.
+
+    ``clips_rejected``: the share of clips whose prediction is ``no action``; ``steps_rejected``:
+    the share of per-step outputs (what the live pipeline's raw label says each step).
+    """
+
+    clips: int
+    clips_rejected: float
+    steps: int
+    steps_rejected: float
+    predictions: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        return {**asdict(self), "predictions": dict(self.predictions)}
+
+
+@torch.no_grad()
+def evaluate_rejection(
+    model: HybridReSpike, dataset: ClipDataset, class_names: Sequence[str], *, batch_size: int = 16
+) -> RejectionReport:
+    """Run every clip of ``dataset`` (labels ignored) and count the ``no action`` answers.
+
+    A model without an open-set rule never says it: its rejection is 0.
+    """
+    check_model_fits(model, dataset)
+    outputs = model.config.output_names(class_names)
+    was_training = model.training
+    model.eval()
+    predicted = np.zeros(len(outputs), dtype=np.int64)
+    steps = rejected_steps = 0
+    for keyframes, clip_steps, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        out = model(Clip(keyframes, clip_steps))
+        np.add.at(predicted, out.logits.argmax(-1).numpy(), 1)
+        step_guess = out.step_logits.argmax(-1)
+        steps += step_guess.numel()
+        if model.open_set is not None:
+            rejected_steps += int((step_guess == len(class_names)).sum())
+    model.train(was_training)
+    clips = int(predicted.sum())
+    rejected_clips = int(predicted[len(class_names) :].sum())
+    return RejectionReport(
+        clips=clips,
+        clips_rejected=rejected_clips / clips if clips else 0.0,
+        steps=steps,
+        steps_rejected=rejected_steps / steps if steps else 0.0,
+        predictions={outputs[i]: int(c) for i, c in enumerate(predicted) if c},
     )
 
 
@@ -272,6 +345,19 @@ def ablation_paths(checkpoint: Path) -> dict[str, Path]:
     return found
 
 
+def trained_data_options(loaded: Checkpoint) -> DataOptions:
+    """Data options that render synthetic clips like ``loaded``'s training data (scene,
+    emulator settings, classes, clip length)."""
+    trained = dict(loaded.extra.get("data", {}))
+    segments = trained.get(
+        "segments", loaded.extra.get("training", {}).get("segments", DataOptions.segments)
+    )
+    return DataOptions(
+        segments=int(segments),
+        synthetic={k: trained[k] for k in ("scene", "dvs", "classes") if k in trained},
+    )
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str,
@@ -281,26 +367,21 @@ def evaluate_checkpoint(
     clips: int | None = None,
     batch_size: int = 16,
     energy_clips: int = 8,
+    ood: str | None = None,
 ) -> tuple[EvalReport, dict[str, Any]]:
     """Load ``checkpoint`` (path or shipped name) and evaluate it on the ``data`` SPEC.
 
     ``split``, ``seed`` and ``clips`` (synthetic data) default to :class:`DataOptions`': the
     test split, i.e. test seeds and held-out backgrounds. Synthetic data is rendered like the
-    checkpoint's training data (scene, framing, emulator settings, clip length). Returns the
-    report and a description of what was evaluated.
+    checkpoint's training data (scene, framing, emulator settings, clip length). ``ood`` is a
+    data SPEC holding none of the classes: its :class:`RejectionReport` goes in the description
+    as ``"ood"``. Returns the report and a description of what was evaluated.
     """
     path = resolve_checkpoint(checkpoint)
     loaded = load_checkpoint(path)
-    trained = dict(loaded.extra.get("data", {}))
-    segments = trained.get(
-        "segments", loaded.extra.get("training", {}).get("segments", DataOptions.segments)
-    )
     given = {"split": split, "seed": seed, "clips": clips}
     options = replace(
-        DataOptions(
-            segments=int(segments),
-            synthetic={k: trained[k] for k in ("scene", "dvs", "classes") if k in trained},
-        ),
+        trained_data_options(loaded),
         **{name: value for name, value in given.items() if value is not None},
     )
     dataset = open_dataset(
@@ -316,12 +397,18 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         energy_clips=energy_clips,
     )
-    about = {
+    about: dict[str, Any] = {
         "checkpoint": str(path),
         "mode": loaded.config.mode,
         "data": data,
         "dataset": dataset.describe(),
     }
+    if ood is not None:
+        outside = open_dataset(ood, loaded.input_spec, options=options)
+        rejection = evaluate_rejection(
+            loaded.model, outside, loaded.class_names, batch_size=batch_size
+        )
+        about["ood"] = {"data": ood, **rejection.to_dict()}
     return report, about
 
 
@@ -340,6 +427,18 @@ def format_report(
         f"checkpoint {about['checkpoint']} ({about['mode']}) on {about['data']}: "
         f"{report.clips} clips, accuracy {_pct(report.accuracy)}",
     ]
+    if report.rejected or "no action" in report.predictions:
+        lines.append(
+            f"no action for {report.rejected} labelled clips; closed-set accuracy "
+            f"(best known class) {_pct(report.closed_accuracy)}"
+        )
+    if "ood" in about:
+        ood = about["ood"]
+        lines.append(
+            f"out of distribution ({ood['data']}): no action for "
+            f"{_pct(ood['clips_rejected'])} of {ood['clips']} clips, "
+            f"{_pct(ood['steps_rejected'])} of {ood['steps']} steps"
+        )
     if report.per_class:
         width = max(len(n) for n in report.per_class)
         lines.append("per class:")
@@ -378,12 +477,15 @@ def format_report(
 __all__ = [
     "EnergySummary",
     "EvalReport",
+    "RejectionReport",
     "ablation_paths",
     "check_model_fits",
     "confusion_image",
     "evaluate",
     "evaluate_checkpoint",
+    "evaluate_rejection",
     "format_report",
     "label_map",
     "progress_bar",
+    "trained_data_options",
 ]

@@ -38,6 +38,7 @@ from torch import nn
 from respike.events.inputs import InputSpec, KeyResidual, SNNInput
 from respike.models.ann import ANNConfig, ResNetFeatures
 from respike.models.fusion import FusionBlock, FusionConfig, KeyValue
+from respike.models.open_set import OpenSetConfig, OpenSetRule, output_names
 from respike.models.snn import SNNConfig, SNNState, SpikingResNet
 
 Mode = Literal["hybrid", "snn", "ann"]
@@ -54,6 +55,8 @@ class ModelConfig:
     snn: SNNConfig = field(default_factory=SNNConfig)
     ann: ANNConfig = field(default_factory=ANNConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    open_set: OpenSetConfig | None = None
+    """The ``no action`` rule (:mod:`respike.models.open_set`), fitted after training."""
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -68,6 +71,28 @@ class ModelConfig:
                 "SNN motion detectors need residual input (events are changes already), "
                 f"got snn_input={self.input_spec.snn_input!r}"
             )
+        rule = self.open_set
+        if rule is not None and (rule.classes, rule.dims) != (self.num_classes, self.stats_dims):
+            raise ValueError(
+                f"the open-set rule is for {rule.classes} classes and {rule.dims} statistics; "
+                f"the model has {self.num_classes} and {self.stats_dims}"
+            )
+
+    @property
+    def stats_dims(self) -> int:
+        """Statistics per step (:attr:`ClipOutput.stats`): the ANN's per-stage channel means
+        and standard deviations, the SNN's per-stage spike rates."""
+        ann = 2 * sum(self.ann.widths) if self.mode != "snn" else 0
+        return ann + (sum(self.snn.widths) if self.mode != "ann" else 0)
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs per step: the classes, plus ``no action`` with an open-set rule."""
+        return self.num_classes + (self.open_set is not None)
+
+    def output_names(self, class_names: Sequence[str]) -> tuple[str, ...]:
+        """The names of the outputs, given the class names."""
+        return output_names(class_names, self.open_set)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts, tuples, strings and numbers (loadable with ``weights_only=True``)."""
@@ -83,6 +108,7 @@ class ModelConfig:
             snn=SNNConfig(**data["snn"]),
             ann=ANNConfig(**data["ann"]),
             fusion=FusionConfig(**data["fusion"]),
+            open_set=OpenSetConfig(**data["open_set"]) if data.get("open_set") else None,
         )
 
 
@@ -94,10 +120,12 @@ class Clip(NamedTuple):
 
 
 class KeyframeContext(NamedTuple):
-    """What one key frame contributes until the next: fusion keys/values and pooled stage 4."""
+    """What one key frame contributes until the next: fusion keys/values, pooled stage 4, and
+    its per-stage channel means and standard deviations (for the open-set rule)."""
 
     kv: tuple[KeyValue, ...]
     pooled: torch.Tensor | None
+    stats: torch.Tensor | None = None
 
 
 class HeadState(NamedTuple):
@@ -116,11 +144,27 @@ class ModelState(NamedTuple):
 
 
 class ClipOutput(NamedTuple):
-    """``step_logits (B, T, classes)``, clip ``logits (B, classes)``, the state after the clip."""
+    """``step_logits (B, T, outputs)``, clip ``logits (B, outputs)``, the state after the clip,
+    each step's statistics ``stats (B, T, stats_dims)`` (what an open-set rule reads) and
+    ``features (B, T, head inputs)`` (what the head reads: a new head is fitted on them).
+
+    With an open-set rule the logits are log-probabilities of the classes and ``no action``.
+    """
 
     step_logits: torch.Tensor
     logits: torch.Tensor
     state: ModelState
+    stats: torch.Tensor
+    features: torch.Tensor
+
+
+class Fused(NamedTuple):
+    """What :meth:`HybridReSpike.fuse_with_stats` gives for ``T`` steps (time-major)."""
+
+    logits: torch.Tensor
+    head: HeadState | None
+    stats: torch.Tensor | None
+    features: torch.Tensor
 
 
 StepFn = Callable[[torch.Tensor, ModelState], tuple[torch.Tensor, ModelState]]
@@ -152,6 +196,7 @@ class HybridReSpike(nn.Module):
             config.ann.widths[-1] if self.ann is not None else 0
         )
         self.head = nn.Linear(head_in, config.num_classes)
+        self.open_set = OpenSetRule(config.open_set) if config.open_set is not None else None
         self._step_fn: StepFn = self._steps_impl
 
     @property
@@ -192,7 +237,7 @@ class HybridReSpike(nn.Module):
         In ``snn`` mode there is no ANN; ``frames`` may be ``None`` and the context is empty.
         """
         if self.ann is None:
-            return KeyframeContext((), None)
+            return KeyframeContext((), None, None)
         if frames is None or frames.dim() != 4 or frames.shape[1] != 3:
             shape = None if frames is None else tuple(frames.shape)
             raise ValueError(f"key frames have shape {shape}; expected (B, 3, H, W)")
@@ -204,7 +249,14 @@ class HybridReSpike(nn.Module):
             cast(FusionBlock, block).context(ann_features[int(stage) - 1])
             for stage, block in self.fusion.items()
         )
-        return KeyframeContext(kv, ann_features[-1].mean(dim=(-2, -1)))
+        stats = torch.cat(
+            [
+                torch.cat([f.mean(dim=(-2, -1)), f.std(dim=(-2, -1), correction=0)], -1)
+                for f in ann_features
+            ],
+            -1,
+        )
+        return KeyframeContext(kv, ann_features[-1].mean(dim=(-2, -1)), stats)
 
     def set_keyframe(
         self, frame: torch.Tensor | None, state: ModelState | None = None
@@ -300,12 +352,27 @@ class HybridReSpike(nn.Module):
         *,
         steps: int = 1,
     ) -> tuple[torch.Tensor, HeadState | None]:
-        """Fusion and head on SNN spike features: logits ``(T, B, classes)`` and the head state.
+        """Fusion and head on SNN spike features: logits ``(T, B, outputs)`` and the head state.
 
         ``features`` are the SNN's per-stage spikes, time-major ``(T, B, C_i, h_i, w_i)`` (a
         split ``fusion`` node adds ``T = 1`` to what the ``snn`` node sends); ``None`` in ``ann``
         mode, where ``steps`` gives ``T``. ``head`` carries the segment's running feature sum.
+        With an open-set rule the logits are its log-probabilities (classes, then no action).
         """
+        out = self.fuse_with_stats(features, context, head, steps=steps)
+        return out.logits, out.head
+
+    def fuse_with_stats(
+        self,
+        features: Sequence[torch.Tensor] | None,
+        context: KeyframeContext,
+        head: HeadState | None = None,
+        *,
+        steps: int = 1,
+    ) -> Fused:
+        """:meth:`fuse`, plus the head's inputs ``(T, B, D)`` and each step's statistics
+        ``(T, B, stats_dims)`` when an open-set rule reads them (``None`` without a rule)."""
+        stats = self.statistics(features, context, steps) if self.open_set is not None else None
         parts: list[torch.Tensor] = []
         if features is not None:
             fused = {
@@ -329,13 +396,32 @@ class HybridReSpike(nn.Module):
             head = HeadState(running[-1], counts[-1])
         if context.pooled is not None:
             parts.append(context.pooled.expand(steps, *context.pooled.shape))
-        return self.head(torch.cat(parts, dim=-1)), head
+        head_inputs = torch.cat(parts, dim=-1)
+        logits = self.head(head_inputs)
+        if self.open_set is not None:
+            assert stats is not None
+            logits = self.open_set(stats, logits)
+        return Fused(logits, head, stats, head_inputs)
+
+    def statistics(
+        self, features: Sequence[torch.Tensor] | None, context: KeyframeContext, steps: int = 1
+    ) -> torch.Tensor:
+        """Per-step statistics ``(T, B, stats_dims)``: the key frame's per-stage channel means
+        and standard deviations, then the SNN's per-stage spike rates (before fusion)."""
+        parts = []
+        if context.stats is not None:
+            steps = features[0].shape[0] if features is not None else steps
+            parts.append(context.stats.expand(steps, *context.stats.shape))
+        if features is not None:
+            parts.append(torch.cat([f.mean(dim=(-2, -1)) for f in features], dim=-1))
+        return torch.cat(parts, dim=-1)
 
     def forward(self, clip: Clip, state: ModelState | None = None) -> ClipOutput:
         """Run a clip (see the module doc for its layout), BPTT-ready; ``state`` continues a run.
 
         All key frames go through the ANN as one batch, then each segment's ``K`` steps through
-        the streaming code path of :meth:`steps` (always eager, even after :meth:`enable_compile`).
+        the SNN and :meth:`fuse_with_stats`, as :meth:`steps` does (always eager, even after
+        :meth:`enable_compile`).
         """
         keyframes, inputs = clip
         k = self.keyframe_interval
@@ -346,25 +432,40 @@ class HybridReSpike(nn.Module):
                 f"clip has {segments} key frames and {n_steps} steps for batch {batch}; "
                 f"expected (B, S, 3, H, W) key frames and (B, S*{k}, C, h, w) steps"
             )
+        self._check_steps(inputs)
         contexts = self._segment_contexts(keyframes)
         snn_state = state.snn if state is not None else None
-        step_logits = []
-        current: ModelState | None = None
+        step_logits, step_stats, step_features = [], [], []
+        head: HeadState | None = None
         for s in range(segments):
-            current = ModelState(snn=snn_state, context=contexts[s], head=None)
-            logits, current = self._run(self._steps_impl, inputs[:, s * k : (s + 1) * k], current)
-            snn_state = current.snn
-            step_logits.append(logits)
-        assert current is not None
+            x = inputs[:, s * k : (s + 1) * k].transpose(0, 1)
+            features = None
+            if self.snn is not None:
+                features, snn_state = self.snn.forward_sequence(x, snn_state)
+            out = self.fuse_with_stats(features, contexts[s], None, steps=k)
+            stats = (
+                out.stats if out.stats is not None else self.statistics(features, contexts[s], k)
+            )
+            head = out.head
+            step_logits.append(out.logits.transpose(0, 1))
+            step_stats.append(stats.transpose(0, 1))
+            step_features.append(out.features.transpose(0, 1))
         all_logits = torch.cat(step_logits, dim=1)
         clip_logits = all_logits[:, k - 1 :: k].mean(dim=1)
-        return ClipOutput(all_logits, clip_logits, current)
+        final = ModelState(snn=snn_state, context=contexts[-1], head=head)
+        return ClipOutput(
+            all_logits,
+            clip_logits,
+            final,
+            torch.cat(step_stats, dim=1),
+            torch.cat(step_features, dim=1),
+        )
 
     def _segment_contexts(self, keyframes: torch.Tensor) -> list[KeyframeContext]:
         """Contexts of all ``S`` key frames from one batched ANN pass."""
         batch, segments = keyframes.shape[:2]
         if self.ann is None:
-            return [KeyframeContext((), None)] * segments
+            return [KeyframeContext((), None, None)] * segments
         context = self.encode_keyframe(keyframes.flatten(0, 1))
 
         def pick(t: torch.Tensor, s: int) -> torch.Tensor:
@@ -374,6 +475,7 @@ class HybridReSpike(nn.Module):
             KeyframeContext(
                 tuple(KeyValue(pick(kv.key, s), pick(kv.value, s)) for kv in context.kv),
                 pick(context.pooled, s) if context.pooled is not None else None,
+                pick(context.stats, s) if context.stats is not None else None,
             )
             for s in range(segments)
         ]

@@ -121,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, summary in (
         ("train", "train a model (`respike train --help`)"),
         ("eval", "evaluate a checkpoint (`respike eval --help`)"),
+        ("calibrate", "fit a checkpoint's `no action` rule (`respike calibrate --help`)"),
     ):
         commands.add_parser(name, help=summary, add_help=False)
 
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--onnx", type=Path, help="ONNX file for the key-frame ANN branch")
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("train", "eval"):
+    if rest and args.command not in ("train", "eval", "calibrate"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 as_json=args.json,
                 port=args.port,
             )
-        if args.command in ("train", "eval"):
+        if args.command in ("train", "eval", "calibrate"):
             return _training(args.command, rest)
         if args.command == "export":
             return _export(args.checkpoint, args.nir, args.onnx)
@@ -410,13 +411,18 @@ def _export(checkpoint: str, nir: Path | None, onnx: Path | None) -> int:
 
 def _training(command: str, rest: Sequence[str]) -> int:
     """``respike train|eval``: parsed here so torch is imported only by these commands."""
-    from respike.models.cli import add_eval_arguments, add_train_arguments, run_eval, run_train
+    from respike.models import cli
 
+    add, run = {
+        "train": (cli.add_train_arguments, cli.run_train),
+        "eval": (cli.add_eval_arguments, cli.run_eval),
+        "calibrate": (cli.add_calibrate_arguments, cli.run_calibrate),
+    }[command]
     parser = argparse.ArgumentParser(prog=f"respike {command}")
-    (add_train_arguments if command == "train" else add_eval_arguments)(parser)
+    add(parser)
     args = parser.parse_args(rest)
     args.command_line = " ".join(["respike", command, *rest])
-    return (run_train if command == "train" else run_eval)(args)
+    return run(args)
 
 
 def _json_params(text: str) -> dict[str, Any]:

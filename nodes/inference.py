@@ -111,7 +111,8 @@ class PredictionParams(RuntimeParams):
 
 
 class Loaded(NamedTuple):
-    """A checkpoint ready to run: the model in eval mode, its class names and input spec."""
+    """A checkpoint ready to run: the model in eval mode, the names of its outputs (its classes,
+    then ``no action`` when it has an open-set rule) and its input spec."""
 
     model: Any
     classes: tuple[str, ...]
@@ -126,7 +127,36 @@ def load_model(params: RuntimeParams) -> Loaded:
 
     torch.set_num_threads(params.threads)
     loaded = load_checkpoint(resolve_checkpoint(params.checkpoint), map_location=params.device)
-    return Loaded(loaded.model.eval(), loaded.class_names, loaded.input_spec)
+    outputs = loaded.config.output_names(loaded.class_names)  # with `no action` when it has one
+    return Loaded(loaded.model.eval(), outputs, loaded.input_spec)
+
+
+class CheckpointWatch:
+    """Tells when a checkpoint file was replaced (its modification time or size changed)."""
+
+    def __init__(self, checkpoint: str) -> None:
+        from respike.models.checkpoint import resolve_checkpoint
+
+        self.path = resolve_checkpoint(checkpoint)
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def changed(self) -> bool:
+        """Whether the file changed since the last call (or since the watch began)."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return False
+        self._seen = stamp
+        return True
+
+    def __str__(self) -> str:
+        return str(self.path)
 
 
 class StepInputs:

@@ -2,9 +2,10 @@
 
 Per step: an exponential moving average of the probabilities (``alpha`` weighs the newest
 step), then hysteresis: the current label changes only when another class beats it by
-``margin`` and reaches ``enter``; when the best smoothed score falls below ``threshold`` the
-state is "no action". The state is explicit (``state=None`` starts fresh), so the model node and
-the fusion node share this one implementation and tests drive it directly.
+``margin`` and reaches ``enter``; when the best smoothed score falls below ``threshold``, or
+the best is the model's own ``no action`` output (an open-set rule's), the state is "no
+action". The state is explicit (``state=None`` starts fresh), so the model node and the fusion
+node share this one implementation and tests drive it directly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-NO_ACTION = "no action"
+from respike.events.inputs import NO_ACTION
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def roll(
     smoothed = p if state is None else settings.alpha * p + (1 - settings.alpha) * state.smoothed
     current = -1 if state is None else state.label
     best = int(np.argmax(smoothed))
-    if smoothed[best] < settings.threshold:
+    if smoothed[best] < settings.threshold or classes[best] == NO_ACTION:
         label = -1
     elif current < 0:
         label = best if smoothed[best] >= settings.enter else -1

@@ -52,6 +52,19 @@ def is_video(path: Path) -> bool:
             capture.release()
 
 
+def frame_count(path: Path | str) -> tuple[int, float]:
+    """A video's frame count (as its container says) and frame rate; OSError when OpenCV
+    cannot open it."""
+    with quiet_opencv():
+        capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise OSError(f"{path}: OpenCV cannot open this video")
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS) or 30.0
+    finally:
+        capture.release()
+
+
 def read_frames(
     path: Path | str, count: int | None = None, *, start_s: float = 0.0
 ) -> tuple[list[np.ndarray], float]:

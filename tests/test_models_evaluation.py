@@ -50,6 +50,8 @@ def test_dataset_labels_map_to_the_model_classes_by_name() -> None:
 def test_report_text_and_confusion_image() -> None:
     report = EvalReport(
         accuracy=0.75,
+        closed_accuracy=0.75,
+        rejected=0,
         clips=4,
         class_names=("a", "b"),
         per_class={"a": {"accuracy": 1.0, "clips": 2}, "b": {"accuracy": 0.5, "clips": 2}},

@@ -158,8 +158,10 @@ def test_readme_command_runs_as_written(command: str, workdir: Path, tmp_path: P
     assert result.returncode == 0, f"`{command}` exited {result.returncode}:\n{result.stderr}"
     if command in OUTPUTS:
         assert (workdir / OUTPUTS[command]).is_file(), f"`{command}` wrote no {OUTPUTS[command]}"
-    if "source.loop=false" in command:  # a 120-frame clip: one prediction per frame, then exit
-        assert len(result.stdout.splitlines()) == 120, result.stdout[-2000:]
+    if "source.loop=false" in command:  # a 120-frame clip: a prediction per frame, then exit
+        # The pipeline's queues are live (newest wins), so a machine busy with other work may
+        # drop a step or two; the nodes count them. Losing more is a fault.
+        assert 116 <= len(result.stdout.splitlines()) <= 120, result.stdout[-2000:]
 
 
 def camera_available() -> bool:

@@ -66,6 +66,7 @@ from respike.models.datasets.synthetic import (
     TRAINING_SCENE,
     DvsRandomisation,
     SyntheticActions,
+    SyntheticOutliers,
     scene_from_dict,
     scene_to_dict,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "FrameEncoder",
     "NMnist",
     "SyntheticActions",
+    "SyntheticOutliers",
     "VideoFolder",
     "no_keyframes",
     "open_dataset",

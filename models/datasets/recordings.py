@@ -94,6 +94,11 @@ class _EventClipDataset(ClipDataset):
         """The label of every sample, in index order."""
         return [self._recordings[r].label for r, _ in self._index]
 
+    def window(self, index: int) -> tuple[int, int]:
+        """Sample ``index``'s recording (its number in the folder's order) and start in µs
+        after the recording's first event."""
+        return self._index[index]
+
     def __getitem__(self, index: int) -> ClipSample:
         r, offset = self._index[index]
         events, size = self._events(r)

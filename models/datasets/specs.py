@@ -89,7 +89,7 @@ _KNOWN_OPTIONS = {
     "synthetic": {"split", "clips", "seed", "segments", "framing", "size", "backgrounds"},
     "nmnist": {"split", "segments"},
     "dvsgesture": {"split", "segments", "windows"},
-    "videos": {"split", "segments", "split_file", "start"},
+    "videos": {"split", "segments", "split_file", "start", "windows"},
     "events": {"segments", "label"},
 }
 
@@ -147,6 +147,7 @@ def open_dataset(
             segments=segments,
             split_file=o.get("split_file"),
             start=float(o.get("start", 0.0)),
+            windows=o.get("windows", "first"),
         )
     names = tuple(class_names or ())
     label = -1

@@ -26,6 +26,7 @@ from respike.synthetic import (
     render_clip,
     split_seed,
 )
+from respike.synthetic.outliers import OUTLIER_KINDS, outlier_clip
 
 #: Bump when the tensors a dataset makes change, so stale ``.npz`` caches are never read.
 CACHE_VERSION = 1
@@ -210,3 +211,22 @@ def scene_to_dict(scene: SceneConfig) -> dict[str, Any]:
 def scene_from_dict(data: Mapping[str, Any]) -> SceneConfig:
     """Inverse of :func:`scene_to_dict`."""
     return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class SyntheticOutliers(SyntheticActions):
+    """Clips with nobody acting (:mod:`respike.synthetic.outliers`), encoded like
+    :class:`SyntheticActions`: what an open-set rule learns as background.
+
+    Clip ``i`` is kind ``OUTLIER_KINDS[i % 2]`` with seed :meth:`clip_seed`; its label is the
+    kind's index.
+    """
+
+    def __init__(self, spec: InputSpec, **kwargs: Any) -> None:
+        kwargs.setdefault("classes", CLASS_NAMES[:1])
+        super().__init__(spec, **kwargs)
+        self.class_names = OUTLIER_KINDS
+
+    def frames(self, index: int) -> npt.NDArray[np.uint8]:
+        kind = OUTLIER_KINDS[index % len(OUTLIER_KINDS)]
+        count = self.encoder.frames_needed(self.steps)
+        return outlier_clip(kind, self.clip_seed(index), count, self.scene)
