@@ -11,10 +11,13 @@ train|eval ...`` runs them without it.
 from __future__ import annotations
 
 import argparse
+import csv
 import inspect
 import json
 import sys
+import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
@@ -566,6 +569,142 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# respike teach
+
+
+def add_teach_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``respike teach --source VIDEO --segment LABEL=START:END ... --out PATH``."""
+    parser.add_argument(
+        "--base",
+        default="actions",
+        help="the network to teach on: a shipped name or a checkpoint, a taught one to add to "
+        "or remove from (default actions)",
+    )
+    parser.add_argument("--source", type=Path, help="the video the --segment times refer to")
+    parser.add_argument(
+        "--segment",
+        action="append",
+        default=[],
+        metavar="LABEL=START:END",
+        help="an action (or `background`: no action) shown from START to END seconds; repeatable",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="a labels.csv of file,label[,start,end] rows (files relative to it) instead of "
+        "--source/--segment",
+    )
+    parser.add_argument(
+        "--remove", action="append", default=[], metavar="LABEL", help="forget a taught action"
+    )
+    parser.add_argument(
+        "--window", type=float, default=2.0, help="seconds per example (default 2.0)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--threads", type=int, help="torch threads (default torch's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run_teach(args: argparse.Namespace) -> int:
+    """``respike teach``: record examples from a video, fit, write the checkpoint and its card."""
+    from respike.models.checkpoint import load_checkpoint
+    from respike.models.teach import Segment, stored_examples, teach, video_examples
+
+    if args.out.exists() and not args.force:
+        raise ValueError(f"{args.out} exists; pass --force to replace it")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sources = _teach_sources(args, Segment.parse)
+    base = load_checkpoint(resolve_checkpoint(args.base))
+    examples = stored_examples(base)
+    taught = {e.label for e in examples if not e.background}
+    for label in args.remove:
+        if label not in taught:
+            raise ValueError(
+                f"{args.base} has no taught action {label!r} to remove (taught: "
+                f"{', '.join(sorted(taught)) or 'none'})"
+            )
+    examples = [e for e in examples if e.label not in args.remove]
+    for _, segments in sources:
+        for segment in segments:
+            if segment.label in taught - set(args.remove):
+                raise ValueError(
+                    f"{segment.label!r} is already taught in {args.base}; --remove "
+                    f"{segment.label} to record it again, or pick another name"
+                )
+    begin = time.perf_counter()
+    for video, segments in sources:
+        examples += video_examples(base.model, video, segments, args.window)
+    recorded = time.perf_counter() - begin
+    result = teach(base, examples)
+    path = result.save(args.out)
+    counts = Counter(e.label for e in examples)
+    summary = {
+        "checkpoint": str(path),
+        "card": str(path.with_suffix(".md")),
+        "classes": list(result.class_names),
+        "examples": dict(counts),
+        "record_seconds": round(recorded, 3),
+        "fit_seconds": round(result.fit_seconds, 3),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{path}: {', '.join(result.class_names)} and no action, from "
+            f"{sum(counts.values())} examples ({recorded:.1f} s to run them through "
+            f"{args.base}, {result.fit_seconds:.2f} s to fit)"
+        )
+    return 0
+
+
+def _teach_sources(
+    args: argparse.Namespace, parse: Callable[[str], Any]
+) -> list[tuple[Path, list[Any]]]:
+    """(video, segments) pairs from ``--source``/``--segment`` or ``--labels``."""
+    if args.labels is not None:
+        if args.source is not None or args.segment:
+            raise ValueError("give --labels or --source with --segment, not both")
+        return _labelled_segments(args.labels, parse)
+    if args.segment and args.source is None:
+        raise ValueError("--segment needs --source, the video its times refer to")
+    if args.source is not None and not args.segment:
+        raise ValueError(f"nothing to record from {args.source}: add --segment LABEL=START:END")
+    if args.source is not None and not args.source.is_file():
+        raise ValueError(f"video file '{args.source}' does not exist")
+    if args.source is None and not args.remove:
+        raise ValueError("nothing to do: give --source with --segment, --labels, or --remove")
+    return [(args.source, [parse(s) for s in args.segment])] if args.source is not None else []
+
+
+def _labelled_segments(labels: Path, parse: Callable[[str], Any]) -> list[tuple[Path, list[Any]]]:
+    """``labels.csv`` rows ``file,label[,start,end]`` as (video, segments), files in order."""
+    if not labels.is_file():
+        raise ValueError(f"labels file '{labels}' does not exist")
+    grouped: dict[Path, list[Any]] = {}
+    with labels.open(newline="") as f:
+        for number, row in enumerate(csv.reader(f), start=1):
+            cells = [c.strip() for c in row]
+            if not cells or not any(cells) or cells[0].startswith("#"):
+                continue
+            if number == 1 and cells[:2] == ["file", "label"]:
+                continue
+            if len(cells) not in (2, 4):
+                raise ValueError(
+                    f"{labels}:{number}: {len(cells)} columns; expected file,label[,start,end]"
+                )
+            video = labels.parent / cells[0]
+            if not video.is_file():
+                raise ValueError(f"{labels}:{number}: video file '{video}' does not exist")
+            span = f"{cells[2]}:{cells[3]}" if len(cells) == 4 else "0:"
+            grouped.setdefault(video, []).append(parse(f"{cells[1]}={span}"))
+    if not grouped:
+        raise ValueError(f"{labels}: no rows (expected file,label[,start,end])")
+    return list(grouped.items())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m respike.models.cli train|eval ...`` (the CLI's commands, standalone)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -577,9 +716,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_eval_arguments(eval_parser)
     calibrate_parser = commands.add_parser("calibrate", help="fit a checkpoint's no-action rule")
     add_calibrate_arguments(calibrate_parser)
+    teach_parser = commands.add_parser("teach", help="teach actions from a few examples")
+    add_teach_arguments(teach_parser)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["python -m respike.models.cli", *argv])
-    runs = {"train": run_train, "eval": run_eval, "calibrate": run_calibrate}
+    runs = {"train": run_train, "eval": run_eval, "calibrate": run_calibrate, "teach": run_teach}
     return runs[args.command](args)
 
 

@@ -41,19 +41,20 @@ class OpenSetConfig:
 
     ``dims``: statistics per step; ``classes``: class components (the model's known outputs);
     ``backgrounds``: background components; ``quantile``: the share of in-distribution
-    validation steps kept; ``shrinkage``: weight of the mean variance in the shared covariance.
+    validation steps kept (``None``: no threshold, the discriminant decides);
+    ``shrinkage``: weight of the mean variance in the shared covariance.
     """
 
     dims: int
     classes: int
     backgrounds: int = 1
-    quantile: float = 0.99
+    quantile: float | None = 0.99
     shrinkage: float = 0.2
 
     def __post_init__(self) -> None:
         if self.dims < 1 or self.classes < 1 or self.backgrounds < 1:
             raise ValueError("an open-set rule needs dims, classes and backgrounds ≥ 1")
-        if not 0 < self.quantile < 1:
+        if self.quantile is not None and not 0 < self.quantile < 1:
             raise ValueError(f"quantile is {self.quantile}; expected 0 < quantile < 1")
         if not 0 <= self.shrinkage <= 1:
             raise ValueError(f"shrinkage is {self.shrinkage}; expected 0 ≤ shrinkage ≤ 1")
@@ -108,13 +109,15 @@ def fit_open_set(
     labels: npt.ArrayLike,
     background: npt.ArrayLike,
     background_labels: npt.ArrayLike,
-    validation: npt.ArrayLike,
+    validation: npt.ArrayLike | None,
     *,
-    quantile: float = 0.99,
+    quantile: float | None = 0.99,
     shrinkage: float = 0.2,
 ) -> OpenSetRule:
     """Fit a rule: ``known (N, D)`` statistics of class ``labels (N,)``, ``background (M, D)``
-    of kinds ``background_labels (M,)``, threshold from ``validation (V, D)`` known steps.
+    of kinds ``background_labels (M,)``, threshold the ``quantile`` of the scores of
+    ``validation (V, D)`` known steps; ``quantile=None``: no threshold, the discriminant alone
+    decides (when the background examples are of the very input to be rejected).
 
     Closed form (means, one covariance, one inverse): a second on 2 cores for a few thousand
     steps. Every class and background kind needs at least one step.
@@ -123,11 +126,13 @@ def fit_open_set(
     y_known = np.asarray(labels, dtype=np.int64)
     x_back = np.asarray(background, dtype=np.float64)
     y_back = np.asarray(background_labels, dtype=np.int64)
-    x_val = np.asarray(validation, dtype=np.float64)
+    x_val = np.asarray(validation if validation is not None else [], dtype=np.float64)
     if x_known.ndim != 2 or len(x_known) != len(y_known) or len(x_back) != len(y_back):
         raise ValueError("known/background statistics must be (N, D) with one label per row")
-    if x_back.ndim != 2 or x_back.shape[1] != x_known.shape[1] or len(x_val) == 0:
-        raise ValueError("background and validation statistics need the known ones' width")
+    if x_back.ndim != 2 or x_back.shape[1] != x_known.shape[1]:
+        raise ValueError("background statistics need the known ones' width")
+    if quantile is not None and (x_val.ndim != 2 or len(x_val) == 0):
+        raise ValueError("a quantile threshold needs validation statistics (V, D)")
     classes = int(y_known.max()) + 1
     backgrounds = int(y_back.max()) + 1
     x = np.log1p(np.maximum(np.concatenate([x_known, x_back]), 0))
@@ -147,9 +152,10 @@ def fit_open_set(
     rule = OpenSetRule(OpenSetConfig(dims, classes, backgrounds, quantile, shrinkage))
     rule.weight.copy_(torch.from_numpy(weight).float())
     rule.bias.copy_(torch.from_numpy(bias).float())
-    with torch.no_grad():
-        scores = rule.score(torch.from_numpy(x_val).float())
-    rule.threshold.fill_(float(torch.quantile(scores, quantile)))
+    if quantile is not None:
+        with torch.no_grad():
+            scores = rule.score(torch.from_numpy(x_val).float())
+        rule.threshold.fill_(float(torch.quantile(scores, quantile)))
     return rule
 
 

@@ -117,11 +117,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--json", action="store_true", help="one JSON object per prediction on stdout"
     )
+    demo.add_argument(
+        "--checkpoint",
+        help="run this checkpoint instead of the source's shipped one (e.g. one you taught)",
+    )
 
     for name, summary in (
         ("train", "train a model (`respike train --help`)"),
         ("eval", "evaluate a checkpoint (`respike eval --help`)"),
         ("calibrate", "fit a checkpoint's `no action` rule (`respike calibrate --help`)"),
+        ("teach", "teach your own actions from a few examples (`respike teach --help`)"),
     ):
         commands.add_parser(name, help=summary, add_help=False)
 
@@ -135,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--onnx", type=Path, help="ONNX file for the key-frame ANN branch")
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("train", "eval", "calibrate"):
+    if rest and args.command not in ("train", "eval", "calibrate", "teach"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
@@ -159,8 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 viewer=not args.no_viewer,
                 as_json=args.json,
                 port=args.port,
+                checkpoint=args.checkpoint,
             )
-        if args.command in ("train", "eval", "calibrate"):
+        if args.command in ("train", "eval", "calibrate", "teach"):
             return _training(args.command, rest)
         if args.command == "export":
             return _export(args.checkpoint, args.nir, args.onnx)
@@ -417,6 +423,7 @@ def _training(command: str, rest: Sequence[str]) -> int:
         "train": (cli.add_train_arguments, cli.run_train),
         "eval": (cli.add_eval_arguments, cli.run_eval),
         "calibrate": (cli.add_calibrate_arguments, cli.run_calibrate),
+        "teach": (cli.add_teach_arguments, cli.run_teach),
     }[command]
     parser = argparse.ArgumentParser(prog=f"respike {command}")
     add(parser)

@@ -117,10 +117,20 @@ def _training_scene(extra: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def demo_pipeline(plan: DemoPlan, *, viewer: bool, as_json: bool) -> PipelineSpec:
-    """Load the planned pipeline fitted to its checkpoint, without the viewer if asked,
-    printing JSON if asked."""
-    overrides = matching_overrides(load_pipeline(plan.pipeline))
+def demo_pipeline(
+    plan: DemoPlan, *, viewer: bool, as_json: bool, checkpoint: str | None = None
+) -> PipelineSpec:
+    """Load the planned pipeline fitted to its checkpoint (``checkpoint`` in place of the
+    file's, e.g. a taught one), without the viewer if asked, printing JSON if asked."""
+    chosen: dict[str, dict[str, Any]] = {}
+    if checkpoint is not None:
+        nodes = load_pipeline(plan.pipeline).nodes
+        chosen = {
+            n.name: {"checkpoint": checkpoint} for n in nodes if hasattr(n.params, "checkpoint")
+        }
+    overrides = matching_overrides(load_pipeline(plan.pipeline, chosen))
+    for name, values in chosen.items():
+        overrides.setdefault(name, {}).update(values)
     for name, values in plan.overrides.items():
         overrides.setdefault(name, {}).update(values)
     if as_json:
@@ -176,12 +186,14 @@ def run_demo(
     viewer: bool,
     as_json: bool,
     port: int | None = None,
+    checkpoint: str | None = None,
 ) -> int:
     """Run the demo until Ctrl-C or ``duration``; predictions go to stdout, notes to stderr."""
     from respike.nodes.launcher import Launcher
 
     plan = plan_demo(source)
-    spec = with_viewer_port(demo_pipeline(plan, viewer=viewer, as_json=as_json), port)
+    pipeline = demo_pipeline(plan, viewer=viewer, as_json=as_json, checkpoint=checkpoint)
+    spec = with_viewer_port(pipeline, port)
     print(f"respike demo: {plan.note}; pipeline {plan.pipeline.name}", file=sys.stderr)
     for node in spec.nodes:
         if node.kind == "viewer":

@@ -17,6 +17,7 @@ of a small network is paid once per batch.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -26,6 +27,7 @@ import numpy as np
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     BatchParams,
+    CheckpointWatch,
     KeyframeAligner,
     PredictionParams,
     PredictionPublisher,
@@ -37,6 +39,8 @@ from respike.nodes.inference import (
 )
 from respike.stream import kinds
 from respike.stream.messages import Message
+
+log = logging.getLogger(__name__)
 
 
 @register("model")
@@ -51,23 +55,36 @@ class ModelNode(Node):
     @dataclass(frozen=True)
     class Params(PredictionParams, BatchParams):
         compile: bool = param(False, "torch.compile the step (costs seconds at start)")
+        reload: bool = param(
+            True, "swap in the checkpoint when its file changes (a model taught while running)"
+        )
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
     outputs = ("predictions",)
+    tick_interval = 1.0
 
     def start(self) -> None:
         import torch
 
+        self._torch = torch
+        self._watch = CheckpointWatch(self.params.checkpoint)
+        self._load()
+        self._inputs = StepInputs(self.spec)
+        self._inputs.warm_up()
+        self.steps = 0
+        self.batches = 0
+        self.swaps = 0
+        self._warm_up()
+
+    def _load(self) -> None:
+        """Load the checkpoint and reset what depends on it (at start and on a swap)."""
         from respike.models.energy import EnergyMeter
 
-        self._torch = torch
         self.model, classes, self.spec = load_model(self.params)
         if self.params.compile:
             self.model.enable_compile()
         self._batch = 1 if self.params.compile else self.params.batch  # one graph per shape
-        self._inputs = StepInputs(self.spec)
-        self._inputs.warm_up()
         self._predictions = PredictionPublisher(
             self, classes, self.params.smoothing(), self.spec.keyframe_interval
         )
@@ -75,11 +92,32 @@ class ModelNode(Node):
         self._energy = EnergyMeter(self.model, self.params.energy_every)
         self._pending: StepQueue[_Ready] = StepQueue(self._batch, lambda item: len(item.steps))
         self._state: Any = None
-        self.steps = 0
-        self.batches = 0
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
-        self._warm_up()
+
+    def tick(self) -> None:
+        """Swap in the checkpoint when its file changed; the pipeline keeps running.
+
+        The new model must take the same inputs; until its first key frame arrives, steps wait
+        (as at start). A file that cannot be loaded, or takes other inputs, is logged and the
+        running model stays.
+        """
+        if not self.params.reload or not self._watch.changed():
+            return
+        from respike.models.checkpoint import read_checkpoint_info
+
+        try:
+            spec = read_checkpoint_info(self._watch.path).input_spec
+            if spec != self.spec:
+                raise ValueError(f"it takes other inputs ({spec}; running {self.spec})")
+            self._load()
+        except ValueError as error:  # CheckpointError included
+            log.warning("%s: kept the running model: %s", self.name, error)
+            return
+        self.swaps += 1
+        log.info(
+            "%s: swapped in %s (%s)", self.name, self._watch, ", ".join(self._predictions.classes)
+        )
 
     def _warm_up(self) -> None:
         """Run one key frame and one step on zeros so the first real message is not slow."""
@@ -150,6 +188,7 @@ class ModelNode(Node):
             "steps": float(self.steps),
             "steps_per_batch": self.steps / self.batches if self.batches else 0.0,
             "dropped_steps": float(self._aligner.dropped),
+            "swaps": float(self.swaps),
         }
 
 

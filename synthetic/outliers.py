@@ -1,11 +1,13 @@
 """Scenes with nobody acting in them: what an open-set rule learns to call ``no action``.
 
-Two kinds, both moving so the SNN sees changes as it does for real input:
+Kinds (:data:`OUTLIER_KINDS` are what a shipped checkpoint's rule is calibrated on):
 
 - ``texture``: coloured 1/f^a noise (the power spectrum of natural images, ``a`` in 1-2) seen by
   a camera that pans, with sensor noise: a stand-in for the world outside the synthetic one.
 - ``empty``: a training-family backdrop without the performer, panned and slowly zoomed: the
   synthetic world with no action in it.
+- ``still``: the performer holding one pose in front of the camera, which shakes, flickers and
+  adds noise as in the training clips: what someone teaching records as background.
 
 Frames are RGB uint8 at ``config``'s size and rate; everything is a pure function of the seed.
 """
@@ -17,21 +19,26 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
+from respike.synthetic.classes import CLASS_NAMES, get_class
 from respike.synthetic.colours import Frame
 from respike.synthetic.config import SceneConfig
-from respike.synthetic.scenes import render_background
+from respike.synthetic.motion import joint_angles
+from respike.synthetic.scenes import Scene, render_background
 from respike.synthetic.variation import sample_variation
 
 OUTLIER_KINDS: tuple[str, ...] = ("texture", "empty")
+KINDS: tuple[str, ...] = (*OUTLIER_KINDS, "still")
 _TAG_OUTLIER = 0x0DD5
 
 
 def outlier_clip(kind: str, seed: int, num_frames: int, config: SceneConfig) -> Frame:
-    """``num_frames`` frames ``(N, H, W, 3)`` of outlier ``kind`` (:data:`OUTLIER_KINDS`)."""
-    if kind not in OUTLIER_KINDS:
-        raise ValueError(f"outlier kind {kind!r}; expected one of {', '.join(OUTLIER_KINDS)}")
-    rng = np.random.default_rng([seed, _TAG_OUTLIER, OUTLIER_KINDS.index(kind)])
+    """``num_frames`` frames ``(N, H, W, 3)`` of ``kind`` (one of :data:`KINDS`)."""
+    if kind not in KINDS:
+        raise ValueError(f"outlier kind {kind!r}; expected one of {', '.join(KINDS)}")
+    rng = np.random.default_rng([seed, _TAG_OUTLIER, KINDS.index(kind)])
     w, h = config.width, config.height
+    if kind == "still":
+        return _still(rng, seed, num_frames, config)
     if kind == "texture":
         canvas = _pink_noise(rng, 2 * h, 2 * w, rng.uniform(1.0, 2.0))
     else:
@@ -62,6 +69,16 @@ def outlier_clip(kind: str, seed: int, num_frames: int, config: SceneConfig) -> 
     return frames
 
 
+def _still(rng: np.random.Generator, seed: int, num_frames: int, config: SceneConfig) -> Frame:
+    """The seed's performer frozen in the pose of a random action at a random time."""
+    scene = Scene(config, sample_variation(seed, config))
+    action = CLASS_NAMES[int(rng.integers(len(CLASS_NAMES)))]
+    v = scene.variation
+    angles = joint_angles(action, float(rng.uniform(0, 2)), v.body, v.motion)
+    held = get_class(action).held
+    return np.stack([scene.render_angles(angles, held, i / config.fps) for i in range(num_frames)])
+
+
 def _pink_noise(rng: np.random.Generator, h: int, w: int, exponent: float) -> Frame:
     """Colour noise with a 1/f^exponent amplitude spectrum, mixed across channels, 0-255."""
     fy = np.fft.fftfreq(h)[:, None]
@@ -78,4 +95,4 @@ def _pink_noise(rng: np.random.Generator, h: int, w: int, exponent: float) -> Fr
     return np.clip((image - low) / (high - low + 1e-9) * 255, 0, 255).astype(np.uint8)
 
 
-__all__ = ["OUTLIER_KINDS", "outlier_clip"]
+__all__ = ["KINDS", "OUTLIER_KINDS", "outlier_clip"]

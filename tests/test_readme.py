@@ -30,6 +30,7 @@ EXAMPLE_FILES = {
     "recording.raw": "prophesee/evt2_sample.raw",
     "in.raw": "prophesee/evt2_sample.raw",
     "data/DVSGesture": "dvs_gesture10",
+    "videos": "videos",
 }
 """README example names and the real files of ../shared/data they stand for."""
 
@@ -40,7 +41,14 @@ UNTIL_CTRL_C = {
     "respike demo --source clip.mp4",
     "respike demo --source rec.aedat4",
     "respike demo --port 8080",
+    "respike demo --source clip.mp4 --checkpoint mine.pt",
 }
+TEACH = "respike teach --source clip.mp4 --segment wave=0:2 --segment background=2:4 --out mine.pt"
+NEEDS = {
+    "respike demo --source clip.mp4 --checkpoint mine.pt": TEACH,
+    "respike teach --base mine.pt --source clip.mp4 --segment nod=1:3 --out mine.pt --force": TEACH,
+}
+"""Commands that use what an earlier README command writes, and that command."""
 NO_CAMERA_LINE = (
     "respike: error: node source (camera) cannot start: cannot open camera device '0' (no "
     "such device, unreachable or unreadable)"
@@ -50,6 +58,8 @@ OUTPUTS = {
     "respike export nmnist --nir nmnist.nir": "nmnist.nir",
     "respike export actions --onnx actions-ann.onnx": "actions-ann.onnx",
     "respike keys keys/": "keys/server.key",
+    TEACH: "mine.md",
+    "respike calibrate actions --out actions-rule.pt": "actions-rule.pt",
 }
 
 
@@ -137,6 +147,11 @@ def test_readme_command_runs_as_written(command: str, workdir: Path, tmp_path: P
     if command == INSTALL_AND_DEMO:  # a fresh machine: nothing in numba's cache yet
         env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
     cwd = REPO_ROOT if command.startswith("python -m pip") else workdir
+    if command in NEEDS:
+        first = subprocess.run(
+            ["bash", "-c", NEEDS[command]], cwd=cwd, env=env, capture_output=True, text=True
+        )
+        assert first.returncode == 0, f"`{NEEDS[command]}` (needed first): {first.stderr}"
     if command in UNTIL_CTRL_C:
         code, out, err = run_until_predictions(command, cwd, env)
         assert_clean(command, out + err)

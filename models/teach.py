@@ -1,0 +1,338 @@
+"""Teach mode: a user's own actions learned from a few examples on a base checkpoint's features.
+
+The base network stays frozen. Each example (a window of about 2 s of the source) is run
+through it once; what its head reads at every step (the fused SNN features and the key frame's
+pooled ANN features) and the open-set statistics are kept. A new head is fitted on those
+features (a linear discriminant: class means, one shared covariance shrunk toward its mean
+variance; closed form, a fraction of a second), and a new ``no action`` rule on the statistics
+of the taught actions against the recorded background examples (:mod:`respike.models.open_set`).
+The result is an ordinary checkpoint: the base network, the new head and rule, the taught
+classes, and the examples' features, so one action can be added or removed later without
+recording the rest again (:func:`stored_examples`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from respike.events.inputs import NO_ACTION
+from respike.models.checkpoint import SHIPPED_DIR, Checkpoint, save_checkpoint
+from respike.models.hybrid import Clip, HybridReSpike, ModelConfig
+from respike.models.open_set import OpenSetRule, fit_open_set
+
+BACKGROUND_NAMES = frozenset({"background", NO_ACTION, "no_action"})
+"""Labels that mark an example as background: what the taught model must call ``no action``."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One recorded example: its label, where it came from, and what the base made of it.
+
+    ``features (T, D)``: the head's inputs per step; ``stats (T, S)``: the open-set statistics.
+    """
+
+    label: str
+    source: str
+    features: npt.NDArray[np.float32]
+    stats: npt.NDArray[np.float32]
+
+    @property
+    def background(self) -> bool:
+        """Whether this example shows no action."""
+        return self.label in BACKGROUND_NAMES
+
+
+@dataclass(frozen=True)
+class TeachSettings:
+    """How a taught model is fitted (chosen on synthetic validation data: ``bench/teach.py``).
+
+    ``head_shrinkage``: weight of the mean variance in the head's shared covariance (few
+    examples need much); ``quantile`` and ``rule_shrinkage``: the ``no action`` rule's
+    (:func:`~respike.models.open_set.fit_open_set`; no quantile: the recorded background
+    examples alone decide what is no action).
+    """
+
+    head_shrinkage: float = 0.5
+    quantile: float | None = None
+    rule_shrinkage: float = 0.2
+    appearance: bool = False
+    """Also fit on the key frame's ANN features. Off: on the SNN's motion features only, which
+    carry over to another scene, performer or lighting (a base without an SNN uses its ANN)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.head_shrinkage <= 1 or not 0 <= self.rule_shrinkage <= 1:
+            raise ValueError("shrinkage must be within 0..1")
+        if self.quantile is not None and not 0 < self.quantile < 1:
+            raise ValueError(f"quantile is {self.quantile}; expected 0 < quantile < 1")
+
+
+@torch.no_grad()
+def featurize(
+    model: HybridReSpike, keyframes: torch.Tensor, steps: torch.Tensor
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The head's inputs and the statistics of every step of one clip
+    (``keyframes (S, 3, H, W)``, ``steps (S*K, C, h, w)``), from ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = model(Clip(keyframes[None], steps[None]))
+    model.train(was_training)
+    return out.features[0].numpy(), out.stats[0].numpy()
+
+
+def fit_head(
+    features: npt.ArrayLike, labels: npt.ArrayLike, classes: int, shrinkage: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear discriminant's weight ``(classes, D)`` and bias: class means, one covariance."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    means = np.stack([x[y == c].mean(0) for c in range(classes)])
+    centred = x - means[y]
+    cov = centred.T @ centred / len(x)
+    dims = cov.shape[0]
+    cov = (1 - shrinkage) * cov + shrinkage * (np.trace(cov) / dims + 1e-6) * np.eye(dims)
+    weight = means @ np.linalg.inv(cov)
+    bias = -0.5 * np.einsum("cd,cd->c", weight, means)
+    return torch.from_numpy(weight).float(), torch.from_numpy(bias).float()
+
+
+@dataclass(frozen=True)
+class Taught:
+    """A taught model: the checkpoint contents and how long the fit took."""
+
+    model: HybridReSpike
+    class_names: tuple[str, ...]
+    extra: dict[str, Any]
+    fit_seconds: float
+
+    def save(self, path: str | Path) -> Path:
+        """Write the checkpoint (atomically) and its generated model card ``PATH.md`` beside it."""
+        written = save_checkpoint(path, self.model, self.class_names, extra=self.extra)
+        written.with_suffix(".md").write_text(model_card(written.stem, self))
+        return written
+
+
+def teach(
+    base: Checkpoint, examples: Sequence[Example], settings: TeachSettings | None = None
+) -> Taught:
+    """Fit a new head and ``no action`` rule on ``examples`` over ``base``'s frozen network.
+
+    Actions are the examples' labels in order of first appearance; background examples (see
+    :data:`BACKGROUND_NAMES`) are what the model must call ``no action``. Raises ``ValueError``
+    with the reason when the examples cannot make a model (none, no background, no action).
+    """
+    settings = settings or TeachSettings()
+    start = time.perf_counter()
+    actions = list(dict.fromkeys(e.label for e in examples if not e.background))
+    if not examples:
+        raise ValueError("no examples recorded: record each action and some background first")
+    if not actions:
+        raise ValueError("only background examples: record at least one action to teach")
+    if not any(e.background for e in examples):
+        raise ValueError(
+            "no background examples: record a few seconds of no action too, so the model "
+            "learns what to call `no action`"
+        )
+    known = [e for e in examples if not e.background]
+    back = [e for e in examples if e.background]
+    labels = np.concatenate([np.full(len(e.features), actions.index(e.label)) for e in known])
+    features = np.concatenate([e.features for e in known])
+    stats = np.concatenate([e.stats for e in known])
+    expected = (base.model.head.in_features, base.config.stats_dims)
+    for e in examples:
+        if (e.features.shape[1], e.stats.shape[1]) != expected:
+            raise ValueError(
+                f"example {e.label!r} ({e.source}) was made by another base network "
+                f"({e.features.shape[1]} features, expected {expected[0]})"
+            )
+    head_columns, stats_columns = _columns(base.config, settings.appearance)
+    weight = torch.zeros(len(actions), expected[0])
+    weight[:, head_columns], bias = fit_head(
+        features[:, head_columns], labels, len(actions), settings.head_shrinkage
+    )
+    fitted = fit_open_set(
+        stats[:, stats_columns],
+        labels,
+        np.concatenate([e.stats[:, stats_columns] for e in back]),
+        np.zeros(sum(len(e.stats) for e in back), dtype=np.int64),
+        stats[:, stats_columns],
+        quantile=settings.quantile,
+        shrinkage=settings.rule_shrinkage,
+    )
+    rule = OpenSetRule(replace(fitted.config, dims=expected[1]))
+    rule.weight[:, stats_columns] = fitted.weight
+    rule.bias.copy_(fitted.bias)
+    rule.threshold.copy_(fitted.threshold)
+    config = replace(base.config, num_classes=len(actions), open_set=rule.config)
+    model = HybridReSpike(config)
+    state = {
+        k: v for k, v in base.model.state_dict().items() if not k.startswith(("head.", "open_set."))
+    }
+    state["head.weight"], state["head.bias"] = weight, bias
+    state.update({f"open_set.{k}": v for k, v in rule.state_dict().items()})
+    model.load_state_dict(state)
+    model.eval()
+    seconds = time.perf_counter() - start
+    shipped = base.path.parent == SHIPPED_DIR
+    origin = base.extra.get("teach", {}).get("base", base.path.stem if shipped else str(base.path))
+    extra = {
+        **{k: v for k, v in base.extra.items() if k not in ("teach", "open_set")},
+        "teach": {
+            "base": origin,
+            "settings": asdict(settings),
+            "fit_seconds": seconds,
+            "examples": [
+                {
+                    "label": e.label,
+                    "source": e.source,
+                    "features": torch.from_numpy(np.ascontiguousarray(e.features)),
+                    "stats": torch.from_numpy(np.ascontiguousarray(e.stats)),
+                }
+                for e in examples
+            ],
+        },
+    }
+    return Taught(model, tuple(actions), extra, seconds)
+
+
+def _columns(config: ModelConfig, appearance: bool) -> tuple[slice, slice]:
+    """The head-input and statistics columns a taught model reads: the SNN's (the first
+    ``sum(snn.widths)`` head inputs, the last as many statistics) unless ``appearance`` or
+    the model has no SNN."""
+    if appearance or config.mode == "ann":
+        return slice(None), slice(None)
+    snn = sum(config.snn.widths)
+    return slice(0, snn), slice(config.stats_dims - snn, None)
+
+
+def stored_examples(checkpoint: Checkpoint) -> list[Example]:
+    """The examples a taught checkpoint was fitted on (empty for a checkpoint never taught)."""
+    return [
+        Example(
+            str(item["label"]),
+            str(item["source"]),
+            np.asarray(item["features"], dtype=np.float32),
+            np.asarray(item["stats"], dtype=np.float32),
+        )
+        for item in checkpoint.extra.get("teach", {}).get("examples", [])
+    ]
+
+
+def model_card(name: str, taught: Taught) -> str:
+    """A Markdown model card for a taught checkpoint: base, actions, examples, settings."""
+    info = taught.extra["teach"]
+    counts: dict[str, list[str]] = {}
+    for item in info["examples"]:
+        counts.setdefault(str(item["label"]), []).append(str(item["source"]))
+    lines = [
+        f"# Model card: `{name}` (taught)",
+        "",
+        f"Taught on the frozen network of `{info['base']}`: a new head (linear discriminant) and",
+        "`no action` rule fitted on the examples below "
+        f"in {info['fit_seconds']:.2f} s. Input: `{taught.model.config.input_spec}`.",
+        "",
+        "| label | examples | from |",
+        "|---|---:|---|",
+    ]
+    for label, sources in counts.items():
+        shown = ", ".join(sources[:3]) + (f", ... ({len(sources)})" if len(sources) > 3 else "")
+        lines.append(f"| {label} | {len(sources)} | {shown} |")
+    lines += [
+        "",
+        f"Settings: {info['settings']}. Accuracy is not measured here: a few examples of a "
+        "user's own actions leave none to test on; `bench/teach.py` measures the method.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``label`` shown from ``start`` to ``end`` seconds of a source (``end=None``: its end)."""
+
+    label: str
+    start: float
+    end: float | None
+
+    @classmethod
+    def parse(cls, text: str) -> Segment:
+        """``LABEL=START:END`` (seconds; END may be empty for the source's end)."""
+        label, eq, span = text.partition("=")
+        begin, colon, finish = span.partition(":")
+        try:
+            if not (label.strip() and eq and colon):
+                raise ValueError
+            segment = cls(label.strip(), float(begin), float(finish) if finish else None)
+        except ValueError:
+            raise ValueError(
+                f"segment {text!r}; expected LABEL=START:END in seconds, e.g. wave=2.0:6.5"
+            ) from None
+        if segment.start < 0 or (segment.end is not None and segment.end <= segment.start):
+            raise ValueError(f"segment {text!r}: expected 0 <= START < END")
+        return segment
+
+
+def video_examples(
+    model: HybridReSpike, path: str | Path, segments: Sequence[Segment], window_s: float = 2.0
+) -> list[Example]:
+    """Examples from a video file: each segment cut into windows of ``window_s`` seconds (the
+    last, shorter part kept when it holds a key-frame interval), encoded by the live path's
+    kernels and run through ``model``.
+
+    A segment that runs past the end of the video is an error naming where the video ends.
+    """
+    from respike.events import DvsEmulator
+    from respike.models.datasets.encoders import FrameEncoder
+    from respike.recorders.video import frame_count, read_frames
+
+    spec = model.config.input_spec
+    encoder = FrameEncoder(spec, channel_order="bgr", dvs=DvsEmulator(channel_order="bgr"))
+    total, fps = frame_count(path)
+    k = spec.keyframe_interval
+    examples = []
+    for segment in segments:
+        first = round(segment.start * fps)
+        last = total if segment.end is None else round(segment.end * fps)
+        if last > total or first >= total:
+            raise ValueError(
+                f"{path} ends at {total / fps:.2f} s, inside segment {segment.label}="
+                f"{segment.start}:{'' if segment.end is None else segment.end}"
+            )
+        per_window = max(k, round(window_s * fps) // k * k)
+        for begin in range(first, last, per_window):
+            steps = min(per_window, last - begin) // k * k
+            if steps < k:
+                continue
+            need = encoder.frames_needed(steps)
+            frames, _ = read_frames(path, need, start_s=begin / fps)
+            if len(frames) < need:
+                raise ValueError(f"{path}: only {len(frames)} frames from {begin / fps:.2f} s")
+            keyframes, inputs = encoder.encode(np.stack(frames))
+            features, stats = featurize(
+                model, torch.from_numpy(keyframes), torch.from_numpy(inputs)
+            )
+            source = f"{Path(path).name}@{begin / fps:.2f}-{(begin + steps) / fps:.2f}s"
+            examples.append(Example(segment.label, source, features, stats))
+    return examples
+
+
+__all__ = [
+    "BACKGROUND_NAMES",
+    "Example",
+    "Segment",
+    "Taught",
+    "TeachSettings",
+    "featurize",
+    "fit_head",
+    "model_card",
+    "stored_examples",
+    "teach",
+    "video_examples",
+]
