@@ -1,7 +1,7 @@
 """Benchmark of teach mode: k-shot accuracy and fit times on a base checkpoint's frozen features.
 
 Each task gives every class a pool of example windows (``--window`` seconds) to teach from and
-another to test on, plus background windows (synthetic scenes with nobody acting,
+another to test on, plus background windows (a performer holding still, or nobody in view:
 :mod:`respike.synthetic.outliers`, through the same kernels). For ``k`` in ``--shots``, each of
 ``--trials`` draws teaches ``k`` windows per class and ``k`` background windows
 (:func:`respike.models.teach.teach`), then predicts every test window: the mean of its steps'
@@ -15,8 +15,9 @@ Tasks (``--task``, repeatable; real data only from ``--shared``):
   trained on; teach windows from validation seeds, test windows from test seeds on the
   held-out backgrounds. ``--select`` instead sweeps the head's shrinkage with teach and test
   windows both from validation seeds (how the default was chosen).
-- ``dvs``: the 10 real DVS Gesture recordings (one class each) through ``gestures-dvs``; teach on
-  windows from the first half of each recording, test on the second half.
+- ``dvs``: the 10 real DVS Gesture recordings (one class each, about 1.45 s long) through
+  ``gestures-dvs``; windows of ``--dvs-window`` seconds, teach on those of the first half of
+  each recording, test on the second half.
 - ``videos``: the 4 real clips of ``../shared/data/videos`` (one "class" each) through
   ``actions``; first half / second half.
 
@@ -46,7 +47,15 @@ from respike.models.datasets import SyntheticOutliers, open_dataset
 from respike.models.datasets.recordings import DvsGesture
 from respike.models.datasets.synthetic import SyntheticActions
 from respike.models.evaluation import trained_data_options
-from respike.models.teach import Example, Segment, TeachSettings, featurize, teach, video_examples
+from respike.models.teach import (
+    Example,
+    Segment,
+    TeachSettings,
+    featurize,
+    teach,
+    teachable,
+    video_examples,
+)
 from respike.synthetic import HELDOUT_BACKGROUNDS, TRAIN_BACKGROUNDS, class_names
 
 SHARED = Path(
@@ -60,10 +69,11 @@ Pools = dict[str, tuple[list[Example], list[Example]]]
 def window_examples(base: Checkpoint, dataset: Any, indices: Sequence[int], label: str) -> list:
     """Examples of the dataset's samples ``indices``, all labelled ``label``."""
     out = []
+    network = teachable(base.model)
     for i in indices:
         sample = dataset[i]
-        features, stats = featurize(base.model, sample.keyframes, sample.steps)
-        out.append(Example(label, f"{type(dataset).__name__}[{i}]", features, stats))
+        features = featurize(network, sample.keyframes, sample.steps)
+        out.append(Example(label, f"{type(dataset).__name__}[{i}]", features))
     return out
 
 
@@ -113,6 +123,7 @@ def background_pools(
             seed=5,
             scene=replace(like.scene, backgrounds=backgrounds),
             dvs=like.dvs,
+            kinds=("still", "empty"),
         )
 
     teach_set = outliers("val", TRAIN_BACKGROUNDS)
@@ -155,8 +166,10 @@ def video_pools(base: Checkpoint, folder: Path, window: float, pool: int) -> Poo
         frames, fps = frame_count(path)
         middle = frames / fps / 2
         name = path.stem
-        first = video_examples(base.model, path, [Segment(name, 0.0, middle)], window)
-        second = video_examples(base.model, path, [Segment(name, middle, frames / fps)], window)
+        first = video_examples(teachable(base.model), path, [Segment(name, 0.0, middle)], window)
+        second = video_examples(
+            teachable(base.model), path, [Segment(name, middle, frames / fps)], window
+        )
         pools[name] = (first[:pool], second[:pool])
     like = open_dataset("synthetic?clips=1", base.input_spec, options=trained_data_options(base))
     assert isinstance(like, SyntheticActions)
@@ -213,10 +226,8 @@ def window_probs(model: Any, example: Example) -> np.ndarray:
     """The mean over a window's steps of the taught model's output probabilities."""
     with torch.no_grad():
         features = torch.from_numpy(example.features)
-        stats = torch.from_numpy(example.stats)
-        logits = model.head(features)
         assert model.open_set is not None
-        return model.open_set(stats, logits).exp().mean(0).numpy()
+        return model.open_set(features, model.head(features)).exp().mean(0).numpy()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--pool", type=int, default=8, help="windows per class in each pool")
     parser.add_argument("--window", type=float, default=2.0, help="seconds per example")
+    parser.add_argument(
+        "--dvs-window",
+        type=float,
+        default=0.4,
+        help="seconds per example of the DVS Gesture recordings (each about 1.45 s long)",
+    )
     parser.add_argument("--select", action="store_true", help="synthetic: sweep head shrinkage")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")
@@ -246,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = "gestures-dvs" if task == "dvs" else "actions"
         base = load_checkpoint(resolve_checkpoint(name))
         k = base.input_spec.keyframe_interval
-        segments = max(1, round(args.window / (base.input_spec.time_bin_us / 1e6) / k))
+        window = args.dvs_window if task == "dvs" else args.window
+        segments = max(1, round(window / (base.input_spec.time_bin_us / 1e6) / k))
         if task == "synthetic":
             pools = synthetic_pools(base, segments, args.pool, args.select)
         elif task == "dvs":

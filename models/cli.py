@@ -610,7 +610,7 @@ def add_teach_arguments(parser: argparse.ArgumentParser) -> None:
 def run_teach(args: argparse.Namespace) -> int:
     """``respike teach``: record examples from a video, fit, write the checkpoint and its card."""
     from respike.models.checkpoint import load_checkpoint
-    from respike.models.teach import Segment, stored_examples, teach, video_examples
+    from respike.models.teach import Segment, stored_examples, teach, teachable, video_examples
 
     if args.out.exists() and not args.force:
         raise ValueError(f"{args.out} exists; pass --force to replace it")
@@ -636,7 +636,7 @@ def run_teach(args: argparse.Namespace) -> int:
                 )
     begin = time.perf_counter()
     for video, segments in sources:
-        examples += video_examples(base.model, video, segments, args.window)
+        examples += video_examples(teachable(base.model), video, segments, args.window)
     recorded = time.perf_counter() - begin
     result = teach(base, examples)
     path = result.save(args.out)

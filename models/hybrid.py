@@ -57,6 +57,10 @@ class ModelConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     open_set: OpenSetConfig | None = None
     """The ``no action`` rule (:mod:`respike.models.open_set`), fitted after training."""
+    head_window: int = 0
+    """What the head sees of the SNN: 0, the mean of its features since the key frame
+    (ReSpike); N, their mean and standard deviation over the last N steps, across key frames
+    (taught models: motion that lasts longer than a segment)."""
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -71,12 +75,24 @@ class ModelConfig:
                 "SNN motion detectors need residual input (events are changes already), "
                 f"got snn_input={self.input_spec.snn_input!r}"
             )
+        if self.head_window < 0 or (self.head_window and self.mode == "ann"):
+            raise ValueError(f"head_window {self.head_window} needs an SNN and must be ≥ 0")
         rule = self.open_set
-        if rule is not None and (rule.classes, rule.dims) != (self.num_classes, self.stats_dims):
-            raise ValueError(
-                f"the open-set rule is for {rule.classes} classes and {rule.dims} statistics; "
-                f"the model has {self.num_classes} and {self.stats_dims}"
-            )
+        if rule is not None:
+            dims = self.stats_dims if rule.reads == "stats" else self.head_dims
+            if (rule.classes, rule.dims) != (self.num_classes, dims):
+                raise ValueError(
+                    f"the open-set rule is for {rule.classes} classes and {rule.dims} "
+                    f"{rule.reads}; the model has {self.num_classes} and {dims}"
+                )
+
+    @property
+    def head_dims(self) -> int:
+        """Inputs of the head per step (:attr:`ClipOutput.features`): the SNN's features (their
+        mean since the key frame, or mean and spread over ``head_window`` steps) and the key
+        frame's pooled ANN features."""
+        snn = sum(self.snn.widths) * (2 if self.head_window else 1) if self.mode != "ann" else 0
+        return snn + (self.ann.widths[-1] if self.mode != "snn" else 0)
 
     @property
     def stats_dims(self) -> int:
@@ -109,6 +125,7 @@ class ModelConfig:
             ann=ANNConfig(**data["ann"]),
             fusion=FusionConfig(**data["fusion"]),
             open_set=OpenSetConfig(**data["open_set"]) if data.get("open_set") else None,
+            head_window=int(data.get("head_window", 0)),
         )
 
 
@@ -129,10 +146,12 @@ class KeyframeContext(NamedTuple):
 
 
 class HeadState(NamedTuple):
-    """Running sum of the pooled SNN features since the key frame, and how many steps it holds."""
+    """Running sum of the pooled SNN features since the key frame, and how many steps it holds;
+    with a ``head_window``, the last ``window - 1`` steps' features ``(W, B, D)`` instead."""
 
     feature_sum: torch.Tensor
     steps: torch.Tensor
+    history: torch.Tensor | None = None
 
 
 class ModelState(NamedTuple):
@@ -192,10 +211,7 @@ class HybridReSpike(nn.Module):
                 self.fusion[str(stage)] = FusionBlock(
                     config.snn.widths[stage - 1], config.ann.widths[stage - 1], config.fusion
                 )
-        head_in = (sum(config.snn.widths) if self.snn is not None else 0) + (
-            config.ann.widths[-1] if self.ann is not None else 0
-        )
-        self.head = nn.Linear(head_in, config.num_classes)
+        self.head = nn.Linear(config.head_dims, config.num_classes)
         self.open_set = OpenSetRule(config.open_set) if config.open_set is not None else None
         self._step_fn: StepFn = self._steps_impl
 
@@ -267,7 +283,8 @@ class HybridReSpike(nn.Module):
         """
         context = self.encode_keyframe(frame)
         snn_state = state.snn if state is not None else None
-        return ModelState(snn=snn_state, context=context, head=None)
+        head = self._segment_start(state.head if state is not None else None)
+        return ModelState(snn=snn_state, context=context, head=head)
 
     def step(self, x: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
         """One streaming step: ``x`` is ``(B, C, h, w)``; returns logits ``(B, classes)``."""
@@ -297,7 +314,9 @@ class HybridReSpike(nn.Module):
         context = new_segments.pop(0, None)
         if context is not None:
             state = ModelState(
-                snn=state.snn if state is not None else None, context=context, head=None
+                snn=state.snn if state is not None else None,
+                context=context,
+                head=self._segment_start(state.head if state is not None else None),
             )
         if state is None or state.context is None:
             raise RuntimeError("no key frame yet: the first step needs a context in new_segments")
@@ -315,7 +334,7 @@ class HybridReSpike(nn.Module):
         logits = []
         for begin, end in itertools.pairwise(bounds):
             if begin in new_segments:
-                context, head = new_segments[begin], None
+                context, head = new_segments[begin], self._segment_start(head)
             part = None if features is None else [f[begin:end] for f in features]
             segment_logits, head = self.fuse(part, context, head, steps=end - begin)
             logits.append(segment_logits)
@@ -372,7 +391,9 @@ class HybridReSpike(nn.Module):
     ) -> Fused:
         """:meth:`fuse`, plus the head's inputs ``(T, B, D)`` and each step's statistics
         ``(T, B, stats_dims)`` when an open-set rule reads them (``None`` without a rule)."""
-        stats = self.statistics(features, context, steps) if self.open_set is not None else None
+        rule = self.open_set
+        reads_stats = rule is not None and rule.config.reads == "stats"
+        stats = self.statistics(features, context, steps) if reads_stats else None
         parts: list[torch.Tensor] = []
         if features is not None:
             fused = {
@@ -387,21 +408,50 @@ class HybridReSpike(nn.Module):
                 pooled.append(f.mean(dim=(-2, -1)))
             current = torch.cat(pooled, dim=-1)  # (T, B, D)
             steps = current.shape[0]
-            running = current.cumsum(0)
-            counts = torch.arange(1, steps + 1, dtype=current.dtype, device=current.device)
-            if head is not None:
-                running = running + head.feature_sum
-                counts = counts + head.steps
-            parts.append(running / counts.view(-1, 1, 1))
-            head = HeadState(running[-1], counts[-1])
+            if self.config.head_window:
+                windowed, head = self._windowed(current, head)
+                parts.append(windowed)
+            else:
+                running = current.cumsum(0)
+                counts = torch.arange(1, steps + 1, dtype=current.dtype, device=current.device)
+                if head is not None:
+                    running = running + head.feature_sum
+                    counts = counts + head.steps
+                parts.append(running / counts.view(-1, 1, 1))
+                head = HeadState(running[-1], counts[-1])
         if context.pooled is not None:
             parts.append(context.pooled.expand(steps, *context.pooled.shape))
         head_inputs = torch.cat(parts, dim=-1)
         logits = self.head(head_inputs)
-        if self.open_set is not None:
-            assert stats is not None
-            logits = self.open_set(stats, logits)
+        if rule is not None:
+            rule_input = stats if stats is not None else head_inputs
+            logits = rule(rule_input, logits)
         return Fused(logits, head, stats, head_inputs)
+
+    def _segment_start(self, head: HeadState | None) -> HeadState | None:
+        """The head state a new segment starts from: nothing, or a windowed head's history."""
+        return head if self.config.head_window else None
+
+    def _windowed(
+        self, current: torch.Tensor, head: HeadState | None
+    ) -> tuple[torch.Tensor, HeadState]:
+        """Mean and standard deviation of ``current (T, B, D)`` over the last ``head_window``
+        steps at each step (fewer at the start of a stream), and the history to carry on."""
+        window = self.config.head_window
+        history = head.history if head is not None and head.history is not None else None
+        seq = current if history is None else torch.cat([history, current])
+        before = seq.shape[0] - current.shape[0]
+        zero = seq.new_zeros(1, *seq.shape[1:])
+        sums = torch.cat([zero, seq.cumsum(0)])
+        squares = torch.cat([zero, (seq * seq).cumsum(0)])
+        ends = torch.arange(before + 1, seq.shape[0] + 1, device=seq.device)
+        starts = (ends - window).clamp(min=0)
+        counts = (ends - starts).to(seq.dtype).view(-1, 1, 1)
+        mean = (sums[ends] - sums[starts]) / counts
+        var = ((squares[ends] - squares[starts]) / counts - mean * mean).clamp(min=0)
+        kept = seq[-(window - 1) :] if window > 1 else seq[:0]
+        empty = seq.new_zeros(())
+        return torch.cat([mean, var.sqrt()], dim=-1), HeadState(empty, empty, kept)
 
     def statistics(
         self, features: Sequence[torch.Tensor] | None, context: KeyframeContext, steps: int = 1
@@ -442,7 +492,7 @@ class HybridReSpike(nn.Module):
             features = None
             if self.snn is not None:
                 features, snn_state = self.snn.forward_sequence(x, snn_state)
-            out = self.fuse_with_stats(features, contexts[s], None, steps=k)
+            out = self.fuse_with_stats(features, contexts[s], self._segment_start(head), steps=k)
             stats = (
                 out.stats if out.stats is not None else self.statistics(features, contexts[s], k)
             )

@@ -42,7 +42,9 @@ class OpenSetConfig:
     ``dims``: statistics per step; ``classes``: class components (the model's known outputs);
     ``backgrounds``: background components; ``quantile``: the share of in-distribution
     validation steps kept (``None``: no threshold, the discriminant decides);
-    ``shrinkage``: weight of the mean variance in the shared covariance.
+    ``shrinkage``: weight of the mean variance in the shared covariance; ``reads``: the
+    model's per-step ``stats`` (shipped checkpoints) or the head's inputs, ``features`` (taught
+    ones: the motion of the last second, which tells background from action best).
     """
 
     dims: int
@@ -50,12 +52,15 @@ class OpenSetConfig:
     backgrounds: int = 1
     quantile: float | None = 0.99
     shrinkage: float = 0.2
+    reads: str = "stats"
 
     def __post_init__(self) -> None:
         if self.dims < 1 or self.classes < 1 or self.backgrounds < 1:
             raise ValueError("an open-set rule needs dims, classes and backgrounds ≥ 1")
         if self.quantile is not None and not 0 < self.quantile < 1:
             raise ValueError(f"quantile is {self.quantile}; expected 0 < quantile < 1")
+        if self.reads not in ("stats", "features"):
+            raise ValueError(f"reads is {self.reads!r}; expected 'stats' or 'features'")
         if not 0 <= self.shrinkage <= 1:
             raise ValueError(f"shrinkage is {self.shrinkage}; expected 0 ≤ shrinkage ≤ 1")
 

@@ -34,15 +34,12 @@ BACKGROUND_NAMES = frozenset({"background", NO_ACTION, "no_action"})
 
 @dataclass(frozen=True)
 class Example:
-    """One recorded example: its label, where it came from, and what the base made of it.
-
-    ``features (T, D)``: the head's inputs per step; ``stats (T, S)``: the open-set statistics.
-    """
+    """One recorded example: its label, where it came from, and what the base made of it:
+    ``features (T, D)``, the taught head's inputs per step."""
 
     label: str
     source: str
     features: npt.NDArray[np.float32]
-    stats: npt.NDArray[np.float32]
 
     @property
     def background(self) -> bool:
@@ -60,7 +57,10 @@ class TeachSettings:
     examples alone decide what is no action).
     """
 
-    head_shrinkage: float = 0.5
+    window: int = 32
+    """Steps the taught head looks back over (mean and spread of the SNN's features; 32 steps
+    are about 1 s at 30 fps). A taught base keeps its own."""
+    head_shrinkage: float = 0.1
     quantile: float | None = None
     rule_shrinkage: float = 0.2
     appearance: bool = False
@@ -70,21 +70,38 @@ class TeachSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.head_shrinkage <= 1 or not 0 <= self.rule_shrinkage <= 1:
             raise ValueError("shrinkage must be within 0..1")
+        if self.window < 1:
+            raise ValueError(f"window is {self.window}; expected ≥ 1 step")
         if self.quantile is not None and not 0 < self.quantile < 1:
             raise ValueError(f"quantile is {self.quantile}; expected 0 < quantile < 1")
+
+
+def teachable(model: HybridReSpike, settings: TeachSettings | None = None) -> HybridReSpike:
+    """``model``'s network with the head a taught model has (looking back ``settings.window``
+    steps; weights zero until fitted): what examples run through. A model that already has a
+    windowed head (a taught one) is returned as it is."""
+    if model.config.head_window or model.config.mode == "ann":
+        return model
+    window = (settings or TeachSettings()).window
+    result = HybridReSpike(replace(model.config, head_window=window, open_set=None))
+    state = {
+        k: v for k, v in model.state_dict().items() if not k.startswith(("head.", "open_set."))
+    }
+    result.load_state_dict(state, strict=False)
+    return result.eval()
 
 
 @torch.no_grad()
 def featurize(
     model: HybridReSpike, keyframes: torch.Tensor, steps: torch.Tensor
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """The head's inputs and the statistics of every step of one clip
-    (``keyframes (S, 3, H, W)``, ``steps (S*K, C, h, w)``), from ``model`` in eval mode."""
+) -> npt.NDArray[np.float32]:
+    """The head's inputs at every step of one clip (``keyframes (S, 3, H, W)``,
+    ``steps (S*K, C, h, w)``), from ``model`` in eval mode."""
     was_training = model.training
     model.eval()
     out = model(Clip(keyframes[None], steps[None]))
     model.train(was_training)
-    return out.features[0].numpy(), out.stats[0].numpy()
+    return out.features[0].numpy()
 
 
 def fit_head(
@@ -144,36 +161,36 @@ def teach(
     back = [e for e in examples if e.background]
     labels = np.concatenate([np.full(len(e.features), actions.index(e.label)) for e in known])
     features = np.concatenate([e.features for e in known])
-    stats = np.concatenate([e.stats for e in known])
-    expected = (base.model.head.in_features, base.config.stats_dims)
+    network = teachable(base.model, settings)
+    expected = network.head.in_features
     for e in examples:
-        if (e.features.shape[1], e.stats.shape[1]) != expected:
+        if e.features.ndim != 2 or e.features.shape[1] != expected:
             raise ValueError(
                 f"example {e.label!r} ({e.source}) was made by another base network "
-                f"({e.features.shape[1]} features, expected {expected[0]})"
+                f"({e.features.shape[-1]} features, expected {expected})"
             )
-    head_columns, stats_columns = _columns(base.config, settings.appearance)
-    weight = torch.zeros(len(actions), expected[0])
+    head_columns = _columns(network.config, settings.appearance)
+    weight = torch.zeros(len(actions), expected)
     weight[:, head_columns], bias = fit_head(
         features[:, head_columns], labels, len(actions), settings.head_shrinkage
     )
     fitted = fit_open_set(
-        stats[:, stats_columns],
+        features[:, head_columns],
         labels,
-        np.concatenate([e.stats[:, stats_columns] for e in back]),
-        np.zeros(sum(len(e.stats) for e in back), dtype=np.int64),
-        stats[:, stats_columns],
+        np.concatenate([e.features[:, head_columns] for e in back]),
+        np.zeros(sum(len(e.features) for e in back), dtype=np.int64),
+        features[:, head_columns],
         quantile=settings.quantile,
         shrinkage=settings.rule_shrinkage,
     )
-    rule = OpenSetRule(replace(fitted.config, dims=expected[1]))
-    rule.weight[:, stats_columns] = fitted.weight
+    rule = OpenSetRule(replace(fitted.config, dims=expected, reads="features"))
+    rule.weight[:, head_columns] = fitted.weight
     rule.bias.copy_(fitted.bias)
     rule.threshold.copy_(fitted.threshold)
-    config = replace(base.config, num_classes=len(actions), open_set=rule.config)
+    config = replace(network.config, num_classes=len(actions), open_set=rule.config)
     model = HybridReSpike(config)
     state = {
-        k: v for k, v in base.model.state_dict().items() if not k.startswith(("head.", "open_set."))
+        k: v for k, v in network.state_dict().items() if not k.startswith(("head.", "open_set."))
     }
     state["head.weight"], state["head.bias"] = weight, bias
     state.update({f"open_set.{k}": v for k, v in rule.state_dict().items()})
@@ -193,7 +210,6 @@ def teach(
                     "label": e.label,
                     "source": e.source,
                     "features": torch.from_numpy(np.ascontiguousarray(e.features)),
-                    "stats": torch.from_numpy(np.ascontiguousarray(e.stats)),
                 }
                 for e in examples
             ],
@@ -202,14 +218,12 @@ def teach(
     return Taught(model, tuple(actions), extra, seconds)
 
 
-def _columns(config: ModelConfig, appearance: bool) -> tuple[slice, slice]:
-    """The head-input and statistics columns a taught model reads: the SNN's (the first
-    ``sum(snn.widths)`` head inputs, the last as many statistics) unless ``appearance`` or
-    the model has no SNN."""
+def _columns(config: ModelConfig, appearance: bool) -> slice:
+    """The head inputs a taught model reads: the SNN's (the first ones) unless ``appearance``
+    or the model has no SNN."""
     if appearance or config.mode == "ann":
-        return slice(None), slice(None)
-    snn = sum(config.snn.widths)
-    return slice(0, snn), slice(config.stats_dims - snn, None)
+        return slice(None)
+    return slice(0, sum(config.snn.widths) * (2 if config.head_window else 1))
 
 
 def stored_examples(checkpoint: Checkpoint) -> list[Example]:
@@ -219,7 +233,6 @@ def stored_examples(checkpoint: Checkpoint) -> list[Example]:
             str(item["label"]),
             str(item["source"]),
             np.asarray(item["features"], dtype=np.float32),
-            np.asarray(item["stats"], dtype=np.float32),
         )
         for item in checkpoint.extra.get("teach", {}).get("examples", [])
     ]
@@ -315,11 +328,9 @@ def video_examples(
             if len(frames) < need:
                 raise ValueError(f"{path}: only {len(frames)} frames from {begin / fps:.2f} s")
             keyframes, inputs = encoder.encode(np.stack(frames))
-            features, stats = featurize(
-                model, torch.from_numpy(keyframes), torch.from_numpy(inputs)
-            )
+            features = featurize(model, torch.from_numpy(keyframes), torch.from_numpy(inputs))
             source = f"{Path(path).name}@{begin / fps:.2f}-{(begin + steps) / fps:.2f}s"
-            examples.append(Example(segment.label, source, features, stats))
+            examples.append(Example(segment.label, source, features))
     return examples
 
 
@@ -334,5 +345,6 @@ __all__ = [
     "model_card",
     "stored_examples",
     "teach",
+    "teachable",
     "video_examples",
 ]

@@ -121,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--checkpoint",
         help="run this checkpoint instead of the source's shipped one (e.g. one you taught)",
     )
+    demo.add_argument(
+        "--teach",
+        metavar="PATH",
+        help="a Teach panel in the viewer: record your own actions, fit, and the model switches "
+        "to PATH",
+    )
 
     for name, summary in (
         ("train", "train a model (`respike train --help`)"),
@@ -165,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 as_json=args.json,
                 port=args.port,
                 checkpoint=args.checkpoint,
+                teach=args.teach,
             )
         if args.command in ("train", "eval", "calibrate", "teach"):
             return _training(args.command, rest)

@@ -118,19 +118,35 @@ def _training_scene(extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def demo_pipeline(
-    plan: DemoPlan, *, viewer: bool, as_json: bool, checkpoint: str | None = None
+    plan: DemoPlan,
+    *,
+    viewer: bool,
+    as_json: bool,
+    checkpoint: str | None = None,
+    teach: str | None = None,
 ) -> PipelineSpec:
     """Load the planned pipeline fitted to its checkpoint (``checkpoint`` in place of the
-    file's, e.g. a taught one), without the viewer if asked, printing JSON if asked."""
+    file's, e.g. a taught one), without the viewer if asked, printing JSON if asked; with
+    ``teach``, the viewer's Teach panel writes that file and the model node switches to it."""
     chosen: dict[str, dict[str, Any]] = {}
+    nodes = load_pipeline(plan.pipeline).nodes
     if checkpoint is not None:
-        nodes = load_pipeline(plan.pipeline).nodes
         chosen = {
             n.name: {"checkpoint": checkpoint} for n in nodes if hasattr(n.params, "checkpoint")
         }
     overrides = matching_overrides(load_pipeline(plan.pipeline, chosen))
     for name, values in chosen.items():
         overrides.setdefault(name, {}).update(values)
+    if teach is not None:
+        models = [n for n in nodes if n.kind == "model"]
+        if not viewer or not models:
+            raise ValueError("--teach needs the viewer (its Teach panel) and a model node")
+        base = teach if Path(teach).is_file() else checkpoint or models[0].params.checkpoint
+        for node in nodes:
+            if node.kind == "viewer":
+                overrides.setdefault(node.name, {}).update(teach=teach, teach_base=base)
+            if node.kind == "model":
+                overrides.setdefault(node.name, {}).update(watch=teach)
     for name, values in plan.overrides.items():
         overrides.setdefault(name, {}).update(values)
     if as_json:
@@ -187,12 +203,15 @@ def run_demo(
     as_json: bool,
     port: int | None = None,
     checkpoint: str | None = None,
+    teach: str | None = None,
 ) -> int:
     """Run the demo until Ctrl-C or ``duration``; predictions go to stdout, notes to stderr."""
     from respike.nodes.launcher import Launcher
 
     plan = plan_demo(source)
-    pipeline = demo_pipeline(plan, viewer=viewer, as_json=as_json, checkpoint=checkpoint)
+    pipeline = demo_pipeline(
+        plan, viewer=viewer, as_json=as_json, checkpoint=checkpoint, teach=teach
+    )
     spec = with_viewer_port(pipeline, port)
     print(f"respike demo: {plan.note}; pipeline {plan.pipeline.name}", file=sys.stderr)
     for node in spec.nodes:

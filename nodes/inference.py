@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
@@ -132,12 +133,11 @@ def load_model(params: RuntimeParams) -> Loaded:
 
 
 class CheckpointWatch:
-    """Tells when a checkpoint file was replaced (its modification time or size changed)."""
+    """Tells when a checkpoint file was written (it appeared, or its modification time or size
+    changed)."""
 
-    def __init__(self, checkpoint: str) -> None:
-        from respike.models.checkpoint import resolve_checkpoint
-
-        self.path = resolve_checkpoint(checkpoint)
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._seen = self._stamp()
 
     def _stamp(self) -> tuple[int, int] | None:

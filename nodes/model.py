@@ -17,9 +17,11 @@ of a small network is paid once per batch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -58,6 +60,9 @@ class ModelNode(Node):
         reload: bool = param(
             True, "swap in the checkpoint when its file changes (a model taught while running)"
         )
+        watch: str = param(
+            "", "switch to this checkpoint file whenever it is written (the viewer's Teach panel)"
+        )
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -67,8 +72,12 @@ class ModelNode(Node):
     def start(self) -> None:
         import torch
 
+        from respike.models.checkpoint import resolve_checkpoint
+
         self._torch = torch
-        self._watch = CheckpointWatch(self.params.checkpoint)
+        self._checkpoint = str(resolve_checkpoint(self.params.checkpoint))
+        watched = Path(self.params.watch) if self.params.watch else Path(self._checkpoint)
+        self._watch = CheckpointWatch(watched)
         self._load()
         self._inputs = StepInputs(self.spec)
         self._inputs.warm_up()
@@ -81,7 +90,9 @@ class ModelNode(Node):
         """Load the checkpoint and reset what depends on it (at start and on a swap)."""
         from respike.models.energy import EnergyMeter
 
-        self.model, classes, self.spec = load_model(self.params)
+        self.model, classes, self.spec = load_model(
+            dataclasses.replace(self.params, checkpoint=self._checkpoint)
+        )
         if self.params.compile:
             self.model.enable_compile()
         self._batch = 1 if self.params.compile else self.params.batch  # one graph per shape
@@ -102,7 +113,7 @@ class ModelNode(Node):
         (as at start). A file that cannot be loaded, or takes other inputs, is logged and the
         running model stays.
         """
-        if not self.params.reload or not self._watch.changed():
+        if not (self.params.reload or self.params.watch) or not self._watch.changed():
             return
         from respike.models.checkpoint import read_checkpoint_info
 
@@ -110,7 +121,12 @@ class ModelNode(Node):
             spec = read_checkpoint_info(self._watch.path).input_spec
             if spec != self.spec:
                 raise ValueError(f"it takes other inputs ({spec}; running {self.spec})")
-            self._load()
+            previous, self._checkpoint = self._checkpoint, str(self._watch.path)
+            try:
+                self._load()
+            except ValueError:
+                self._checkpoint = previous
+                raise
         except ValueError as error:  # CheckpointError included
             log.warning("%s: kept the running model: %s", self.name, error)
             return

@@ -164,3 +164,14 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             paths[kind], get_model("respike_tiny", num_classes=3, input_spec=spec), TINY_CLASSES
         )
     return paths
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The Chromium binary; the test skips without it, except in CI, which must install it."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed; CI must install it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    return path

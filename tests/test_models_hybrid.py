@@ -131,6 +131,33 @@ def test_steps_across_segments_equal_step_by_step(mode: str) -> None:
         model.steps_across(clip.steps[:, :2], state, {2: contexts[1]})
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "snn"])
+def test_a_windowed_head_streams_as_it_runs_on_clips(mode: str) -> None:
+    """Mean and spread over the last N steps, carried across key frames: step by step, in
+    batches spanning key frames, and on whole clips all agree."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    base = get_model("respike_tiny", num_classes=3, mode=mode)
+    model = excited(HybridReSpike(replace(base.config, head_window=3)))
+    clip = make_clip(model, batch=1, segments=4)
+    frames = clip.keyframes[:, :, None] if mode == "hybrid" else [[None] * 4]
+    contexts = [model.encode_keyframe(f) for f in frames[0]]
+    with torch.no_grad():
+        expected = stream(model, clip)
+        out = model(clip)
+        first, state = model.steps_across(clip.steps[:, :3], None, {0: contexts[0], 2: contexts[1]})
+        second, _ = model.steps_across(clip.steps[:, 3:], state, {1: contexts[2], 3: contexts[3]})
+    torch.testing.assert_close(out.step_logits, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(torch.cat([first, second], 1), expected, rtol=0, atol=1e-10)
+    snn = sum(model.config.snn.widths)
+    features = out.features[0, :, :snn]  # the window means
+    spread = out.features[0, :, snn : 2 * snn]
+    assert model.head.in_features == out.features.shape[-1]
+    assert spread[0].abs().max() == 0, "one step has no spread"
+    assert not torch.allclose(features[5], features[4])
+
+
 def test_streaming_errors() -> None:
     model = get_model("respike_tiny", num_classes=2).eval()
     x = torch.zeros(1, 2, 32, 32)

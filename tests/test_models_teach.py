@@ -17,7 +17,14 @@ import torch
 
 from respike.models import load_checkpoint
 from respike.models.checkpoint import resolve_checkpoint
-from respike.models.teach import Example, Segment, stored_examples, teach, video_examples
+from respike.models.teach import (
+    Example,
+    Segment,
+    stored_examples,
+    teach,
+    teachable,
+    video_examples,
+)
 from respike.synthetic import (
     Scene,
     SceneConfig,
@@ -75,11 +82,9 @@ def test_segments_parse_and_name_the_expected_form() -> None:
         Segment.parse("wave=3:1")
 
 
-def fake(label: str, n: int = 20, offset: float = 0.0, dims: tuple[int, int] = (8, 6)) -> Example:
+def fake(label: str, n: int = 20, offset: float = 0.0, dims: int = 8) -> Example:
     rng = np.random.default_rng(abs(hash(label)) % 2**32)
-    features = (offset + rng.random((n, dims[0]))).astype(np.float32)
-    stats = (offset + rng.random((n, dims[1]))).astype(np.float32)
-    return Example(label, "test", features, stats)
+    return Example(label, "test", (offset + rng.random((n, dims))).astype(np.float32))
 
 
 def test_teach_refuses_examples_that_cannot_make_a_model() -> None:
@@ -108,7 +113,7 @@ def test_taught_model_tells_the_taught_actions_and_no_action_on_new_footage(
 ) -> None:
     base = load_checkpoint(resolve_checkpoint("actions"))
     segments = [Segment.parse(s) for s in SEGMENTS]
-    examples = video_examples(base.model, videos["teach"], segments)
+    examples = video_examples(teachable(base.model), videos["teach"], segments)
     assert [e.label for e in examples] == [
         "wave",
         "wave",
@@ -121,18 +126,18 @@ def test_taught_model_tells_the_taught_actions_and_no_action_on_new_footage(
     assert taught.class_names == ("wave", "clap")
     assert taught.fit_seconds < 10
     expected = {"wave": 0, "background": 2, "clap": 1}  # no action is the last output
-    for example in video_examples(base.model, videos["test"], segments):
+    for example in video_examples(teachable(base.model), videos["test"], segments):
         with torch.no_grad():
-            logits = taught.model.head(torch.from_numpy(example.features))
+            features = torch.from_numpy(example.features)
             assert taught.model.open_set is not None
-            probs = taught.model.open_set(torch.from_numpy(example.stats), logits).exp().mean(0)
+            probs = taught.model.open_set(features, taught.model.head(features)).exp().mean(0)
         assert int(probs.argmax()) == expected[example.label], f"{example.source}: {probs}"
 
 
 def test_a_segment_past_the_end_of_the_video_is_an_error(videos: dict[str, Path]) -> None:
     base = load_checkpoint(resolve_checkpoint("actions"))
     with pytest.raises(ValueError, match=r"ends at 12.00 s, inside segment clap=8.0:13.0"):
-        video_examples(base.model, videos["teach"], [Segment.parse("clap=8:13")])
+        video_examples(teachable(base.model), videos["teach"], [Segment.parse("clap=8:13")])
 
 
 def respike(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

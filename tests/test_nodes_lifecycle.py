@@ -68,7 +68,8 @@ def test_a_source_waits_for_a_slow_starting_consumer_so_nothing_is_lost(ipc_dir:
         SlowSink,
         "sink",
         SlowSink.Params(start_s=1.5),
-        Wiring(output=sink_out, inputs={"in": InputWire(source_out, "src/ticks", queue=64)}),
+        # a queue deeper than the whole run: a busy machine slows the sink, never drops
+        Wiring(output=sink_out, inputs={"in": InputWire(source_out, "src/ticks", queue=128)}),
     )
     source = NodeRunner(
         CounterSource,

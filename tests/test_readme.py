@@ -42,6 +42,7 @@ UNTIL_CTRL_C = {
     "respike demo --source rec.aedat4",
     "respike demo --port 8080",
     "respike demo --source clip.mp4 --checkpoint mine.pt",
+    "respike demo --teach mine.pt",
 }
 TEACH = "respike teach --source clip.mp4 --segment wave=0:2 --segment background=2:4 --out mine.pt"
 NEEDS = {

@@ -217,16 +217,19 @@ class SyntheticOutliers(SyntheticActions):
     """Clips with nobody acting (:mod:`respike.synthetic.outliers`), encoded like
     :class:`SyntheticActions`: what an open-set rule learns as background.
 
-    Clip ``i`` is kind ``OUTLIER_KINDS[i % 2]`` with seed :meth:`clip_seed`; its label is the
-    kind's index.
+    Clip ``i`` is kind ``kinds[i % len(kinds)]`` (default :data:`OUTLIER_KINDS`; any of
+    :data:`~respike.synthetic.outliers.KINDS`) with seed :meth:`clip_seed`; its label is the
+    kind's index in ``kinds``.
     """
 
-    def __init__(self, spec: InputSpec, **kwargs: Any) -> None:
+    def __init__(
+        self, spec: InputSpec, *, kinds: Sequence[str] = OUTLIER_KINDS, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("classes", CLASS_NAMES[:1])
         super().__init__(spec, **kwargs)
-        self.class_names = OUTLIER_KINDS
+        self.class_names = tuple(kinds)
 
     def frames(self, index: int) -> npt.NDArray[np.uint8]:
-        kind = OUTLIER_KINDS[index % len(OUTLIER_KINDS)]
+        kind = self.class_names[index % len(self.class_names)]
         count = self.encoder.frames_needed(self.steps)
         return outlier_clip(kind, self.clip_seed(index), count, self.scene)

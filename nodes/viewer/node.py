@@ -6,11 +6,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from respike.events.frames import rgb_image
 from respike.nodes.base import Node, Output, param, register
 from respike.nodes.viewer.server import ViewerServer, render_page
 from respike.nodes.viewer.state import ViewerState
+from respike.nodes.viewer.teach import Teacher
 from respike.stream.messages import Message
 from respike.stream.security import LOOPBACK_NAMES
 
@@ -41,6 +44,10 @@ class ViewerNode(Node):
         hold: bool = param(
             False, "when the input ends, keep serving its last state until stopped (Ctrl-C)"
         )
+        teach: str = param(
+            "", "a Teach panel on the page writes the taught checkpoint here (empty: no panel)"
+        )
+        teach_base: str = param("actions", "the network the Teach panel teaches on")
 
         def __post_init__(self) -> None:
             if not 0 <= self.port <= 65535:
@@ -59,6 +66,7 @@ class ViewerNode(Node):
     def __init__(self, name: str, params: Any, output: Output) -> None:
         super().__init__(name, params, output)
         self._state = ViewerState(name, self.params)
+        self._teacher: Teacher | None = None
         self._serving = threading.Event()
         self._server: ViewerServer | None = None
         self._thread: threading.Thread | None = None
@@ -67,8 +75,10 @@ class ViewerNode(Node):
     def start(self) -> None:
         host, port = self.params.host, self.params.port
         page = render_page(self.params.title)
+        if self.params.teach:
+            self._teacher = Teacher(self.params.teach_base, Path(self.params.teach))
         try:
-            self._server = ViewerServer((host, port), self._state, page)
+            self._server = ViewerServer((host, port), self._state, page, self._teacher)
         except OSError as exc:
             raise OSError(
                 f"viewer cannot serve on {host}:{port}: {exc.strerror or exc}; "
@@ -112,6 +122,8 @@ class ViewerNode(Node):
             self._state.ignore()
             return
         handler(message)
+        if self._teacher is not None and message.kind == "frame":
+            self._teacher.add_frame(rgb_image(message.arrays["frame"]))
 
     def stats(self) -> dict[str, float]:
         return {
@@ -125,6 +137,8 @@ class ViewerNode(Node):
             while not self.stop_requested.wait(0.5):
                 pass
         self._state.stop(timeout=1.0)
+        if self._teacher is not None:
+            self._teacher.stop()
         if self._thread is not None and self._thread.is_alive():
             assert self._server is not None
             self._server.shutdown()  # waits for serve_forever to return

@@ -6,7 +6,10 @@ background thread:
 - ``/``: the page (``page.html``, inline CSS and JS), updated live without reloading;
 - ``/stream``: Server-Sent Events, one JSON state per update, at most ``max_fps`` per second;
 - ``/state.json``: the same state once, for tests and other programs;
-- ``/frame.jpg``, ``/events.jpg``, ``/residual.jpg``: the newest images as JPEG.
+- ``/frame.jpg``, ``/events.jpg``, ``/residual.jpg``: the newest images as JPEG;
+- ``/teach`` (GET: the Teach panel's state) and ``POST /teach/record`` (``{"label", "count",
+  "seconds", "countdown"}``), ``/teach/remove`` (``{"label"}``), ``/teach/fit``: the Teach
+  panel (:mod:`respike.nodes.viewer.teach`), when the viewer has one.
 
 The page fetches an image only after the state says it changed, and one at a time per panel,
 so a slow browser sees fewer updates instead of a growing backlog.
@@ -15,6 +18,7 @@ so a slow browser sees fewer updates instead of a growing backlog.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import socket
 from collections.abc import Callable
@@ -26,6 +30,7 @@ from urllib.parse import urlsplit
 
 from respike.nodes.viewer.images import IMAGE_KINDS
 from respike.nodes.viewer.state import ViewerState
+from respike.nodes.viewer.teach import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +72,16 @@ class ViewerServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], state: ViewerState, page: bytes) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: ViewerState,
+        page: bytes,
+        teacher: Teacher | None = None,
+    ) -> None:
         self.state = state
         self.page = page
+        self.teacher = teacher
         self._reported: set[tuple[str, str]] = set()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -103,6 +115,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(self.server.page, "text/html; charset=utf-8")
             elif path == "/state.json":
                 self._reply(state.snapshot_json(), "application/json")
+            elif path == "/teach":
+                teach = self.server.teacher.snapshot() if self.server.teacher else None
+                self._reply(json.dumps({"teach": teach}).encode(), "application/json")
             elif path == "/stream":
                 self.send_response(HTTPStatus.OK)
                 self.send_header("Content-Type", "text/event-stream")
@@ -122,6 +137,42 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:
             self.server.report(path, exc)
             self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR, type(exc).__name__)
+
+    def do_POST(self) -> None:
+        """The Teach panel's commands: JSON in, ``{"ok": ...}`` or ``{"error": ...}`` out."""
+        path = urlsplit(self.path).path
+        teacher = self.server.teacher
+        if teacher is None or not path.startswith("/teach/"):
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            command = path.removeprefix("/teach/")
+            if command == "record":
+                teacher.record(
+                    str(body.get("label", "")),
+                    int(body.get("count", 5)),
+                    float(body.get("seconds", 2.0)),
+                    float(body.get("countdown", 3.0)),
+                )
+            elif command == "remove":
+                teacher.remove(str(body.get("label", "")))
+            elif command == "fit":
+                teacher.fit()
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND)
+                return
+            self._reply(json.dumps({"ok": teacher.snapshot()}).encode(), "application/json")
+        except (ValueError, TypeError) as exc:
+            body_out = json.dumps({"error": str(exc)}).encode()
+            self.send_response(HTTPStatus.BAD_REQUEST)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body_out)))
+            self.end_headers()
+            self.wfile.write(body_out)
 
     def _write(self, data: bytes) -> None:
         self.wfile.write(data)
