@@ -581,7 +581,11 @@ def add_teach_arguments(parser: argparse.ArgumentParser) -> None:
         help="the network to teach on: a shipped name or a checkpoint, a taught one to add to "
         "or remove from (default actions)",
     )
-    parser.add_argument("--source", type=Path, help="the video the --segment times refer to")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="the video (or, for an event base, the event recording) the --segment times refer to",
+    )
     parser.add_argument(
         "--segment",
         action="append",
@@ -610,7 +614,15 @@ def add_teach_arguments(parser: argparse.ArgumentParser) -> None:
 def run_teach(args: argparse.Namespace) -> int:
     """``respike teach``: record examples from a video, fit, write the checkpoint and its card."""
     from respike.models.checkpoint import load_checkpoint
-    from respike.models.teach import Segment, stored_examples, teach, teachable, video_examples
+    from respike.models.teach import (
+        Segment,
+        event_examples,
+        stored_examples,
+        teach,
+        teachable,
+        video_examples,
+    )
+    from respike.recorders import UnknownFormatError, open_events
 
     if args.out.exists() and not args.force:
         raise ValueError(f"{args.out} exists; pass --force to replace it")
@@ -636,7 +648,12 @@ def run_teach(args: argparse.Namespace) -> int:
                 )
     begin = time.perf_counter()
     for video, segments in sources:
-        examples += video_examples(teachable(base.model), video, segments, args.window)
+        try:  # event recordings are known by their headers; anything else is a video
+            open_events(video)
+            record = event_examples
+        except UnknownFormatError:
+            record = video_examples
+        examples += record(teachable(base.model), video, segments, args.window)
     recorded = time.perf_counter() - begin
     result = teach(base, examples)
     path = result.save(args.out)

@@ -334,12 +334,67 @@ def video_examples(
     return examples
 
 
+def event_examples(
+    model: HybridReSpike, path: str | Path, segments: Sequence[Segment], window_s: float = 2.0
+) -> list[Example]:
+    """Examples from an event recording (anything :func:`respike.recorders.open_events` reads),
+    for a base that takes events: each segment (seconds after the first event) cut into windows
+    of ``window_s``, binned as the live path bins them, run through ``model``.
+
+    A base that takes residuals is refused (it needs camera frames), as is a segment past the
+    recording's end.
+    """
+    from respike.models.datasets.encoders import EventEncoder, no_keyframes
+    from respike.recorders import open_events
+
+    spec = model.config.input_spec
+    if spec.snn_input != "events":
+        raise ValueError(
+            f"{path} holds events; this base takes residual frames from a camera (teach an "
+            "event base such as gestures-dvs, or give a video)"
+        )
+    if model.config.mode != "snn":
+        raise ValueError(f"{path} holds events but no key frames; the base needs an SNN-only model")
+    reader = open_events(path)
+    events = reader.read_all()
+    sensor = reader.sensor_size
+    if sensor is None or len(events) == 0:
+        raise ValueError(f"{path}: no events or no sensor size to bin them by")
+    first = int(events["t"][0])
+    duration_s = (int(events["t"][-1]) - first) / 1e6
+    k = spec.keyframe_interval
+    bin_s = spec.time_bin_us / 1e6
+    per_window = max(k, round(window_s / bin_s) // k * k)
+    encoder = EventEncoder(spec)
+    examples = []
+    for segment in segments:
+        end = duration_s if segment.end is None else segment.end
+        if end > duration_s + bin_s or segment.start >= duration_s:
+            raise ValueError(
+                f"{path} ends at {duration_s:.2f} s, inside segment {segment.label}="
+                f"{segment.start}:{'' if segment.end is None else segment.end}"
+            )
+        begin = segment.start
+        while begin < end:
+            steps = min(per_window, int((end - begin) / bin_s)) // k * k
+            if steps < k:
+                break
+            start_us = first + round(begin * 1e6)
+            inputs = encoder.encode(events, sensor, start_us, steps)
+            features = featurize(model, no_keyframes(steps // k), torch.from_numpy(inputs))
+            source = f"{Path(path).name}@{begin:.2f}-{begin + steps * bin_s:.2f}s"
+            examples.append(Example(segment.label, source, features))
+            begin += steps * bin_s
+    return examples
+
+
 __all__ = [
     "BACKGROUND_NAMES",
     "Example",
     "Segment",
     "Taught",
     "TeachSettings",
+    "event_examples",
     "featurize",
     "fit_head",
     "model_card",

@@ -274,3 +274,32 @@ def test_a_model_taught_while_the_pipeline_runs_is_swapped_in_live(
     assert {"wave", "clap", "no action"} <= set(labels), (
         f"after the swap the labels were {sorted(set(labels))}"
     )
+
+
+def test_an_event_recording_teaches_an_event_base_and_not_a_frame_base(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    recording = shared_data / "tonic_samples" / "sample.aedat4"  # 0.59 s of events
+    segments = ["--segment", "move=0:0.3", "--segment", "background=0.3:0.58"]
+    done = respike(
+        "teach",
+        "--base",
+        "gestures-dvs",
+        "--source",
+        str(recording),
+        *segments,
+        "--window",
+        "0.13",
+        "--out",
+        "dvs.pt",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["examples"] == {"move": 2, "background": 2}
+    taught = load_checkpoint(tmp_path / "dvs.pt")
+    assert taught.class_names == ("move",) and taught.input_spec.snn_input == "events"
+    refused = respike("teach", "--source", str(recording), *segments, "--out", "x.pt", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "holds events; this base takes residual frames" in refused.stderr
+    assert not (tmp_path / "x.pt").exists()
