@@ -91,7 +91,8 @@ class ModelConfig:
         """Inputs of the head per step (:attr:`ClipOutput.features`): the SNN's features (their
         mean since the key frame, or mean and spread over ``head_window`` steps) and the key
         frame's pooled ANN features."""
-        snn = sum(self.snn.widths) * (2 if self.head_window else 1) if self.mode != "ann" else 0
+        snn = sum(self.snn.feature_widths) * (2 if self.head_window else 1)
+        snn = snn if self.mode != "ann" else 0
         return snn + (self.ann.widths[-1] if self.mode != "snn" else 0)
 
     @property
@@ -99,7 +100,7 @@ class ModelConfig:
         """Statistics per step (:attr:`ClipOutput.stats`): the ANN's per-stage channel means
         and standard deviations, the SNN's per-stage spike rates."""
         ann = 2 * sum(self.ann.widths) if self.mode != "snn" else 0
-        return ann + (sum(self.snn.widths) if self.mode != "ann" else 0)
+        return ann + (sum(self.snn.feature_widths) if self.mode != "ann" else 0)
 
     @property
     def num_outputs(self) -> int:

@@ -118,6 +118,7 @@ def fit_open_set(
     *,
     quantile: float | None = 0.99,
     shrinkage: float = 0.2,
+    standardize: bool = False,
 ) -> OpenSetRule:
     """Fit a rule: ``known (N, D)`` statistics of class ``labels (N,)``, ``background (M, D)``
     of kinds ``background_labels (M,)``, threshold the ``quantile`` of the scores of
@@ -125,7 +126,9 @@ def fit_open_set(
     decides (when the background examples are of the very input to be rejected).
 
     Closed form (means, one covariance, one inverse): a second on 2 cores for a few thousand
-    steps. Every class and background kind needs at least one step.
+    steps. Every class and background kind needs at least one step. ``standardize`` fits on
+    each dimension scaled to unit variance (folded back into the weights), so shrinkage treats
+    dimensions of different scales alike.
     """
     x_known = np.asarray(known, dtype=np.float64)
     y_known = np.asarray(labels, dtype=np.int64)
@@ -146,6 +149,9 @@ def fit_open_set(
     if (counts == 0).any():
         missing = np.flatnonzero(counts == 0).tolist()
         raise ValueError(f"no statistics for components {missing} (every one needs examples)")
+    centre = x.mean(0) if standardize else np.zeros(x.shape[1])
+    scale = x.std(0) + 1e-6 if standardize else np.ones(x.shape[1])
+    x = (x - centre) / scale
     means = np.stack([x[y == c].mean(0) for c in range(classes + backgrounds)])
     centred = x - means[y]
     cov = centred.T @ centred / len(x)
@@ -153,7 +159,8 @@ def fit_open_set(
     cov = (1 - shrinkage) * cov + shrinkage * (np.trace(cov) / dims + 1e-6) * np.eye(dims)
     precision = np.linalg.inv(cov)
     weight = means @ precision
-    bias = -0.5 * np.einsum("cd,cd->c", weight, means)
+    bias = -0.5 * np.einsum("cd,cd->c", weight, means) - (weight / scale) @ centre
+    weight = weight / scale
     rule = OpenSetRule(OpenSetConfig(dims, classes, backgrounds, quantile, shrinkage))
     rule.weight.copy_(torch.from_numpy(weight).float())
     rule.bias.copy_(torch.from_numpy(bias).float())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 
 import torch
+import torch.nn.functional as F
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 from norse.torch.module.lif_box import LIFBoxCell
 from torch import nn
@@ -48,6 +49,16 @@ class SNNConfig:
     motion_delays: tuple[int, ...] = (1,)
     """Delays (steps) of the motion detectors: shift ``s`` at delay ``k`` is tuned to ``s / k``
     pixels per step."""
+    motion_grid: tuple[int, int] = (0, 0)
+    """Rows and columns of a grid the motion detectors' channels are averaged on and handed on
+    as one more feature after the stages' (where things move, for a taught head); (0, 0): not."""
+
+    @property
+    def feature_widths(self) -> tuple[int, ...]:
+        """Channels of each feature :meth:`SpikingResNet.forward_sequence` returns."""
+        rows, cols = self.motion_grid
+        grid = 4 * len(self.motion_shifts) * len(self.motion_delays) * rows * cols
+        return (*self.widths, grid) if grid else self.widths
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -58,6 +69,11 @@ class SNNConfig:
         object.__setattr__(self, "motion_delays", tuple(int(k) for k in self.motion_delays))
         if not self.motion_delays or min(self.motion_delays) < 1:
             raise ValueError(f"SNN motion_delays must be positive, got {self.motion_delays}")
+        object.__setattr__(self, "motion_grid", tuple(int(g) for g in self.motion_grid))
+        if len(self.motion_grid) != 2 or min(self.motion_grid) < 0:
+            raise ValueError(f"SNN motion_grid must be (rows, cols) >= 0, got {self.motion_grid}")
+        if any(self.motion_grid) and not (min(self.motion_grid) and self.motion_shifts):
+            raise ValueError("an SNN motion_grid needs motion detectors and both sides > 0")
         if isinstance(self.lif, dict):
             object.__setattr__(self, "lif", LIFConfig(**self.lif))
         if not self.widths or len(self.widths) != len(self.blocks):
@@ -236,6 +252,10 @@ class SpikingResNet(nn.Module):
         spikes, st = lif_sequence(self.lif_out, r, old[len(new)])
         new.append(st)
         features.append(spikes)
+        if any(self.config.motion_grid):
+            steps, batch = channels.shape[:2]
+            grid = F.adaptive_avg_pool2d(channels.flatten(0, 1), self.config.motion_grid)
+            features.append(grid.reshape(steps, batch, -1, 1, 1))
         return tuple(features), SNNState(tuple(new), motion)
 
     def step(

@@ -1,14 +1,16 @@
 """Teach mode: a user's own actions learned from a few examples on a base checkpoint's features.
 
-The base network stays frozen. Each example (a window of about 2 s of the source) is run
-through it once; what its head reads at every step (the fused SNN features and the key frame's
-pooled ANN features) and the open-set statistics are kept. A new head is fitted on those
-features (a linear discriminant: class means, one shared covariance shrunk toward its mean
-variance; closed form, a fraction of a second), and a new ``no action`` rule on the statistics
-of the taught actions against the recorded background examples (:mod:`respike.models.open_set`).
-The result is an ordinary checkpoint: the base network, the new head and rule, the taught
-classes, and the examples' features, so one action can be added or removed later without
-recording the rest again (:func:`stored_examples`).
+The base network stays frozen. Each example (a window of about 2 s of the source) runs once
+through it with the head a taught model has (:func:`teachable`): the mean and spread over the
+last 32 steps of the SNN's stage features and, for a base with motion detectors, of their
+channels averaged on a 3x4 grid (where things move), carried across key frames. A new head is
+fitted on those features (a linear discriminant on standardised features: class means, one
+shared covariance shrunk toward its mean variance; closed form, under a second), and a
+``no action`` rule on the same features, taught actions against the recorded background
+examples (:mod:`respike.models.open_set`). The key frame's appearance is left out by default:
+it ties examples to one scene and performer. The result is an ordinary checkpoint: the base
+network, the new head and rule, the taught classes, and the examples' features, so one action
+can be added or removed later without recording the rest again (:func:`stored_examples`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ class TeachSettings:
     window: int = 32
     """Steps the taught head looks back over (mean and spread of the SNN's features; 32 steps
     are about 1 s at 30 fps). A taught base keeps its own."""
-    head_shrinkage: float = 0.1
+    motion_grid: tuple[int, int] = (3, 4)
+    """Rows and columns on which a base's motion detectors are also averaged for the taught
+    head (where things move); (0, 0), or a base without detectors: the SNN's stages only."""
+    head_shrinkage: float = 0.5
     quantile: float | None = None
     rule_shrinkage: float = 0.2
     appearance: bool = False
@@ -82,8 +87,16 @@ def teachable(model: HybridReSpike, settings: TeachSettings | None = None) -> Hy
     windowed head (a taught one) is returned as it is."""
     if model.config.head_window or model.config.mode == "ann":
         return model
-    window = (settings or TeachSettings()).window
-    result = HybridReSpike(replace(model.config, head_window=window, open_set=None))
+    settings = settings or TeachSettings()
+    snn = model.config.snn
+    grid = settings.motion_grid if snn.motion_shifts else (0, 0)
+    config = replace(
+        model.config,
+        head_window=settings.window,
+        open_set=None,
+        snn=replace(snn, motion_grid=grid),
+    )
+    result = HybridReSpike(config)
     state = {
         k: v for k, v in model.state_dict().items() if not k.startswith(("head.", "open_set."))
     }
@@ -107,17 +120,21 @@ def featurize(
 def fit_head(
     features: npt.ArrayLike, labels: npt.ArrayLike, classes: int, shrinkage: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A linear discriminant's weight ``(classes, D)`` and bias: class means, one covariance."""
+    """A linear discriminant's weight ``(classes, D)`` and bias: class means and one covariance
+    of the features standardised per dimension (so shrinkage treats spike rates and motion
+    channels alike), folded back into weights on the raw features."""
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
-    means = np.stack([x[y == c].mean(0) for c in range(classes)])
-    centred = x - means[y]
-    cov = centred.T @ centred / len(x)
+    centre, scale = x.mean(0), x.std(0) + 1e-6
+    z = (x - centre) / scale
+    means = np.stack([z[y == c].mean(0) for c in range(classes)])
+    centred = z - means[y]
+    cov = centred.T @ centred / len(z)
     dims = cov.shape[0]
     cov = (1 - shrinkage) * cov + shrinkage * (np.trace(cov) / dims + 1e-6) * np.eye(dims)
     weight = means @ np.linalg.inv(cov)
-    bias = -0.5 * np.einsum("cd,cd->c", weight, means)
-    return torch.from_numpy(weight).float(), torch.from_numpy(bias).float()
+    bias = -0.5 * np.einsum("cd,cd->c", weight, means) - (weight / scale) @ centre
+    return torch.from_numpy(weight / scale).float(), torch.from_numpy(bias).float()
 
 
 @dataclass(frozen=True)
@@ -182,6 +199,7 @@ def teach(
         features[:, head_columns],
         quantile=settings.quantile,
         shrinkage=settings.rule_shrinkage,
+        standardize=True,
     )
     rule = OpenSetRule(replace(fitted.config, dims=expected, reads="features"))
     rule.weight[:, head_columns] = fitted.weight
@@ -223,7 +241,7 @@ def _columns(config: ModelConfig, appearance: bool) -> slice:
     or the model has no SNN."""
     if appearance or config.mode == "ann":
         return slice(None)
-    return slice(0, sum(config.snn.widths) * (2 if config.head_window else 1))
+    return slice(0, sum(config.snn.feature_widths) * (2 if config.head_window else 1))
 
 
 def stored_examples(checkpoint: Checkpoint) -> list[Example]:
