@@ -4,6 +4,8 @@ node that cannot work ends the pipeline with one line instead of idling or resta
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -230,9 +232,20 @@ def test_a_damaged_recording_plays_its_valid_prefix_then_ends_the_pipeline(
 
 
 @pytest.mark.slow
-def test_the_demo_piped_into_head_stops_quietly_when_head_has_its_lines() -> None:
+def test_the_demo_piped_into_head_stops_quietly_when_head_has_its_lines(tmp_path: Path) -> None:
     script = "respike demo --json --no-viewer | head -2; echo demo exited ${PIPESTATUS[0]}"
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=180)
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:  # files: no pipe a node could hold
+        process = subprocess.Popen(
+            ["bash", "-c", script], stdout=stdout, stderr=stderr, start_new_session=True
+        )
+        try:
+            process.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            pytest.fail(f"the demo did not stop after head left:\n{err.read_text()[-2000:]}")
+    result = subprocess.CompletedProcess(process.args, 0, out.read_text(), err.read_text())
     *predictions, status = result.stdout.splitlines()
     assert [json.loads(line)["kind"] for line in predictions] == ["prediction", "prediction"]
     assert status == "demo exited 0", result.stderr
