@@ -71,12 +71,12 @@ class CalibrationReport:
 def with_rule(model: HybridReSpike, rule: OpenSetRule | None) -> HybridReSpike:
     """A copy of ``model`` (eval mode) that applies ``rule`` (``None``: no rule, the plain class
     logits); ``model`` is left as it was."""
-    result = HybridReSpike(replace(model.config, open_set=None if rule is None else rule.config))
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("open_set.")}
+    config = replace(model.config, open_set=None if rule is None else rule.config)
+    result = model.rebuilt(config, fresh=("open_set.",))
     if rule is not None:
-        state.update({f"open_set.{k}": v for k, v in rule.state_dict().items()})
-    result.load_state_dict(state)
-    return result.eval()
+        assert result.open_set is not None
+        result.open_set.load_state_dict(rule.state_dict())
+    return result
 
 
 def calibrate(

@@ -226,6 +226,17 @@ class HybridReSpike(nn.Module):
         """``K``: SNN steps per key frame."""
         return self.config.input_spec.keyframe_interval
 
+    def rebuilt(self, config: ModelConfig, *, fresh: Sequence[str] = ()) -> HybridReSpike:
+        """A new model of ``config`` (eval mode) with this one's weights, except the parts named
+        by the ``fresh`` prefixes (e.g. ``"head."``, ``"open_set."``), which start anew; this
+        model is left as it was."""
+        result = HybridReSpike(config)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(tuple(fresh))}
+        missing, unexpected = result.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(tuple(fresh)) for k in missing):
+            raise ValueError(f"{config} does not fit this model's weights: {missing or unexpected}")
+        return result.eval()
+
     def enable_compile(self, enabled: bool = True, **compile_kwargs: Any) -> None:
         """Run :meth:`step`/:meth:`steps` through ``torch.compile`` (off by default).
 

@@ -109,6 +109,41 @@ class OpenSetRule(nn.Module):
         return torch.cat([known, F.logsigmoid(a).unsqueeze(-1)], dim=-1)
 
 
+def linear_discriminant(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    components: int,
+    shrinkage: float,
+    *,
+    standardize: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight ``(components, D)`` and bias of Gaussians with one shared covariance fitted to
+    rows ``x (N, D)`` of components ``y (N,)``: the log-likelihoods up to a shared term.
+
+    The covariance is shrunk toward its mean variance by ``shrinkage`` (few rows need much);
+    ``standardize`` fits on each dimension scaled to unit variance and folds that back into the
+    weights, so shrinkage treats dimensions of different scales alike. Every component needs a
+    row.
+    """
+    rows = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(y, dtype=np.int64)
+    counts = np.bincount(labels, minlength=components)
+    if (counts == 0).any():
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(f"no statistics for components {missing} (every one needs examples)")
+    centre = rows.mean(0) if standardize else np.zeros(rows.shape[1])
+    scale = rows.std(0) + 1e-6 if standardize else np.ones(rows.shape[1])
+    rows = (rows - centre) / scale
+    means = np.stack([rows[labels == c].mean(0) for c in range(components)])
+    centred = rows - means[labels]
+    cov = centred.T @ centred / len(rows)
+    dims = cov.shape[0]
+    cov = (1 - shrinkage) * cov + shrinkage * (np.trace(cov) / dims + 1e-6) * np.eye(dims)
+    weight = means @ np.linalg.inv(cov)
+    bias = -0.5 * np.einsum("cd,cd->c", weight, means) - (weight / scale) @ centre
+    return torch.from_numpy(weight / scale).float(), torch.from_numpy(bias).float()
+
+
 def fit_open_set(
     known: npt.ArrayLike,
     labels: npt.ArrayLike,
@@ -145,25 +180,12 @@ def fit_open_set(
     backgrounds = int(y_back.max()) + 1
     x = np.log1p(np.maximum(np.concatenate([x_known, x_back]), 0))
     y = np.concatenate([y_known, classes + y_back])
-    counts = np.bincount(y, minlength=classes + backgrounds)
-    if (counts == 0).any():
-        missing = np.flatnonzero(counts == 0).tolist()
-        raise ValueError(f"no statistics for components {missing} (every one needs examples)")
-    centre = x.mean(0) if standardize else np.zeros(x.shape[1])
-    scale = x.std(0) + 1e-6 if standardize else np.ones(x.shape[1])
-    x = (x - centre) / scale
-    means = np.stack([x[y == c].mean(0) for c in range(classes + backgrounds)])
-    centred = x - means[y]
-    cov = centred.T @ centred / len(x)
-    dims = cov.shape[0]
-    cov = (1 - shrinkage) * cov + shrinkage * (np.trace(cov) / dims + 1e-6) * np.eye(dims)
-    precision = np.linalg.inv(cov)
-    weight = means @ precision
-    bias = -0.5 * np.einsum("cd,cd->c", weight, means) - (weight / scale) @ centre
-    weight = weight / scale
-    rule = OpenSetRule(OpenSetConfig(dims, classes, backgrounds, quantile, shrinkage))
-    rule.weight.copy_(torch.from_numpy(weight).float())
-    rule.bias.copy_(torch.from_numpy(bias).float())
+    weight, bias = linear_discriminant(
+        x, y, classes + backgrounds, shrinkage, standardize=standardize
+    )
+    rule = OpenSetRule(OpenSetConfig(x.shape[1], classes, backgrounds, quantile, shrinkage))
+    rule.weight.copy_(weight)
+    rule.bias.copy_(bias)
     if quantile is not None:
         with torch.no_grad():
             scores = rule.score(torch.from_numpy(x_val).float())
@@ -171,4 +193,11 @@ def fit_open_set(
     return rule
 
 
-__all__ = ["OpenSetConfig", "OpenSetRule", "fit_open_set", "output_names", "transform"]
+__all__ = [
+    "OpenSetConfig",
+    "OpenSetRule",
+    "fit_open_set",
+    "linear_discriminant",
+    "output_names",
+    "transform",
+]

@@ -28,7 +28,7 @@ import torch
 from respike.events.inputs import NO_ACTION
 from respike.models.checkpoint import SHIPPED_DIR, Checkpoint, save_checkpoint
 from respike.models.hybrid import Clip, HybridReSpike, ModelConfig
-from respike.models.open_set import OpenSetRule, fit_open_set
+from respike.models.open_set import OpenSetRule, fit_open_set, linear_discriminant
 
 BACKGROUND_NAMES = frozenset({"background", NO_ACTION, "no_action"})
 """Labels that mark an example as background: what the taught model must call ``no action``."""
@@ -96,12 +96,7 @@ def teachable(model: HybridReSpike, settings: TeachSettings | None = None) -> Hy
         open_set=None,
         snn=replace(snn, motion_grid=grid),
     )
-    result = HybridReSpike(config)
-    state = {
-        k: v for k, v in model.state_dict().items() if not k.startswith(("head.", "open_set."))
-    }
-    result.load_state_dict(state, strict=False)
-    return result.eval()
+    return model.rebuilt(config, fresh=("head.", "open_set."))
 
 
 @torch.no_grad()
@@ -115,26 +110,6 @@ def featurize(
     out = model(Clip(keyframes[None], steps[None]))
     model.train(was_training)
     return out.features[0].numpy()
-
-
-def fit_head(
-    features: npt.ArrayLike, labels: npt.ArrayLike, classes: int, shrinkage: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A linear discriminant's weight ``(classes, D)`` and bias: class means and one covariance
-    of the features standardised per dimension (so shrinkage treats spike rates and motion
-    channels alike), folded back into weights on the raw features."""
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    centre, scale = x.mean(0), x.std(0) + 1e-6
-    z = (x - centre) / scale
-    means = np.stack([z[y == c].mean(0) for c in range(classes)])
-    centred = z - means[y]
-    cov = centred.T @ centred / len(z)
-    dims = cov.shape[0]
-    cov = (1 - shrinkage) * cov + shrinkage * (np.trace(cov) / dims + 1e-6) * np.eye(dims)
-    weight = means @ np.linalg.inv(cov)
-    bias = -0.5 * np.einsum("cd,cd->c", weight, means) - (weight / scale) @ centre
-    return torch.from_numpy(weight / scale).float(), torch.from_numpy(bias).float()
 
 
 @dataclass(frozen=True)
@@ -188,8 +163,8 @@ def teach(
             )
     head_columns = _columns(network.config, settings.appearance)
     weight = torch.zeros(len(actions), expected)
-    weight[:, head_columns], bias = fit_head(
-        features[:, head_columns], labels, len(actions), settings.head_shrinkage
+    weight[:, head_columns], bias = linear_discriminant(
+        features[:, head_columns], labels, len(actions), settings.head_shrinkage, standardize=True
     )
     fitted = fit_open_set(
         features[:, head_columns],
@@ -206,14 +181,12 @@ def teach(
     rule.bias.copy_(fitted.bias)
     rule.threshold.copy_(fitted.threshold)
     config = replace(network.config, num_classes=len(actions), open_set=rule.config)
-    model = HybridReSpike(config)
-    state = {
-        k: v for k, v in network.state_dict().items() if not k.startswith(("head.", "open_set."))
-    }
-    state["head.weight"], state["head.bias"] = weight, bias
-    state.update({f"open_set.{k}": v for k, v in rule.state_dict().items()})
-    model.load_state_dict(state)
-    model.eval()
+    model = network.rebuilt(config, fresh=("head.", "open_set."))
+    with torch.no_grad():
+        model.head.weight.copy_(weight)
+        model.head.bias.copy_(bias)
+    assert model.open_set is not None
+    model.open_set.load_state_dict(rule.state_dict())
     seconds = time.perf_counter() - start
     shipped = base.path.parent == SHIPPED_DIR
     origin = base.extra.get("teach", {}).get("base", base.path.stem if shipped else str(base.path))
@@ -414,7 +387,6 @@ __all__ = [
     "TeachSettings",
     "event_examples",
     "featurize",
-    "fit_head",
     "model_card",
     "stored_examples",
     "teach",
