@@ -80,7 +80,6 @@ def window_examples(base: Checkpoint, dataset: Any, indices: Sequence[int], labe
 def synthetic_pools(base: Checkpoint, segments: int, pool: int, select: bool) -> Pools:
     """Gesture classes (never seen by the ``actions`` base) and background, teach/test pools."""
     options = trained_data_options(base)
-    scene = options.synthetic.get("scene")
     names = class_names("gesture")
     test_split = "val" if select else "test"
 
@@ -95,7 +94,6 @@ def synthetic_pools(base: Checkpoint, segments: int, pool: int, select: bool) ->
         return data
 
     teach_data, test_data = clips("val", 3), clips(test_split, 4)
-    assert scene is not None or teach_data.scene is not None
     backgrounds = HELDOUT_BACKGROUNDS if test_split == "test" else TRAIN_BACKGROUNDS
     pools: Pools = {}
     for c, name in enumerate(names):

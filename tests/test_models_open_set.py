@@ -154,6 +154,7 @@ def test_shipped_actions_model_has_a_rule_with_its_command() -> None:
     info = read_checkpoint_info(resolve_checkpoint("actions"))
     assert info.config["open_set"] is not None
     report = info.extra["open_set"]
+    assert report["command"].startswith("respike calibrate actions")
     assert report["known_rejected"] <= 0.02
     assert min(report["outliers_rejected"].values()) >= 0.9
 

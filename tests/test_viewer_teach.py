@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from respike.models.checkpoint import resolve_checkpoint
 from respike.nodes.viewer.teach import Teacher
 from respike.synthetic import SceneConfig, render_clip
 
@@ -134,5 +136,34 @@ def test_the_teacher_refuses_bad_requests_and_says_why_a_fit_fails(tmp_path: Pat
         assert not (tmp_path / "mine.pt").exists(), "nothing is written when the fit fails"
         teacher.remove("wave")
         assert teacher.snapshot()["examples"] == {}
+    finally:
+        teacher.stop()
+
+
+def test_the_panel_does_not_replace_a_checkpoint_it_did_not_teach(tmp_path: Path) -> None:
+    out = tmp_path / "trained.pt"
+    shutil.copy(resolve_checkpoint("nmnist"), out)  # a checkpoint, but not a taught one
+    before = out.read_bytes()
+    teacher = Teacher("actions", out)
+    try:
+        teacher.record("wave", count=1, seconds=0.5, countdown=0)
+        frames = render_clip("right_hand_wave", 3, 60, SceneConfig(width=160, height=120))
+        for frame in frames:
+            if teacher.snapshot()["recording"] is None:
+                break
+            teacher.add_frame(frame)
+            time.sleep(1 / 30)
+        wait_idle(teacher)
+        teacher.record("background", count=1, seconds=0.5, countdown=0)
+        for frame in frames[::-1]:
+            if teacher.snapshot()["recording"] is None:
+                break
+            teacher.add_frame(frame)
+            time.sleep(1 / 30)
+        wait_idle(teacher)
+        teacher.fit()
+        state = wait_idle(teacher)
+        assert "is not a taught checkpoint; not replacing it" in state["message"], state
+        assert out.read_bytes() == before
     finally:
         teacher.stop()

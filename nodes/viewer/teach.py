@@ -182,9 +182,10 @@ class Teacher:
                     "(use an RGB base such as actions)"
                 )
             self._base = (base, teachable(base.model))
+            stored = stored_examples(base)
             with self._lock:
-                self._examples = stored_examples(base) + self._examples
-                self._classes = list(base.class_names) if stored_examples(base) else []
+                self._examples = stored + self._examples
+                self._classes = list(base.class_names) if stored else []
         return self._base
 
     def _featurize(self, label: str, frames: np.ndarray) -> Any:
@@ -206,9 +207,12 @@ class Teacher:
         return Example(label, f"viewer {time.strftime('%H:%M:%S')}", features)
 
     def _fit(self) -> None:
+        from respike.models.checkpoint import read_checkpoint_info
         from respike.models.teach import teach
 
         base, _ = self._load()
+        if self.out.exists() and "teach" not in read_checkpoint_info(self.out).extra:
+            raise ValueError(f"{self.out} exists and is not a taught checkpoint; not replacing it")
         with self._lock:
             examples = list(self._examples)
         taught = teach(base, examples)
