@@ -61,6 +61,10 @@ class ModelConfig:
     """What the head sees of the SNN: 0, the mean of its features since the key frame
     (ReSpike); N, their mean and standard deviation over the last N steps, across key frames
     (taught models: motion that lasts longer than a segment)."""
+    head_fused: bool = True
+    """The head reads the SNN's features after the fusion blocks (ReSpike); False: the SNN's
+    own spikes, so what a taught head sees of motion does not depend on the key frame's scene
+    (the key frame reaches it only through its pooled features, when used)."""
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
@@ -122,12 +126,18 @@ class ModelConfig:
             num_classes=int(data["num_classes"]),
             mode=data["mode"],
             input_spec=InputSpec(**data["input_spec"]),
-            snn=SNNConfig(**data["snn"]),
+            snn=SNNConfig(**_renamed(data["snn"], motion_grid="head_grid")),
             ann=ANNConfig(**data["ann"]),
             fusion=FusionConfig(**data["fusion"]),
             open_set=OpenSetConfig(**data["open_set"]) if data.get("open_set") else None,
             head_window=int(data.get("head_window", 0)),
+            head_fused=bool(data.get("head_fused", True)),
         )
+
+
+def _renamed(fields: Mapping[str, Any], **old_to_new: str) -> dict[str, Any]:
+    """``fields`` with the keys earlier versions wrote under other names renamed."""
+    return {old_to_new.get(key, key): value for key, value in fields.items()}
 
 
 class Clip(NamedTuple):
@@ -276,6 +286,7 @@ class HybridReSpike(nn.Module):
         kv = tuple(
             cast(FusionBlock, block).context(ann_features[int(stage) - 1])
             for stage, block in self.fusion.items()
+            if self.config.head_fused
         )
         stats = torch.cat(
             [
@@ -408,9 +419,10 @@ class HybridReSpike(nn.Module):
         stats = self.statistics(features, context, steps) if reads_stats else None
         parts: list[torch.Tensor] = []
         if features is not None:
+            blocks = self.fusion.items() if self.config.head_fused else ()
             fused = {
                 int(key): (cast(FusionBlock, block), kv)
-                for (key, block), kv in zip(self.fusion.items(), context.kv, strict=True)
+                for (key, block), kv in zip(blocks, context.kv, strict=True)
             }
             pooled = []
             for stage, f in enumerate(features, start=1):

@@ -49,16 +49,24 @@ class SNNConfig:
     motion_delays: tuple[int, ...] = (1,)
     """Delays (steps) of the motion detectors: shift ``s`` at delay ``k`` is tuned to ``s / k``
     pixels per step."""
-    motion_grid: tuple[int, int] = (0, 0)
-    """Rows and columns of a grid the motion detectors' channels are averaged on and handed on
-    as one more feature after the stages' (where things move, for a taught head); (0, 0): not."""
+    head_grid: tuple[int, int] = (0, 0)
+    """Rows and columns of a grid on which the motion detectors' channels, and the spikes of
+    the ``grid_stages``, are averaged and handed on as more features after the stages' (where
+    things move and where each stage fires, for a taught head); (0, 0): none."""
+    grid_stages: tuple[int, ...] = ()
+    """Stages (0-based) whose spikes are also averaged on ``head_grid``."""
 
     @property
     def feature_widths(self) -> tuple[int, ...]:
-        """Channels of each feature :meth:`SpikingResNet.forward_sequence` returns."""
-        rows, cols = self.motion_grid
-        grid = 4 * len(self.motion_shifts) * len(self.motion_delays) * rows * cols
-        return (*self.widths, grid) if grid else self.widths
+        """Channels of each feature :meth:`SpikingResNet.forward_sequence` returns: the stages',
+        then (with a ``head_grid``) the detectors' and the ``grid_stages``' on the grid."""
+        rows, cols = self.head_grid
+        cells = rows * cols
+        if not cells:
+            return self.widths
+        detectors = 4 * len(self.motion_shifts) * len(self.motion_delays) * cells
+        grids = tuple(self.widths[s] * cells for s in self.grid_stages)
+        return (*self.widths, *((detectors,) if detectors else ()), *grids)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -69,11 +77,18 @@ class SNNConfig:
         object.__setattr__(self, "motion_delays", tuple(int(k) for k in self.motion_delays))
         if not self.motion_delays or min(self.motion_delays) < 1:
             raise ValueError(f"SNN motion_delays must be positive, got {self.motion_delays}")
-        object.__setattr__(self, "motion_grid", tuple(int(g) for g in self.motion_grid))
-        if len(self.motion_grid) != 2 or min(self.motion_grid) < 0:
-            raise ValueError(f"SNN motion_grid must be (rows, cols) >= 0, got {self.motion_grid}")
-        if any(self.motion_grid) and not (min(self.motion_grid) and self.motion_shifts):
-            raise ValueError("an SNN motion_grid needs motion detectors and both sides > 0")
+        object.__setattr__(self, "head_grid", tuple(int(g) for g in self.head_grid))
+        object.__setattr__(self, "grid_stages", tuple(int(s) for s in self.grid_stages))
+        if len(self.head_grid) != 2 or min(self.head_grid) < 0:
+            raise ValueError(f"SNN head_grid must be (rows, cols) >= 0, got {self.head_grid}")
+        if any(self.head_grid) and not (
+            min(self.head_grid) and (self.motion_shifts or self.grid_stages)
+        ):
+            raise ValueError(
+                "an SNN head_grid needs both sides > 0 and motion detectors or grid_stages"
+            )
+        if self.grid_stages and not any(self.head_grid):
+            raise ValueError("SNN grid_stages need a head_grid")
         if isinstance(self.lif, dict):
             object.__setattr__(self, "lif", LIFConfig(**self.lif))
         if not self.widths or len(self.widths) != len(self.blocks):
@@ -82,6 +97,10 @@ class SNNConfig:
             )
         if min(self.widths) < 1 or min(self.blocks) < 1:
             raise ValueError("SNN widths and block counts must be positive")
+        if any(not 0 <= s < len(self.widths) for s in self.grid_stages):
+            raise ValueError(
+                f"SNN grid_stages {self.grid_stages} must name stages 0..{len(self.widths) - 1}"
+            )
         if self.stem_stride not in (1, 2, 4):
             raise ValueError(f"SNN stem_stride must be 1, 2 or 4, got {self.stem_stride}")
 
@@ -252,11 +271,17 @@ class SpikingResNet(nn.Module):
         spikes, st = lif_sequence(self.lif_out, r, old[len(new)])
         new.append(st)
         features.append(spikes)
-        if any(self.config.motion_grid):
-            steps, batch = channels.shape[:2]
-            grid = F.adaptive_avg_pool2d(channels.flatten(0, 1), self.config.motion_grid)
-            features.append(grid.reshape(steps, batch, -1, 1, 1))
+        if any(self.config.head_grid):
+            gridded = [channels] if self.motion is not None else []
+            gridded += [features[s] for s in self.config.grid_stages]
+            features.extend(self._on_grid(f) for f in gridded)
         return tuple(features), SNNState(tuple(new), motion)
+
+    def _on_grid(self, maps: torch.Tensor) -> torch.Tensor:
+        """``maps (T, B, C, H, W)`` averaged on the head grid, as ``(T, B, C*cells, 1, 1)``."""
+        steps, batch = maps.shape[:2]
+        grid = F.adaptive_avg_pool2d(maps.flatten(0, 1), self.config.head_grid)
+        return grid.reshape(steps, batch, -1, 1, 1)
 
     def step(
         self, x: torch.Tensor, state: SNNState | None = None

@@ -2,8 +2,10 @@
 
 The base network stays frozen. Each example (a window of about 2 s of the source) runs once
 through it with the head a taught model has (:func:`teachable`): the mean and spread over the
-last 32 steps of the SNN's stage features and, for a base with motion detectors, of their
-channels averaged on a 3x4 grid (where things move), carried across key frames. A new head is
+last 32 steps of the SNN's own spikes per stage (before fusion, so the key frame's scene does
+not colour them), of its third stage's spikes averaged on a 2x2 grid and, for a base with
+motion detectors, of their channels on the same grid (where things move and which parts of a
+body fire), carried across key frames. A new head is
 fitted on those features (a linear discriminant on standardised features: class means, one
 shared covariance shrunk toward its mean variance; closed form, under a second), and a
 ``no action`` rule on the same features, taught actions against the recorded background
@@ -62,10 +64,13 @@ class TeachSettings:
     window: int = 32
     """Steps the taught head looks back over (mean and spread of the SNN's features; 32 steps
     are about 1 s at 30 fps). A taught base keeps its own."""
-    motion_grid: tuple[int, int] = (3, 4)
-    """Rows and columns on which a base's motion detectors are also averaged for the taught
-    head (where things move); (0, 0), or a base without detectors: the SNN's stages only."""
-    head_shrinkage: float = 0.5
+    grid: tuple[int, int] = (2, 2)
+    """Rows and columns on which a base's motion detectors and the spikes of ``grid_stages``
+    are also averaged for the taught head (where things move); (0, 0): the SNN's stages as
+    wholes only."""
+    grid_stages: tuple[int, ...] = (2,)
+    """SNN stages whose spikes the head also sees on ``grid`` (stage 3 of 4: parts of a body)."""
+    head_shrinkage: float = 0.3
     quantile: float | None = None
     rule_shrinkage: float = 0.2
     appearance: bool = False
@@ -89,12 +94,14 @@ def teachable(model: HybridReSpike, settings: TeachSettings | None = None) -> Hy
         return model
     settings = settings or TeachSettings()
     snn = model.config.snn
-    grid = settings.motion_grid if snn.motion_shifts else (0, 0)
+    stages = tuple(s for s in settings.grid_stages if s < len(snn.widths))
+    grid = settings.grid if snn.motion_shifts or stages else (0, 0)
     config = replace(
         model.config,
         head_window=settings.window,
+        head_fused=False,
         open_set=None,
-        snn=replace(snn, motion_grid=grid),
+        snn=replace(snn, head_grid=grid, grid_stages=stages if any(grid) else ()),
     )
     return model.rebuilt(config, fresh=("head.", "open_set."))
 

@@ -158,6 +158,53 @@ def test_a_windowed_head_streams_as_it_runs_on_clips(mode: str) -> None:
     assert not torch.allclose(features[5], features[4])
 
 
+def test_an_unfused_head_on_a_grid_sees_the_snn_alone() -> None:
+    """``head_fused=False`` (a taught head): the SNN columns of the head's inputs, stage 2's
+    spikes on a 2x2 grid included, do not change with the key frames; fused ones do. Streaming
+    still equals whole clips."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    base = get_model("respike_tiny", num_classes=3)
+    snn = replace(base.config.snn, head_grid=(2, 2), grid_stages=(1,))
+    assert snn.feature_widths == (*snn.widths, 4 * snn.widths[1])
+    fused = excited(HybridReSpike(replace(base.config, snn=snn, head_window=3)))
+    unfused = excited(HybridReSpike(replace(fused.config, head_fused=False)))
+    unfused.load_state_dict(fused.state_dict())
+    clip = make_clip(unfused, batch=1, segments=3)
+    other = Clip(clip.keyframes.flip(-1) * 2, clip.steps)
+    columns = 2 * sum(snn.feature_widths)
+    with torch.no_grad():
+        out = unfused(clip)
+        torch.testing.assert_close(out.step_logits, stream(unfused, clip), rtol=0, atol=1e-10)
+        same = unfused(other).features[..., :columns]
+        changed = fused(other).features[..., :columns]
+        before = fused(clip).features[..., :columns]
+    assert unfused.encode_keyframe(clip.keyframes[:, 0]).kv == (), "no fusion keys computed"
+    torch.testing.assert_close(same, out.features[..., :columns], rtol=0, atol=0)
+    assert not torch.allclose(changed, before), "the fused head does see the key frame"
+
+
+def test_head_grid_settings_are_checked_and_old_names_load() -> None:
+    from respike.models.hybrid import ModelConfig
+    from respike.models.snn import SNNConfig
+
+    with pytest.raises(ValueError, match="grid_stages need a head_grid"):
+        SNNConfig(grid_stages=(1,))
+    with pytest.raises(ValueError, match=r"must name stages 0\.\.3"):
+        SNNConfig(head_grid=(2, 2), grid_stages=(4,))
+    with pytest.raises(ValueError, match="motion detectors or grid_stages"):
+        SNNConfig(head_grid=(2, 2))
+    config = get_model("respike_tiny", num_classes=3).config
+    saved = config.to_dict()
+    saved["snn"] = {**saved["snn"], "motion_shifts": (1,), "motion_grid": (3, 4)}
+    del saved["snn"]["head_grid"]
+    saved["input_spec"] = {**saved["input_spec"], "snn_input": "residual", "snn_channels": 1}
+    loaded = ModelConfig.from_dict(saved)
+    assert loaded.snn.head_grid == (3, 4), "a checkpoint from before the rename loads"
+    assert loaded.head_fused, "checkpoints without the field keep their fused head"
+
+
 def test_streaming_errors() -> None:
     model = get_model("respike_tiny", num_classes=2).eval()
     x = torch.zeros(1, 2, 32, 32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from respike.models.checkpoint import resolve_checkpoint
@@ -165,5 +167,55 @@ def test_the_panel_does_not_replace_a_checkpoint_it_did_not_teach(tmp_path: Path
         state = wait_idle(teacher)
         assert "is not a taught checkpoint; not replacing it" in state["message"], state
         assert out.read_bytes() == before
+    finally:
+        teacher.stop()
+
+
+def feed_events(teacher: Teacher, events: np.ndarray, sensor: tuple[int, int]) -> None:
+    """``events`` in 10 ms packets, as fast as they come, until the recording ends."""
+    edges = np.searchsorted(events["t"], np.arange(events["t"][0], events["t"][-1], 10_000))
+    for a, b in itertools.pairwise(edges):
+        if teacher.snapshot()["recording"] is None:
+            return
+        teacher.add_events(events[a:b], sensor)
+    raise AssertionError("the recording did not end within the events given")
+
+
+def test_the_panel_records_events_for_an_event_base(tmp_path: Path, shared_data: Path) -> None:
+    """A DVS replay teaches an event base: windows of event time, whatever the replay speed;
+    camera frames to an event base say which base to use."""
+    from respike.models.checkpoint import load_checkpoint
+    from respike.recorders import open_events
+
+    teacher = Teacher("gestures-dvs", tmp_path / "dvs.pt")
+    try:
+        for label, name in (("clap", "1.bs2"), ("wave", "2.bs2")):
+            reader = open_events(shared_data / "dvs_gesture10" / name)
+            events, sensor = reader.read_all(), reader.sensor_size
+            assert sensor is not None
+            teacher.record(label, count=2, seconds=0.4, countdown=0)
+            feed_events(teacher, events, sensor)
+            wait_idle(teacher)
+        rng = np.random.default_rng(0)
+        noise = np.zeros(20_000, dtype=events.dtype)
+        noise["t"] = np.sort(rng.integers(0, 1_000_000, noise.size))
+        noise["x"], noise["y"] = rng.integers(0, 128, (2, noise.size))
+        noise["p"] = rng.integers(0, 2, noise.size)
+        teacher.record("background", count=1, seconds=0.4, countdown=0)
+        feed_events(teacher, noise, (128, 128))
+        assert wait_idle(teacher)["examples"] == {"clap": 2, "wave": 2, "background": 1}
+        teacher.fit()
+        state = wait_idle(teacher)
+        assert state["classes"] == ["clap", "wave"], state["message"]
+        taught = load_checkpoint(tmp_path / "dvs.pt")
+        assert taught.class_names == ("clap", "wave")
+        teacher.record("frames", count=1, seconds=0.5, countdown=0)
+        for frame in render_clip("right_hand_wave", 3, 40, SceneConfig(width=160, height=120)):
+            if teacher.snapshot()["recording"] is None:
+                break
+            teacher.add_frame(frame)
+            time.sleep(1 / 30)
+        state = wait_idle(teacher)
+        assert "gestures-dvs takes events but the viewer received frames" in state["message"]
     finally:
         teacher.stop()

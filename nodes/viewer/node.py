@@ -124,6 +124,8 @@ class ViewerNode(Node):
         handler(message)
         if self._teacher is not None and message.kind == "frame":
             self._teacher.add_frame(rgb_image(message.arrays["frame"]))
+        elif self._teacher is not None and message.kind == "events":
+            self._teacher.add_events(message.arrays["events"], self._state.sensor)
 
     def stats(self) -> dict[str, float]:
         return {

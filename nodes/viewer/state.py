@@ -118,6 +118,11 @@ class ViewerState:
         with self._changed:
             self._store("frame", message, frame, info)
 
+    @property
+    def sensor(self) -> tuple[int, int]:
+        """The event sensor's (width, height) as known from the events so far."""
+        return self._sensor
+
     def add_events(self, message: Message) -> None:
         """Add an events packet to the next event image (the only one when no page is open)."""
         events, sensor, info = read_events(message, self._sensor)

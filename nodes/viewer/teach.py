@@ -1,9 +1,12 @@
-"""The viewer's Teach panel: record examples from the frames it shows, fit, write a checkpoint.
+"""The viewer's Teach panel: record examples from what the viewer shows, fit, write a checkpoint.
 
 With the viewer's ``teach`` parameter set to a path, the page gets a Teach panel. Recording an
-action (or ``background``) waits out a countdown, then keeps the frames the viewer receives for
-``count`` windows of ``seconds`` each; every finished window is run through the base network
-(:func:`respike.models.teach.featurize`, on the live path's kernels) on a worker thread. Fit
+action (or ``background``) waits out a countdown, then keeps what the viewer receives for
+``count`` windows of ``seconds`` each: camera frames for a base that takes residuals (windows
+of wall-clock time), event packets for a base that takes events (windows of the events' own
+time, so a replay at any speed records the same examples). Every finished window is run
+through the base network (:func:`respike.models.teach.featurize`, on the live path's kernels)
+on a worker thread. Fit
 writes the taught checkpoint to the path (:func:`respike.models.teach.teach`); a model node
 watching that path (its ``watch`` parameter, set by ``respike demo --teach``) swaps it in.
 Teaching an existing taught checkpoint continues from its examples.
@@ -24,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from respike.events.types import concat_events
+
 log = logging.getLogger(__name__)
 
 
@@ -33,9 +38,21 @@ class _Recording:
     count: int
     seconds: float
     starts_at: float
-    frames: list[np.ndarray] = field(default_factory=list)
+    kept: list[np.ndarray] = field(default_factory=list)
+    """Frames, or event packets, of the window being recorded."""
     window_start: float | None = None
+    """When the window began: monotonic seconds for frames, the first event's µs for events."""
     done: int = 0
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A recorded window waiting to be featurized (``label`` empty: the fit marker)."""
+
+    label: str
+    frames: np.ndarray | None = None
+    events: np.ndarray | None = None
+    sensor: tuple[int, int] = (0, 0)
 
 
 class Teacher:
@@ -46,7 +63,7 @@ class Teacher:
         self.out = out
         self._lock = threading.Lock()
         self._recording: _Recording | None = None
-        self._pending: list[tuple[str, np.ndarray]] = []
+        self._pending: list[_Window] = []
         self._work = threading.Condition(self._lock)
         self._examples: list[Any] = []
         self._classes: list[str] = []
@@ -66,8 +83,8 @@ class Teacher:
         label = label.strip()
         if not label:
             raise ValueError("name the action to record (or `background`)")
-        if not (1 <= count <= 50 and 0.5 <= seconds <= 10 and 0 <= countdown <= 30):
-            raise ValueError("expected 1-50 examples of 0.5-10 s after a 0-30 s countdown")
+        if not (1 <= count <= 50 and 0.2 <= seconds <= 10 and 0 <= countdown <= 30):
+            raise ValueError("expected 1-50 examples of 0.2-10 s after a 0-30 s countdown")
         with self._lock:
             if self._recording is not None:
                 raise ValueError(f"already recording {self._recording.label!r}")
@@ -81,20 +98,47 @@ class Teacher:
         """A frame the viewer received (RGB); kept while a recording window is open."""
         now = time.monotonic()
         with self._lock:
-            rec = self._recording
-            if rec is None or now < rec.starts_at:
+            rec = self._open_window(now, now)
+            if rec is None:
                 return
-            if rec.window_start is None:
-                rec.window_start = now
-            rec.frames.append(frame)
-            if now - rec.window_start >= rec.seconds:
-                self._pending.append((rec.label, np.stack(rec.frames)))
-                rec.frames, rec.window_start = [], None
-                rec.done += 1
-                if rec.done == rec.count:
-                    self._recording = None
-                    self.message = f"recorded {rec.count} examples of {rec.label!r}"
-                self._work.notify()
+            rec.kept.append(frame)
+            if now - (rec.window_start or now) >= rec.seconds:
+                self._close_window(rec, _Window(rec.label, frames=np.stack(rec.kept)))
+
+    def add_events(self, events: np.ndarray, sensor: tuple[int, int]) -> None:
+        """An event packet the viewer received (``EVENT_DTYPE``, sensor ``(width, height)``);
+        kept while a recording window is open, which closes after ``seconds`` of event time."""
+        if events.size == 0:
+            return
+        with self._lock:
+            rec = self._open_window(time.monotonic(), float(events["t"][0]))
+            if rec is None:
+                return
+            rec.kept.append(events)
+            start = rec.window_start or 0.0
+            if float(events["t"][-1]) - start >= rec.seconds * 1e6:
+                window = _Window(rec.label, events=concat_events(rec.kept), sensor=sensor)
+                self._close_window(rec, window)
+
+    def _open_window(self, now: float, start: float) -> _Recording | None:
+        """The recording to keep input for, its window started at ``start`` if new (the
+        caller holds the lock); ``None`` before the countdown ends or when not recording."""
+        rec = self._recording
+        if rec is None or now < rec.starts_at:
+            return None
+        if rec.window_start is None:
+            rec.window_start = start
+        return rec
+
+    def _close_window(self, rec: _Recording, window: _Window) -> None:
+        """Hand ``window`` to the worker; end the recording after its last (lock held)."""
+        self._pending.append(window)
+        rec.kept, rec.window_start = [], None
+        rec.done += 1
+        if rec.done == rec.count:
+            self._recording = None
+            self.message = f"recorded {rec.count} examples of {rec.label!r}"
+        self._work.notify()
 
     def remove(self, label: str) -> None:
         """Forget the examples of ``label``."""
@@ -110,7 +154,7 @@ class Teacher:
         with self._lock:
             if self._recording is not None or self._pending:
                 raise ValueError("wait until the recording has been processed")
-            self._pending.append(("", np.empty(0)))  # the fit marker
+            self._pending.append(_Window(""))  # the fit marker
             self._busy = "fitting"
             self._work.notify()
 
@@ -149,10 +193,11 @@ class Teacher:
                     self._work.wait()
                 if self._stopped:
                     return
-                label, frames = self._pending[0]
+                window = self._pending[0]
+                label = window.label
             try:
                 if label:
-                    example = self._featurize(label, frames)
+                    example = self._featurize(window)
                     with self._lock:
                         self._examples.append(example)
                 else:
@@ -176,11 +221,6 @@ class Teacher:
 
             torch.set_num_threads(1)
             base = load_checkpoint(resolve_checkpoint(self.base_name))
-            if base.input_spec.snn_input != "residual":
-                raise ValueError(
-                    f"{self.base_name} takes events; the Teach panel records camera frames "
-                    "(use an RGB base such as actions)"
-                )
             self._base = (base, teachable(base.model))
             stored = stored_examples(base)
             with self._lock:
@@ -188,23 +228,40 @@ class Teacher:
                 self._classes = list(base.class_names) if stored else []
         return self._base
 
-    def _featurize(self, label: str, frames: np.ndarray) -> Any:
+    def _featurize(self, window: _Window) -> Any:
         import torch
 
-        from respike.models.datasets.encoders import FrameEncoder
+        from respike.models.datasets.encoders import EventEncoder, FrameEncoder, no_keyframes
         from respike.models.teach import Example, featurize
 
         base, network = self._load()
         spec = base.input_spec
         k = spec.keyframe_interval
+        takes = "events" if spec.snn_input == "events" else "frames"
+        got = "events" if window.events is not None else "frames"
+        if takes != got:
+            raise ValueError(
+                f"{self.base_name} takes {takes} but the viewer received {got}; teach a base "
+                f"for this source ({'gestures-dvs' if got == 'events' else 'actions'})"
+            )
+        source = f"viewer {time.strftime('%H:%M:%S')}"
+        if window.events is not None:
+            t = window.events["t"]
+            steps = int(t[-1] - t[0]) // spec.time_bin_us // k * k
+            if steps < k:
+                raise ValueError(f"the window of {window.label!r} holds under {k} time bins")
+            inputs = EventEncoder(spec).encode(window.events, window.sensor, int(t[0]), steps)
+            features = featurize(network, no_keyframes(steps // k), torch.from_numpy(inputs))
+            return Example(window.label, source, features)
+        frames = window.frames if window.frames is not None else np.empty(0)
         usable = len(frames) // k * k
         if usable < k:
             raise ValueError(
-                f"only {len(frames)} frames in a window of {label!r}; is the source running?"
+                f"only {len(frames)} frames in a window of {window.label!r}; is the source running?"
             )
-        keyframes, steps = FrameEncoder(spec).encode(frames[:usable])
-        features = featurize(network, torch.from_numpy(keyframes), torch.from_numpy(steps))
-        return Example(label, f"viewer {time.strftime('%H:%M:%S')}", features)
+        keyframes, steps_in = FrameEncoder(spec).encode(frames[:usable])
+        features = featurize(network, torch.from_numpy(keyframes), torch.from_numpy(steps_in))
+        return Example(window.label, source, features)
 
     def _fit(self) -> None:
         from respike.models.checkpoint import read_checkpoint_info
