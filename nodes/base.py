@@ -10,20 +10,27 @@ A node is a loop over typed inputs with an explicit stop (the runtime in
 - :meth:`Node.finish`: flush and close, at the end of input or on shutdown.
 
 Outputs go through :meth:`Node.publish`, which the runtime routes to sockets and tests route
-to a list (see :class:`respike.nodes.runtime.MockIO`), so node code never touches a socket.
+to a list (:class:`respike.nodes.testing.MockIO`), so node code never touches a socket.
+
+Kinds come from three places: respike's own modules (:data:`NODE_MODULES`), installed
+packages that declare an entry point in the ``respike.nodes`` group (``name =
+"package.module:Class"``), and ``kind = "package.module:Class"`` written in a pipeline file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
+import os
+import sys
 import threading
 import time
 import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -75,8 +82,15 @@ class Output(Protocol):
     def publish_frames(self, port: str, frames: list[Any]) -> None: ...
 
 
-class Node:
-    """Base of every node kind; see the module docstring for the life cycle."""
+P = TypeVar("P")
+
+
+class Node(Generic[P]):
+    """Base of every node kind; see the module docstring for the life cycle.
+
+    Generic over its parameters: ``class Alarm(Node[AlarmParams])`` with ``Params =
+    AlarmParams`` makes ``self.params`` an ``AlarmParams`` for a type checker.
+    """
 
     kind: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
@@ -88,9 +102,9 @@ class Node:
     tick_interval: ClassVar[float | None] = None
     """Seconds between calls of :meth:`tick`, for periodic work such as flushing a file."""
 
-    def __init__(self, name: str, params: Any, output: Output) -> None:
+    def __init__(self, name: str, params: P, output: Output) -> None:
         self.name = name
-        self.params = params
+        self.params: P = params
         self._output = output
         self.stop_requested = threading.Event()
         """Set when the node is told to stop (Ctrl-C, SIGTERM): a node that keeps working in
@@ -182,9 +196,16 @@ class Pacer:
         return max(0.0, delay)
 
 
-N = TypeVar("N", bound=type[Node])
+N = TypeVar("N", bound=type[Node[Any]])
 
-_KINDS: dict[str, type[Node]] = {}
+ENTRY_POINT_GROUP = "respike.nodes"
+"""The entry-point group through which installed packages add node kinds."""
+
+_KINDS: dict[str, type[Node[Any]]] = {}
+_BROKEN: dict[str, str] = {}
+"""Entry points that could not be loaded: kind name → one line saying why."""
+_PACKAGES: dict[str, str] = {}
+"""Kinds of entry points: kind name → the distribution and version that declared it."""
 
 
 def register(kind: str) -> Callable[[N], N]:
@@ -195,8 +216,7 @@ def register(kind: str) -> Callable[[N], N]:
             raise ValueError(
                 f"node kind {kind!r} is already registered by {_KINDS[kind].__module__}"
             )
-        if not (dataclasses.is_dataclass(cls.Params) and cls.Params.__dataclass_params__.frozen):  # type: ignore[attr-defined]
-            raise TypeError(f"{cls.__name__}.Params must be a frozen dataclass")
+        _check_node_class(cls, kind)
         cls.kind = kind
         _KINDS[kind] = cls
         return cls
@@ -204,19 +224,102 @@ def register(kind: str) -> Callable[[N], N]:
     return add
 
 
-def node_kinds() -> dict[str, type[Node]]:
-    """All registered node kinds by name."""
+def _check_node_class(cls: Any, kind: str) -> None:
+    """Raise TypeError unless ``cls`` is a node kind: a Node subclass with frozen Params."""
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise TypeError(f"node kind {kind!r} is {cls!r}, not a subclass of respike's Node")
+    params = cls.Params
+    if not (dataclasses.is_dataclass(params) and params.__dataclass_params__.frozen):  # type: ignore[attr-defined]
+        raise TypeError(f"{cls.__name__}.Params must be a frozen dataclass")
+
+
+def node_kinds() -> dict[str, type[Node[Any]]]:
+    """All node kinds by name: respike's own, then those of installed packages' entry points
+    (one that fails to load is left out and reported by :func:`broken_kinds`)."""
     for module in NODE_MODULES:
         importlib.import_module(module)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in _KINDS or entry.name in _BROKEN:
+            continue
+        try:
+            cls = entry.load()
+            if getattr(cls, "kind", "") not in ("", entry.name):
+                raise TypeError(f"the class is registered as kind {cls.kind!r}")
+            register(entry.name)(cls)
+            if entry.dist is not None:
+                _PACKAGES[entry.name] = f"{entry.dist.name} {entry.dist.version}"
+        except Exception as exc:  # a broken plug-in must not take the other kinds down
+            package = entry.dist.name if entry.dist is not None else "?"
+            _BROKEN[entry.name] = (
+                f"node kind {entry.name!r} of package {package} ({entry.value}) cannot be "
+                f"loaded: {type(exc).__name__}: {exc}"
+            )
     return dict(sorted(_KINDS.items()))
 
 
-def get_node_kind(kind: str) -> type[Node]:
-    """The node class registered as ``kind``; the error lists the known kinds."""
+def broken_kinds() -> dict[str, str]:
+    """Entry-point kinds that failed to load, each with one line saying why."""
+    node_kinds()
+    return dict(_BROKEN)
+
+
+def get_node_kind(kind: str) -> type[Node[Any]]:
+    """The node class of ``kind``: a registered name, or ``package.module:Class``.
+
+    Raises KeyError with one line: the known kinds, or why the class cannot be used.
+    """
+    if ":" in kind:
+        return _import_kind(kind)
     kinds = node_kinds()
+    if kind in _BROKEN:
+        raise KeyError(_BROKEN[kind])
     if kind not in kinds:
         raise KeyError(f"unknown node kind {kind!r}; known kinds: {', '.join(kinds)}")
     return kinds[kind]
+
+
+def _import_kind(spec: str) -> type[Node[Any]]:
+    """The class named by ``package.module:Class`` (importable from ``sys.path`` or the current
+    folder); its ``kind`` is ``spec`` unless the class registered a name."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise KeyError(f"node kind {spec!r}; expected package.module:Class")
+    if os.getcwd() not in sys.path:  # as `python -m` would: modules beside the pipeline's user
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise KeyError(
+            f"node kind {spec!r}: module {module_name!r} cannot be imported: {exc}"
+        ) from None
+    cls: Any = module
+    for part in attr.split("."):
+        cls = getattr(cls, part, None)
+    if cls is None:
+        raise KeyError(f"node kind {spec!r}: module {module_name!r} has no {attr!r}")
+    try:
+        _check_node_class(cls, spec)
+    except TypeError as exc:
+        raise KeyError(str(exc)) from None
+    if not cls.kind:
+        cls.kind = spec
+    return typing.cast(type[Node[Any]], cls)
+
+
+def kind_package(node_cls: type[Node[Any]]) -> str:
+    """The distribution a node kind comes from (``respike-stream`` for respike's own), with
+    its version when installed; the top-level module when no distribution provides it."""
+    if node_cls.kind in _PACKAGES:
+        return _PACKAGES[node_cls.kind]
+    top = node_cls.__module__.split(".")[0]
+    names = importlib.metadata.packages_distributions().get(top, [])
+    if not names:
+        return top
+    name = names[0]
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return name
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from respike.nodes.base import ParamError, build_params, get_node_kind, node_kinds, param_infos
+from respike.nodes.base import (
+    ParamError,
+    broken_kinds,
+    build_params,
+    get_node_kind,
+    kind_package,
+    node_kinds,
+    param_infos,
+)
 from respike.nodes.pipeline import PipelineError, load_pipeline
 from respike.nodes.runtime import InputWire, NodeRunner, Wiring
 from respike.stream.security import Security, generate_keys
@@ -467,9 +475,11 @@ def _port_map(items: Sequence[str], flag: str) -> dict[str, str]:
 
 
 def _list_nodes() -> int:
+    """``respike nodes``: every kind with its package, ports and parameters; then the
+    installed kinds that cannot be loaded, each with why."""
     for kind, node_cls in node_kinds().items():
         summary = (node_cls.__doc__ or "").strip().splitlines()[0] if node_cls.__doc__ else ""
-        print(f"{kind}: {summary}")
+        print(f"{kind}: {summary}  [{kind_package(node_cls)}]")
         print(
             f"  inputs: {', '.join(node_cls.inputs) or '-'}   outputs: {', '.join(node_cls.outputs) or '-'}"
         )
@@ -477,6 +487,8 @@ def _list_nodes() -> int:
             print(
                 f"  --{info.name.replace('_', '-')} {info.type.__name__} = {info.default!r}: {info.help}"
             )
+    for line in broken_kinds().values():
+        print(f"respike: warning: {line}", file=sys.stderr)
     return 0
 
 

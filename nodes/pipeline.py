@@ -181,7 +181,7 @@ def _parse_node(where: str, name: str, table: Any, override: dict[str, Any], por
     host = table.get("host")
     if host is not None and not isinstance(host, str):
         raise PipelineError(f"{at}: host must be a string")
-    return NodeSpec(name, node_cls.kind, node_cls, params, raw_params, tuple(inputs), host, port)
+    return NodeSpec(name, table["kind"], node_cls, params, raw_params, tuple(inputs), host, port)
 
 
 def _parse_input(at: str, port: str, value: Any, delivery: Delivery, queue: int) -> WiredInput:

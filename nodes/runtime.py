@@ -38,7 +38,7 @@ import zmq
 
 from respike.nodes.base import Node, SourceFailed, StopPipeline
 from respike.stream import kinds
-from respike.stream.messages import Message, decode, now_us
+from respike.stream.messages import Message, now_us
 from respike.stream.security import Security, stop_authenticators
 from respike.stream.sockets import Delivery, Publisher, Stopped, Subscriber
 
@@ -443,43 +443,3 @@ class NodeRunner:
             subscriber.close()
         stop_authenticators()
         self._context.term()
-
-
-@dataclass
-class MockIO:
-    """Drive a node without sockets: feed scripted messages, collect what it publishes.
-
-    >>> io = MockIO(JsonlSink, "sink", JsonlSink.Params())  # doctest: +SKIP
-    >>> io.send("in", message); io.outputs  # doctest: +SKIP
-    """
-
-    node_cls: type[Node]
-    name: str
-    params: Any
-    outputs: list[tuple[str, Message]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.node = self.node_cls(self.name, self.params, self)
-        self.node.start()
-
-    def publish(self, port: str, message: Message) -> None:
-        self.outputs.append((port, message))
-
-    def publish_frames(self, port: str, frames: list[Any]) -> None:
-        self.outputs.append((port, decode(frames)))
-
-    def send(self, port: str, message: Message) -> None:
-        if port not in self.node_cls.inputs and not self.node_cls.any_inputs:
-            raise ValueError(f"{self.node_cls.kind} has no input {port!r}")
-        self.node.on_message(port, message)
-        self.node.flush()
-
-    def run_source(self, max_calls: int = 1_000_000) -> None:
-        """Call ``produce`` (without sleeping) until the source is done or ``max_calls``."""
-        for _ in range(max_calls):
-            if self.node.produce() is None:
-                return
-
-    def finish(self) -> list[tuple[str, Message]]:
-        self.node.finish()
-        return self.outputs

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    from respike.nodes.runtime import MockIO
+    from respike.nodes.testing import MockIO
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RESPIKE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

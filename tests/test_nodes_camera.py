@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from respike.nodes.camera import CameraNode, CaptureError
-from respike.nodes.runtime import EXIT_CANNOT_START, MockIO, NodeRunner, Wiring
+from respike.nodes.runtime import EXIT_CANNOT_START, NodeRunner, Wiring
+from respike.nodes.testing import MockIO
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from respike.events.frames import rgb_image
 from respike.nodes.dvs import DvsNode
-from respike.nodes.runtime import MockIO
+from respike.nodes.testing import MockIO
 from respike.recorders import open_events
 
 

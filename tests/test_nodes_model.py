@@ -13,7 +13,7 @@ from respike.models.ann import keyframe_tensor
 from respike.nodes.inference import KeyframeAligner
 from respike.nodes.model import ModelNode
 from respike.nodes.rolling import NO_ACTION
-from respike.nodes.runtime import MockIO
+from respike.nodes.testing import MockIO
 from respike.stream.messages import Message
 
 CLASSES = ("clap", "wave", "drum")  # the class names of the `checkpoints` fixture

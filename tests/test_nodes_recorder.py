@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from respike.nodes.recorder import RecorderNode, ReplayNode
-from respike.nodes.runtime import MockIO
+from respike.nodes.testing import MockIO
 from respike.recorders.recording import read_recording, recording_topics
 from respike.stream.messages import Message, decode, encode, now_us
 from respike.stream.sockets import Delivery, Subscriber
@@ -156,5 +156,5 @@ def test_recorder_takes_inputs_of_any_name(tmp_path: Path) -> None:
     for topic in ("cam/frames", "model/predictions"):
         frames = [bytes(f) for f in encode(Message(topic, "frame", 1), seq=0, pt=2)]
         io.send(topic.split("/")[1], decode(frames))
-    io.finish()
+    io.end()
     assert recording_topics(tmp_path / "x.mcap") == {"cam/frames": 1, "model/predictions": 1}

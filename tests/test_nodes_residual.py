@@ -13,7 +13,7 @@ from respike.events.emulator import DvsEmulator
 from respike.events.residual import ResidualFrames
 from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
 from respike.nodes.residual import ResidualNode
-from respike.nodes.runtime import MockIO
+from respike.nodes.testing import MockIO
 from respike.stream.messages import Message
 from respike.stream.sockets import Delivery, Subscriber
 

@@ -21,7 +21,8 @@ from respike.nodes.base import (
     register,
 )
 from respike.nodes.jsonl import JsonlSink
-from respike.nodes.runtime import InputWire, MockIO, NodeRunner, Wiring
+from respike.nodes.runtime import InputWire, NodeRunner, Wiring
+from respike.nodes.testing import MockIO
 from respike.nodes.testsource import CounterSource
 from respike.stream.messages import Message, now_us
 from respike.stream.sockets import Delivery, Publisher, Subscriber

@@ -9,8 +9,8 @@ import pytest
 
 from respike.nodes.model import ModelNode
 from respike.nodes.residual import ResidualNode
-from respike.nodes.runtime import MockIO
 from respike.nodes.split import FusionNode, KeyframeNode, SnnNode
+from respike.nodes.testing import MockIO
 from respike.stream.messages import Message, decode, encode
 from respike.synthetic import SceneConfig, render_clip
 

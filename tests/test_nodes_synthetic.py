@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from respike.nodes.runtime import MockIO
 from respike.nodes.synthetic import SyntheticNode
+from respike.nodes.testing import MockIO
 from respike.synthetic import class_names
 
 

@@ -20,7 +20,8 @@ import pytest
 
 from respike.events.types import make_events
 from respike.nodes.base import ParamError, build_params, get_node_kind
-from respike.nodes.runtime import InputWire, MockIO, NodeRunner, Wiring
+from respike.nodes.runtime import InputWire, NodeRunner, Wiring
+from respike.nodes.testing import MockIO
 from respike.nodes.viewer import ViewerNode, event_image, residual_image
 from respike.stream.messages import Message, now_us
 from respike.stream.sockets import Publisher
@@ -43,7 +44,7 @@ def viewer() -> Iterator[MockIO]:
     try:
         yield io
     finally:
-        io.finish()
+        io.end()
 
 
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -185,7 +186,7 @@ def test_without_a_sensor_size_the_event_image_grows_to_the_largest_event_seen()
         info = state(io)["images"]["events"]
         assert (info["width"], info["height"]) == (28, 38)
     finally:
-        io.finish()
+        io.end()
 
 
 def test_residuals_are_drawn_red_for_positive_and_blue_for_negative(viewer: MockIO) -> None:
@@ -568,7 +569,7 @@ def test_the_page_shows_live_predictions_in_headless_chromium(
 def test_a_holding_viewer_serves_after_its_input_ended_until_stopped() -> None:
     io = MockIO(ViewerNode, "viewer", ViewerNode.Params(port=0, hold=True))
     io.send("predictions", Message("m/predictions", "prediction", now_us(), meta={"label": "wave"}))
-    finishing = threading.Thread(target=io.finish, daemon=True)
+    finishing = threading.Thread(target=io.end, daemon=True)
     finishing.start()
     finishing.join(timeout=0.5)
     assert finishing.is_alive(), "with hold, the page stays up after the input ended"

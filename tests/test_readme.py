@@ -45,7 +45,9 @@ UNTIL_CTRL_C = {
     "respike demo --teach mine.pt",
 }
 TEACH = "respike teach --source clip.mp4 --segment wave=0:2 --segment background=2:4 --out mine.pt"
+GATE = "python -m pip install -e examples/gate"
 NEEDS = {
+    "respike run examples/gate/pipeline.toml": GATE,
     "respike demo --source clip.mp4 --checkpoint mine.pt": TEACH,
     "respike teach --base mine.pt --source clip.mp4 --segment nod=1:3 --out mine.pt --force": TEACH,
 }
@@ -98,6 +100,7 @@ def workdir(tmp_path: Path, shared_data: Path) -> Path:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(shared_data / target)
     (tmp_path / "pipelines").symlink_to(REPO_ROOT / "pipelines")
+    (tmp_path / "examples").symlink_to(REPO_ROOT / "examples")
     return tmp_path
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from respike.nodes.base import Node
-from respike.nodes.runtime import MockIO
+from respike.nodes.testing import MockIO
 from respike.stream import kinds
 from respike.stream.messages import Message, MessageError, decode, encode
 
