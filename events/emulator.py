@@ -377,8 +377,8 @@ def _levels_reference(
     """Flat intensity levels of a checked frame (numpy reference)."""
     grey = grey_reference(frame, channel_order).reshape(-1)
     if grey.dtype == np.uint8:
-        return grey.copy()
-    scaled = grey * np.float32(LEVELS_U16) + np.float32(0.5)
+        return grey.astype(np.uint8, copy=True)
+    scaled = grey.astype(np.float32) * np.float32(LEVELS_U16) + np.float32(0.5)
     return np.minimum(scaled, np.float32(LEVELS_U16)).astype(np.uint16)
 
 

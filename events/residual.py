@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -373,6 +373,7 @@ def _run_reference(
         channels = grey_reference(frame, plan.channel_order)[None]
     else:
         channels = frame.transpose(2, 0, 1)[plan.channel_map]
+    work: npt.NDArray[Any]
     if plan.taps is None:
         work = channels
     else:

@@ -379,7 +379,7 @@ def evaluate_checkpoint(
     """
     path = resolve_checkpoint(checkpoint)
     loaded = load_checkpoint(path)
-    given = {"split": split, "seed": seed, "clips": clips}
+    given: dict[str, Any] = {"split": split, "seed": seed, "clips": clips}
     options = replace(
         trained_data_options(loaded),
         **{name: value for name, value in given.items() if value is not None},

@@ -161,7 +161,8 @@ class Node(Generic[P]):
         :mod:`respike.stream.kinds` (``kinds.Frame(index=3)``), which brings both.
         """
         if isinstance(kind, kinds.Meta):
-            kind, meta = kind.KIND, {**kind.to_meta(), **meta}
+            meta = {**kind.to_meta(), **meta}
+            kind = kind.KIND
         self._output.publish(port, Message(self.topic(port), kind, t, dict(arrays or {}), meta))
 
     def publish_frames(self, port: str, frames: list[Any]) -> None:

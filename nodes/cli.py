@@ -7,9 +7,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from respike.nodes.base import (
     ParamError,
@@ -24,6 +24,10 @@ from respike.nodes.pipeline import PipelineError, load_pipeline
 from respike.nodes.runtime import InputWire, NodeRunner, Wiring
 from respike.stream.security import Security, generate_keys
 from respike.stream.sockets import Delivery
+
+if TYPE_CHECKING:
+    from respike.events.types import EventArray
+    from respike.recorders.base import Frame
 
 
 class _FormatsHelp(argparse.RawDescriptionHelpFormatter):
@@ -380,19 +384,17 @@ def _convert(args: argparse.Namespace) -> int:
         from respike.recorders.video import VideoEvents
 
         emulator = DvsEmulator(on_threshold=args.threshold, off_threshold=args.threshold)
-        size = parse_size(args.size) if args.size else None
-        video = VideoEvents(source, emulator, (size.width, size.height) if size else None)
-        packets, size, what = (
-            video.packets(),
-            video.sensor_size,
-            f"DVS-emulated video, {video.fps:.2f} fps",
-        )
+        resize = parse_size(args.size) if args.size else None
+        video = VideoEvents(source, emulator, (resize.width, resize.height) if resize else None)
+        packets: Iterator[EventArray | Frame] = video.packets()
+        size: tuple[int, int] | None = video.sensor_size
+        what = f"DVS-emulated video, {video.fps:.2f} fps"
     else:
         reader = open_events(source, format=args.format)
         size = reader.sensor_size
-        if size is None:
-            raise ValueError(f"{source}: sensor size unknown; cannot write {target}")
         packets, what, frames = reader.stream(), reader.format, reader.has_frames
+    if size is None:
+        raise ValueError(f"{source}: sensor size unknown; cannot write {target}")
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -197,7 +197,7 @@ class NpyReader(MappedNpyReader):
             f.seek(offset)
             for first in range(0, total, CHECK_ROWS):
                 chunk = np.empty(min(CHECK_ROWS, total - first), dtype=EVENT_DTYPE)
-                if f.readinto(chunk.view(np.uint8)) != chunk.nbytes:
+                if f.readinto(chunk.view(np.uint8).data) != chunk.nbytes:
                     raise self._damaged("file ends inside its array (truncated)")
                 words = chunk.view(np.int64).reshape(-1, 2)
                 if first_bad_record(words, last_t, signed_xy) >= 0:

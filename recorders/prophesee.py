@@ -18,8 +18,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from respike.events import EVENT_DTYPE, empty_events
 from respike.events.types import EventArray
@@ -217,7 +219,7 @@ class PropheseeReader(EventReader):
             block = bytearray(BLOCK_BYTES)  # reused: the kernels copy what they decode
             while got := f.readinto(block):
                 whole = got - got % word
-                words = np.frombuffer(block, dtype=dtype, count=whole // word)
+                words: npt.NDArray[Any] = np.frombuffer(block, dtype=dtype, count=whole // word)
                 i = 0
                 while i < words.shape[0]:
                     if evt3:

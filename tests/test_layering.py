@@ -119,3 +119,17 @@ def test_models_and_their_dataset_readers_stay_off_the_transport(tmp_path: Path)
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]", "a training process must not import zmq or the stream"
+
+
+def test_the_type_checker_sees_every_package_under_its_import_name() -> None:
+    """mypy cannot read setuptools' package-dir; .typecheck/respike links each folder under
+    its import name. A package missing there would be unchecked and its imports Any."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    mapped = config["tool"]["setuptools"]["package-dir"]
+    for package, folder in mapped.items():
+        link = root / ".typecheck" / Path(*package.split("."))
+        assert link.resolve() == (root / folder).resolve(), f"{link} must link to {folder}"
+    assert ".typecheck/respike" in config["tool"]["mypy"]["files"]

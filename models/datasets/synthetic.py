@@ -210,7 +210,8 @@ def scene_to_dict(scene: SceneConfig) -> dict[str, Any]:
 
 def scene_from_dict(data: Mapping[str, Any]) -> SceneConfig:
     """Inverse of :func:`scene_to_dict`."""
-    return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return SceneConfig(**values)
 
 
 class SyntheticOutliers(SyntheticActions):

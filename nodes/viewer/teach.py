@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from respike.events.types import concat_events
 
@@ -50,7 +51,7 @@ class _Window:
     """A recorded window waiting to be featurized (``label`` empty: the fit marker)."""
 
     label: str
-    frames: np.ndarray | None = None
+    frames: npt.NDArray[np.uint8] | None = None
     events: np.ndarray | None = None
     sensor: tuple[int, int] = (0, 0)
 
@@ -253,7 +254,9 @@ class Teacher:
             inputs = EventEncoder(spec).encode(window.events, window.sensor, int(t[0]), steps)
             features = featurize(network, no_keyframes(steps // k), torch.from_numpy(inputs))
             return Example(window.label, source, features)
-        frames = window.frames if window.frames is not None else np.empty(0)
+        frames = window.frames
+        if frames is None:
+            raise ValueError(f"the window of {window.label!r} holds neither frames nor events")
         usable = len(frames) // k * k
         if usable < k:
             raise ValueError(
