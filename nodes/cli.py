@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from respike.nodes.base import (
+    Node,
     ParamError,
     broken_kinds,
     build_params,
@@ -82,6 +83,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     node.add_argument("rest", nargs=argparse.REMAINDER)
 
     commands.add_parser("nodes", help="list node kinds with their parameters")
+
+    dora_node = commands.add_parser(
+        "dora-node",
+        help="run one node kind inside a dora-rs dataflow (`respike dora-node KIND --help`)",
+        add_help=False,
+    )
+    dora_node.add_argument("-h", "--help", action="store_true", dest="node_help")
+    dora_node.add_argument("kind", help="node kind (see `respike nodes`)")
+    dora_node.add_argument("rest", nargs=argparse.REMAINDER)
+
+    export_flow = commands.add_parser(
+        "export-dataflow", help="write a pipeline file as a dora-rs dataflow.yml"
+    )
+    export_flow.add_argument("pipeline", type=Path, help="TOML pipeline file")
+    export_flow.add_argument(
+        "--out", type=Path, help="file to write (default: stdout); refused if it exists"
+    )
+    export_flow.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="override a node parameter",
+    )
 
     keys = commands.add_parser("keys", help="create CURVE server/client keys in a folder")
     keys.add_argument("folder", type=Path, help="key folder (made if missing)")
@@ -167,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _node(args.kind, ["--help", *args.rest] if args.node_help else args.rest)
         if args.command == "nodes":
             return _list_nodes()
+        if args.command == "dora-node":
+            return _dora_node(args.kind, ["--help", *args.rest] if args.node_help else args.rest)
+        if args.command == "export-dataflow":
+            return _export_dataflow(args.pipeline, args.set, args.out)
         if args.command == "keys":
             return _keys(args.folder, force=args.force)
         if args.command == "info":
@@ -197,17 +226,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _run(args: argparse.Namespace) -> int:
-    from respike.nodes.launcher import Launcher
-
+def _overrides(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``--set NODE.PARAM=VALUE`` flags as a map per node."""
     overrides: dict[str, dict[str, str]] = {}
-    for item in args.set:
+    for item in items:
         target, _, value = item.partition("=")
         node_name, _, param_name = target.partition(".")
         if not (node_name and param_name and _):
             raise ValueError(f"--set {item!r}; expected NODE.PARAM=VALUE")
         overrides.setdefault(node_name, {})[param_name.replace("-", "_")] = value
-    pipeline = load_pipeline(args.pipeline, overrides)
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    from respike.nodes.launcher import Launcher
+
+    pipeline = load_pipeline(args.pipeline, _overrides(args.set))
     status = args.status
     launcher = Launcher(
         pipeline,
@@ -283,30 +317,11 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
         metavar="NODE@ENDPOINT",
         help="sources: wait until NODE (publishing at ENDPOINT) has started before the first output",
     )
-    wiring.add_argument(
-        "--params",
-        metavar="JSON",
-        help="parameters as one JSON object with typed values (what `respike run` passes); "
-        "flags below override its entries",
-    )
     wiring.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     wiring.add_argument("--report-file", type=Path, help=argparse.SUPPRESS)
-    params = parser.add_argument_group(f"{kind} parameters")
-    for info in param_infos(node_cls.Params):
-        params.add_argument(
-            f"--{info.name.replace('_', '-')}",
-            dest=f"param_{info.name}",
-            metavar=info.type.__name__.upper(),
-            help=f"{info.help} (default: {info.default})",
-        )
+    _add_param_flags(parser, kind, node_cls)
     args = parser.parse_args(rest)
-    values = _json_params(args.params) if args.params else {}
-    values.update(
-        (key[len("param_") :], value)
-        for key, value in vars(args).items()
-        if key.startswith("param_") and value is not None
-    )
-    node_params = build_params(node_cls, values)
+    node_params = _parsed_params(node_cls, args)
     delivery = _port_map(args.delivery, "--delivery")
     queue = _port_map(args.queue, "--queue")
     inputs = {}
@@ -331,6 +346,71 @@ def _node(kind: str | None, rest: Sequence[str]) -> int:
     )
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     return NodeRunner(node_cls, args.name, node_params, wiring_spec).run()
+
+
+def _add_param_flags(parser: argparse.ArgumentParser, kind: str, node_cls: type[Node]) -> None:
+    """``--params JSON`` and one flag per parameter of ``node_cls``."""
+    parser.add_argument(
+        "--params",
+        metavar="JSON",
+        help="parameters as one JSON object with typed values (what `respike run` passes); "
+        "flags below override its entries",
+    )
+    params = parser.add_argument_group(f"{kind} parameters")
+    for info in param_infos(node_cls.Params):
+        params.add_argument(
+            f"--{info.name.replace('_', '-')}",
+            dest=f"param_{info.name}",
+            metavar=info.type.__name__.upper(),
+            help=f"{info.help} (default: {info.default})",
+        )
+
+
+def _parsed_params(node_cls: type[Node], args: argparse.Namespace) -> Any:
+    """The node's typed Params from ``--params`` and the per-parameter flags."""
+    values = _json_params(args.params) if args.params else {}
+    values.update(
+        (key[len("param_") :], value)
+        for key, value in vars(args).items()
+        if key.startswith("param_") and value is not None
+    )
+    return build_params(node_cls, values)
+
+
+def _dora_node(kind: str, rest: Sequence[str]) -> int:
+    """``respike dora-node``: one node kind as a node of a dora-rs dataflow."""
+    from respike.nodes.dora import run_dora_node
+
+    node_cls = get_node_kind(kind)
+    parser = argparse.ArgumentParser(
+        prog=f"respike dora-node {kind}",
+        description=f"{(node_cls.__doc__ or '').strip()}\n\nInside a dora-rs dataflow, "
+        f"inputs {', '.join(node_cls.inputs) or '-'} and outputs "
+        f"{', '.join(node_cls.outputs) or '-'} are dora inputs and outputs of those names.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--name", default=os.environ.get("DORA_NODE_ID", kind), help="node name (for its logs)"
+    )
+    _add_param_flags(parser, kind, node_cls)
+    args = parser.parse_args(rest)
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    return run_dora_node(node_cls, args.name, _parsed_params(node_cls, args))
+
+
+def _export_dataflow(path: Path, overrides: Sequence[str], out: Path | None) -> int:
+    """``respike export-dataflow``: the pipeline as a dora-rs dataflow.yml."""
+    from respike.nodes.dora import export_dataflow
+
+    text = export_dataflow(load_pipeline(path, _overrides(overrides)))
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    if out.exists():
+        raise ValueError(f"{out} exists; not replacing it (remove it first)")
+    out.write_text(text)
+    print(f"wrote {out}: run it with `dora run {out}`", file=sys.stderr)
+    return 0
 
 
 def _keys(folder: Path, *, force: bool) -> int:

@@ -46,8 +46,13 @@ UNTIL_CTRL_C = {
 }
 TEACH = "respike teach --source clip.mp4 --segment wave=0:2 --segment background=2:4 --out mine.pt"
 GATE = "python -m pip install -e examples/gate"
+EXPORT_DORA = (
+    "respike export-dataflow pipelines/video.toml --set source.source=clip.mp4 "
+    "--set source.loop=false --set viewer.port=0 --out dataflow.yml"
+)
 NEEDS = {
     "respike run examples/gate/pipeline.toml": GATE,
+    "dora run dataflow.yml": EXPORT_DORA,
     "respike demo --source clip.mp4 --checkpoint mine.pt": TEACH,
     "respike teach --base mine.pt --source clip.mp4 --segment nod=1:3 --out mine.pt --force": TEACH,
 }
@@ -63,6 +68,7 @@ OUTPUTS = {
     "respike keys keys/": "keys/server.key",
     TEACH: "mine.md",
     "respike calibrate actions --out actions-rule.pt": "actions-rule.pt",
+    EXPORT_DORA: "dataflow.yml",
 }
 
 
@@ -71,7 +77,7 @@ def readme_commands() -> list[str]:
     commands: list[str] = []
     for line in README.read_text().splitlines():
         text = line.strip()
-        if not line.startswith("    ") or not text.startswith(("respike ", "python -m ")):
+        if not line.startswith("    ") or not text.startswith(("respike ", "python -m ", "dora ")):
             continue
         text = re.split(r"\s{2,}# ", text)[0].strip()
         optional = re.search(r" \[(--[a-z-]+)\]", text)
@@ -177,7 +183,11 @@ def test_readme_command_runs_as_written(command: str, workdir: Path, tmp_path: P
     assert result.returncode == 0, f"`{command}` exited {result.returncode}:\n{result.stderr}"
     if command in OUTPUTS:
         assert (workdir / OUTPUTS[command]).is_file(), f"`{command}` wrote no {OUTPUTS[command]}"
-    if "source.loop=false" in command:  # a 120-frame clip: a prediction per frame, then exit
+    if command == "dora run dataflow.yml":  # the clip under dora: dora shows each node's output
+        printed = [line for line in result.stdout.splitlines() if " stdout print: " in line]
+        assert 116 <= len(printed) <= 120, result.stdout[-2000:]
+    if command.startswith("respike run") and "source.loop=false" in command:
+        # a 120-frame clip: a prediction per frame, then exit
         # The pipeline's queues are live (newest wins), so a machine busy with other work may
         # drop a step or two; the nodes count them. Losing more is a fault.
         assert 116 <= len(result.stdout.splitlines()) <= 120, result.stdout[-2000:]
