@@ -545,6 +545,158 @@ def measure_dvs(
 # ------------------------------------------------------------------------------------- main
 
 
+# ------------------------------------------------------------- respike run beside dora run
+
+
+def looped_video(video: Path, seconds: float, fps: float, folder: Path) -> tuple[Path, int]:
+    """``video`` repeated to ``seconds`` at ``fps`` (an mp4 played once, so both runtimes get
+    the same frames and end on their own); returns the file and its frame count."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    count = round(seconds * fps)
+    height, width = frames[0].shape[:2]
+    out = folder / f"{video.stem}_{count}.mp4"
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for i in range(count):
+        writer.write(frames[i % len(frames)])
+    writer.release()
+    return out, count
+
+
+def runtime_pipeline(folder: Path, video: Path, ckpt: Path, rate: float) -> Path:
+    """camera (played once at ``rate``) → residual → model → jsonl, live queues as shipped."""
+    return write_pipeline(
+        folder / f"runtimes-{rate:g}.toml",
+        f"runtimes-{rate:g}",
+        {
+            "camera": {"kind": "camera", "params": {"source": video, "fps": rate, "loop": False}},
+            "residual": {
+                "kind": "residual",
+                "inputs": {"frames": "camera/frames"},
+                "params": {"checkpoint": str(ckpt)},
+            },
+            "model": {
+                "kind": "model",
+                "inputs": {
+                    "steps": {"from": "residual/residual", "queue": 4},
+                    "keyframes": {"from": "residual/keyframes", "queue": 4},
+                },
+                "params": {"checkpoint": ckpt},
+            },
+            "print": {
+                "kind": "jsonl",
+                "inputs": {"in": {"from": "model/predictions", "queue": 64}},
+                "params": {"arrays": False},
+            },
+        },
+    )
+
+
+def tree_cpu(root: int) -> dict[str, tuple[float, str]]:
+    """CPU seconds of ``root`` and every process below it, by pid: with the respike node name
+    (``--name``) or, for the runtime itself and its helpers, ``runtime``."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        words = [a.decode(errors="replace") for a in args if a]
+        node = "--name" in words and words.index("--name") + 1 < len(words)
+        name = words[words.index("--name") + 1] if node else "runtime"
+        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+        table[int(entry.name)] = (int(fields[1]), cpu, name)
+    below = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (parent, _, _) in table.items():
+            if parent in below and pid not in below:
+                below.add(pid)
+                grew = True
+    return {str(pid): table[pid][1:] for pid in below if pid in table}
+
+
+def measure_runtime(
+    runtime: str, pipeline: Path, frames: int, timeout: float, round_: int = 0
+) -> dict[str, Any]:
+    """Run ``pipeline`` to its end under ``respike run`` or (exported) ``dora run``: frames in,
+    predictions out, capture → prediction latency, CPU per node."""
+    import subprocess
+
+    from respike.nodes.dora import export_dataflow
+
+    folder = pipeline.parent / f"{runtime}-{round_}"
+    folder.mkdir()
+    if runtime == "dora":
+        dataflow = folder / "dataflow.yml"
+        dataflow.write_text(export_dataflow(load_pipeline(pipeline)))
+        command = ["dora", "run", str(dataflow)]
+    else:
+        command = [sys.executable, "-m", "respike.nodes.cli", "run", str(pipeline)]
+        command += ["--status", "off"]
+    out = (folder / "stdout").open("w")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    begin = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=folder, stdout=out, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
+    samples: list[tuple[float, dict[str, tuple[float, str]]]] = []
+    while process.poll() is None and time.monotonic() - begin < timeout:
+        samples.append((time.monotonic(), tree_cpu(process.pid)))
+        time.sleep(0.2)
+    if process.poll() is None:
+        process.kill()
+        raise SystemExit(f"{runtime} run did not end within {timeout} s")
+    out.close()
+    wall = time.monotonic() - begin
+    if runtime == "dora":
+        (log,) = folder.glob("out/*/log_print.jsonl")
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        printed = [e["msg"] for e in lines if e.get("stream") == "stdout"]
+    else:
+        printed = (folder / "stdout").read_text().splitlines()
+    predictions = [json.loads(line) for line in printed if line.startswith("{")]
+    e2e = [p["meta"]["latency_ms"]["e2e"] for p in predictions]
+    model = [p["meta"]["latency_ms"]["model"] for p in predictions]
+    # CPU share per node in steady state: each process from the first sample after 40 % of the
+    # run (every node started, the clip playing) to the last sample it was seen in.
+    start = next(i for i, (t, _) in enumerate(samples) if t - begin >= 0.4 * wall)
+    spans: dict[str, tuple[float, float, float, float, str]] = {}
+    for t, table in samples[start:]:
+        for pid, (seconds, name) in table.items():
+            t0, c0 = spans[pid][:2] if pid in spans else (t, seconds)
+            spans[pid] = (t0, c0, t, seconds, name)
+    per_node: dict[str, float] = {}
+    for t0, c0, t1, c1, name in spans.values():
+        if t1 > t0:
+            per_node[name] = per_node.get(name, 0.0) + (c1 - c0) / (t1 - t0)
+    return {
+        "runtime": runtime,
+        "command": " ".join(command),
+        "frames_in": frames,
+        "predictions_out": len(predictions),
+        "lost": frames - len(predictions),
+        "e2e_ms": percentiles(e2e),
+        "model_ms": percentiles(model),
+        "cpu_share": {name: round(share, 3) for name, share in sorted(per_node.items())},
+        "wall_s": round(wall, 2),
+        "exit": process.returncode,
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -589,6 +741,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="extra model node parameter, e.g. energy=false, compile=true, threads=2",
+    )
+    parser.add_argument(
+        "--runtimes",
+        default="",
+        help="instead of the sweep: the video pipeline played once (--seconds at the first of "
+        "--rates) under each of these runtimes side by side, e.g. respike,dora",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     parser.add_argument(
@@ -713,6 +871,21 @@ def main(argv: list[str] | None = None) -> None:
         "rates": [],
         "dvs": [],
     }
+    if args.runtimes:
+        video = make_video(args.input, width, height, 30.0, folder)
+        ckpt, about = checkpoint(args.checkpoint, "actions", folder)
+        rate = float(args.rates.split(",")[0])
+        looped, frames = looped_video(video, args.seconds, rate, folder)
+        pipeline = runtime_pipeline(folder, looped, ckpt, rate)
+        summary.update({"video": f"{args.input} as {width}x{height}", "checkpoint": about})
+        summary["runtimes"] = []
+        for i, runtime in enumerate(args.runtimes.split(",")):
+            print(f"[e2e] {runtime} run at {rate:g} fps ...", file=sys.stderr, flush=True)
+            timeout = args.seconds * 3 + 120
+            summary["runtimes"].append(measure_runtime(runtime, pipeline, frames, timeout, i))
+        summary["load_end"] = Path("/proc/loadavg").read_text().split()[:3]
+        print(json.dumps(summary, default=float, indent=None if args.json else 1))
+        return
     if not args.no_video:
         video = make_video(args.input, width, height, 30.0, folder)
         ckpt, about = checkpoint(args.checkpoint, "actions", folder)

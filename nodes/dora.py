@@ -360,6 +360,10 @@ def export_dataflow(pipeline: PipelineSpec, command: Sequence[str] = ("respike",
         args = ["dora-node", spec.kind, "--name", spec.name]
         if spec.raw_params:
             args += ["--params", json.dumps(spec.raw_params, separators=(",", ":"))]
+        if spec.host:
+            lines.append(
+                f"  # respike placed {spec.name} on {spec.host}: place it with dora's deploy"
+            )
         lines += [
             f"  - id: {spec.name}",
             f"    path: {command[0]}",

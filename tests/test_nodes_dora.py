@@ -290,3 +290,11 @@ def test_an_unknown_kind_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("respike: error: unknown node kind 'nope'; known kinds:")
     assert done.stderr.count("\n") == 1
+
+
+def test_the_example_dataflow_is_the_export_of_its_pipeline() -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "dora"
+    exported = export_dataflow(load_pipeline(example / "pipeline.toml"))
+    assert (example / "dataflow.yml").read_text() == exported, (
+        "regenerate: respike export-dataflow examples/dora/pipeline.toml --out ..."
+    )
