@@ -678,6 +678,8 @@ def measure_runtime(
     for t, table in samples[start:]:
         for pid, (seconds, name) in table.items():
             t0, c0 = spans[pid][:2] if pid in spans else (t, seconds)
+            if name == "runtime" and pid in spans:  # a cmdline read mid-exec: keep the node's
+                name = spans[pid][4]
             spans[pid] = (t0, c0, t, seconds, name)
     per_node: dict[str, float] = {}
     for t0, c0, t1, c1, name in spans.values():
