@@ -271,23 +271,30 @@ def run_dora_node(node_cls: type[Node[Any]], name: str, params: Any) -> int:
     node = node_cls(name, params, output)
     node.start()  # before joining: dora starts the dataflow once every node has joined
     dora = output.node = DoraNode()
-    invalid: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
+    consumer = _Consumer(node, name)
     try:
         if node.is_source():
             _run_source(dora, node)
         else:
-            _run_consumer(dora, node, name, invalid, errors)
+            consumer.run(dora)
     finally:
         node.finish()
         summary = {
             "sent": dict(output.sent),
-            "invalid": dict(invalid),
-            "errors": dict(errors),
+            "invalid": dict(consumer.invalid),
+            "errors": dict(consumer.errors),
             **node.stats(),
         }
         log.info("%s: ended %s", name, json.dumps(summary))
     return 0
+
+
+def _waiting(dora: Any) -> list[Any]:
+    """The events already waiting, without blocking (none once dora closed the stream)."""
+    try:
+        return list(dora.drain() or ())
+    except RuntimeError:  # "Could not drain events. Channel is closed": the stream ended
+        return []
 
 
 SOURCE_LINGER_S = 0.5
@@ -304,46 +311,61 @@ def _run_source(dora: Any, node: Node[Any]) -> None:
             return
         if delay > 0:
             time.sleep(delay)
-        if any(event["type"] == "STOP" for event in dora.drain() or ()):
+        if any(event["type"] == "STOP" for event in _waiting(dora)):
             return
 
 
-def _run_consumer(
-    dora: Any, node: Node[Any], name: str, invalid: Counter[str], errors: Counter[str]
-) -> None:
-    """Hand each dora input to the node, as the respike runtime does; until every input
-    closed or dora says stop."""
-    open_inputs = set(node.inputs) - set(node.optional_inputs) if not node.any_inputs else None
-    for event in dora:
+class _Consumer:
+    """Hands dora's input events to a respike node as the respike runtime does: every event
+    already waiting through ``on_message``, then one ``flush`` (a node that fell behind runs
+    the waiting work in one batch); bad input and node errors counted, logged once per cause."""
+
+    def __init__(self, node: Node[Any], name: str) -> None:
+        self.node, self.name = node, name
+        self.invalid: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self._open = None if node.any_inputs else set(node.inputs) - set(node.optional_inputs)
+
+    def run(self, dora: Any) -> None:
+        """Until every input closed or dora says stop."""
+        for event in dora:
+            batch = [event, *_waiting(dora)]
+            done = any(self._handle(e) for e in batch)
+            self._call("flush", self.node.flush)
+            if done:
+                return
+
+    def _handle(self, event: Mapping[str, Any]) -> bool:
+        """One event; True when the node's input has ended."""
         kind = event["type"]
         if kind == "STOP":
-            return
-        if kind == "INPUT_CLOSED":
-            if open_inputs is not None:
-                open_inputs.discard(event["id"])
-                if not open_inputs:
-                    return
-            continue
+            return True
+        if kind == "INPUT_CLOSED" and self._open is not None:
+            self._open.discard(event["id"])
+            return not self._open
         if kind != "INPUT":
-            continue
+            return False
         port = event["id"]
         try:
             message = from_arrow(f"dora/{port}", event["value"], event["metadata"] or {})
         except MessageError as exc:
-            if not invalid[exc.cause]:
+            if not self.invalid[exc.cause]:
                 log.warning(
-                    "%s: invalid input on %s (further ones are counted): %s", name, port, exc
+                    "%s: invalid input on %s (further ones are counted): %s", self.name, port, exc
                 )
-            invalid[exc.cause] += 1
-            continue
+            self.invalid[exc.cause] += 1
+            return False
+        self._call(port, lambda: self.node.on_message(port, message))
+        return False
+
+    def _call(self, where: str, call: Any) -> None:
         try:
-            node.on_message(port, message)
-            node.flush()
+            call()
         except Exception as exc:
             cause = type(exc).__name__
-            if not errors[cause]:
-                log.exception("%s: error on %s (further ones are counted)", name, port)
-            errors[cause] += 1
+            if not self.errors[cause]:
+                log.exception("%s: error on %s (further ones are counted)", self.name, where)
+            self.errors[cause] += 1
 
 
 def export_dataflow(pipeline: PipelineSpec, command: Sequence[str] = ("respike",)) -> str:

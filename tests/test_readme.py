@@ -184,11 +184,11 @@ def test_readme_command_runs_as_written(command: str, workdir: Path, tmp_path: P
     if command in OUTPUTS:
         assert (workdir / OUTPUTS[command]).is_file(), f"`{command}` wrote no {OUTPUTS[command]}"
     if command == "dora run dataflow.yml":  # the clip under dora: dora shows each node's output
-        # Live queues (dora's queue_size 1-4, as the pipeline file's) drop what a busy node
-        # cannot take: on a loaded machine up to a tenth here. tests/test_nodes_dora.py checks
-        # with lossless queues that dora delivers every prediction respike run gives.
+        # Live queues (dora's queue_size, as the pipeline file's) may drop a step or two on a
+        # busy machine, as under respike run; tests/test_nodes_dora.py checks with lossless
+        # queues that dora delivers every prediction respike run gives.
         printed = [line for line in result.stdout.splitlines() if " stdout print: " in line]
-        assert 108 <= len(printed) <= 120, result.stdout[-2000:]
+        assert 116 <= len(printed) <= 120, result.stdout[-2000:]
     if command.startswith("respike run") and "source.loop=false" in command:
         # a 120-frame clip: a prediction per frame, then exit
         # The pipeline's queues are live (newest wins), so a machine busy with other work may
