@@ -8,7 +8,8 @@ outputs of the same names, and :func:`to_arrow` / :func:`from_arrow` map message
 - one array: the array flattened, as Arrow's own type (an events packet: a struct array of
   ``t, x, y, p``); several arrays: their bytes one after the other in a ``uint8`` array, the
   layout in ``metadata["respike_buffers"]`` (``[name, dtype, shape]`` each, as on the wire);
-- metadata: ``respike_kind``, ``t`` (capture time, µs), ``respike_array``, ``dtype``,
+- metadata: ``respike_kind``, ``t`` (capture time, µs), ``pt`` (sent, µs), ``respike_seq``
+  (dora reserves ``seq``), ``respike_array``, ``dtype``,
   ``shape`` (JSON), ``respike_meta`` (the message's meta as JSON), and each scalar meta value
   under its own key (a prediction's ``label``), so dora nodes written by others can read
   them without respike;
@@ -51,6 +52,12 @@ from respike.stream.messages import (
 
 log = logging.getLogger(__name__)
 
+DORA_RESERVED = frozenset(
+    {"flush", "request_id", "goal_id", "goal_status", "seq", "fin", "session_id", "segment_id"}
+    | {"timestamp"}
+)
+"""Metadata keys dora gives a meaning (``flush`` empties a queue): never copied from meta."""
+
 IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 """dora's image encodings respike reads as frames, with their channels."""
 
@@ -63,13 +70,13 @@ def to_arrow(message: Message, seq: int = 0) -> tuple[Any, dict[str, Any]]:
     metadata: dict[str, Any] = {
         key: value
         for key, value in message.meta.items()
-        if isinstance(value, str | int | float | bool)
+        if isinstance(value, str | int | float | bool) and key not in DORA_RESERVED
     }
     metadata |= {
         "respike_kind": message.kind,
         "t": int(message.t),
         "pt": now_us(),
-        "seq": seq,
+        "respike_seq": seq,
         "respike_meta": json.dumps(message.meta, separators=(",", ":")),
     }
     arrays = list(message.arrays.items())
@@ -101,7 +108,7 @@ def from_arrow(topic: str, value: Any, metadata: Mapping[str, Any]) -> Message:
         return _foreign_image(topic, value, metadata, t)
     return replace(
         _respike_message(topic, kind, t, value, metadata),
-        seq=_int(metadata, "seq", 0),
+        seq=_int(metadata, "respike_seq", 0),
         pt=_int(metadata, "pt", 0),
     )
 
@@ -265,6 +272,7 @@ class DoraOutput:
 def run_dora_node(node_cls: type[Node[Any]], name: str, params: Any) -> int:
     """Run one respike node as a dora node until its inputs close, it is stopped, or (a
     source) it is done. Returns the exit status."""
+    import pyarrow  # noqa: F401  (loaded before joining, not on the first message)
     from dora import Node as DoraNode
 
     output = DoraOutput()
@@ -300,10 +308,14 @@ def _waiting(dora: Any) -> list[Any]:
 SOURCE_LINGER_S = 0.5
 """How long a finished source stays before it exits: dora 1.1 can drop outputs still in flight
 when their sender exits (seen here with a node that exits right after sending)."""
+SOURCE_GRACE_S = 0.5
+"""How long a source waits after the dataflow started before its first output: dora 1.1 can
+lose the first outputs while its receivers finish connecting (seen in 2-4 % of runs here)."""
 
 
 def _run_source(dora: Any, node: Node[Any]) -> None:
     """Call ``produce`` on its schedule; between calls, look for dora's STOP (Ctrl-C)."""
+    time.sleep(SOURCE_GRACE_S)
     while True:
         delay = node.produce()
         if delay is None:
@@ -324,27 +336,18 @@ class _Consumer:
         self.node, self.name = node, name
         self.invalid: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
-        self._open = None if node.any_inputs else set(node.inputs) - set(node.optional_inputs)
 
     def run(self, dora: Any) -> None:
-        """Until every input closed or dora says stop."""
+        """Until dora ends the event stream. ``STOP`` and ``INPUT_CLOSED`` can overtake
+        inputs still queued, so they do not end the loop: the stream's end does."""
         for event in dora:
-            batch = [event, *_waiting(dora)]
-            done = any(self._handle(e) for e in batch)
+            for waiting in (event, *_waiting(dora)):
+                self._handle(waiting)
             self._call("flush", self.node.flush)
-            if done:
-                return
 
-    def _handle(self, event: Mapping[str, Any]) -> bool:
-        """One event; True when the node's input has ended."""
-        kind = event["type"]
-        if kind == "STOP":
-            return True
-        if kind == "INPUT_CLOSED" and self._open is not None:
-            self._open.discard(event["id"])
-            return not self._open
-        if kind != "INPUT":
-            return False
+    def _handle(self, event: Mapping[str, Any]) -> None:
+        if event["type"] != "INPUT":
+            return
         port = event["id"]
         try:
             message = from_arrow(f"dora/{port}", event["value"], event["metadata"] or {})
@@ -354,9 +357,8 @@ class _Consumer:
                     "%s: invalid input on %s (further ones are counted): %s", self.name, port, exc
                 )
             self.invalid[exc.cause] += 1
-            return False
+            return
         self._call(port, lambda: self.node.on_message(port, message))
-        return False
 
     def _call(self, where: str, call: Any) -> None:
         try:
