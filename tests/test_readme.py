@@ -187,7 +187,8 @@ def test_readme_command_runs_as_written(command: str, workdir: Path, tmp_path: P
         # Live queues (dora's queue_size, as the pipeline file's) may drop a step or two on a
         # busy machine, as under respike run; tests/test_nodes_dora.py checks with lossless
         # queues that dora delivers every prediction respike run gives.
-        printed = [line for line in result.stdout.splitlines() if " stdout print: " in line]
+        shown = re.compile(r" stdout print: \d\d:\d\d:\d\d  ")  # a prediction, not a log line
+        printed = [line for line in result.stdout.splitlines() if shown.search(line)]
         assert 116 <= len(printed) <= 120, result.stdout[-2000:]
     if command.startswith("respike run") and "source.loop=false" in command:
         # a 120-frame clip: a prediction per frame, then exit
