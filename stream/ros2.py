@@ -12,12 +12,12 @@ Quality of service as ROS names it: :data:`SENSOR_DATA` (best effort, keep last 
 :data:`DEFAULT` (reliable, keep last 10), both volatile; ``ROS_DOMAIN_ID`` picks the domain.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Cyclone DDS reads the field annotations as types.
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import numpy as np
 from cyclonedds.idl import IdlStruct
@@ -109,7 +109,7 @@ class Time(IdlStruct, typename="builtin_interfaces::msg::dds_::Time_"):
     nanosec: UInt32 = 0
 
     @classmethod
-    def from_us(cls, t_us: int) -> Time:
+    def from_us(cls, t_us: int) -> "Time":
         """The stamp of a time in integer microseconds."""
         return cls(t_us // 1_000_000, t_us % 1_000_000 * 1000)
 
@@ -136,52 +136,56 @@ def _read_header(r: _Reader) -> Header:
     return Header(Time(sec, nanosec), r.string())
 
 
-class _FastCdr:
-    """Our CDR codec in place of the binding's, for the messages below (same bytes)."""
-
-    ROS_TYPE: ClassVar[str]
-
-    def serialize(
-        self, buffer: Any = None, endianness: Any = None, use_version_2: Any = None
-    ) -> bytes:
-        if use_version_2:
-            raise CdrError(f"{self.ROS_TYPE}: ROS 2 speaks XCDR1, not XCDR2")
-        writer = _Writer()
-        self._write(writer)
-        return bytes(writer.out)
-
-    @classmethod
-    def deserialize(cls, data: bytes, has_header: bool = True, use_version_2: Any = None) -> Any:
-        return cls._read(_Reader(data, cls.ROS_TYPE))
-
-    def _write(self, w: _Writer) -> None:
-        raise NotImplementedError
-
-    @classmethod
-    def _read(cls, r: _Reader) -> Any:
-        raise NotImplementedError
+_T = TypeVar("_T")
 
 
+def _fast_cdr(ros_type: str) -> Callable[[type[_T]], type[_T]]:
+    """Give an IDL class our CDR codec (its ``_write`` / ``_read``) in place of the binding's,
+    with the same bytes; ``ros_type`` names the message in errors."""
+
+    def install(cls: type[_T]) -> type[_T]:
+        def serialize(
+            self: Any, buffer: Any = None, endianness: Any = None, use_version_2: Any = None
+        ) -> bytes:
+            if use_version_2:
+                raise CdrError(f"{ros_type}: ROS 2 speaks XCDR1, not XCDR2")
+            writer = _Writer()
+            self._write(writer)
+            return bytes(writer.out)
+
+        def deserialize(
+            cls_: Any, data: bytes, has_header: bool = True, use_version_2: Any = None
+        ) -> Any:
+            return cls_._read(_Reader(data, ros_type))
+
+        cls.serialize = serialize  # type: ignore[attr-defined]
+        cls.deserialize = classmethod(deserialize)  # type: ignore[attr-defined]
+        cls.ROS_TYPE = ros_type  # type: ignore[attr-defined]
+        return cls
+
+    return install
+
+
+@_fast_cdr("std_msgs/msg/String")
 @dataclass
-class String(_FastCdr, IdlStruct, typename="std_msgs::msg::dds_::String_"):
+class String(IdlStruct, typename="std_msgs::msg::dds_::String_"):
     """std_msgs/msg/String (respike sends predictions as JSON in it)."""
 
-    ROS_TYPE: ClassVar[str] = "std_msgs/msg/String"
     data: str = ""
 
     def _write(self, w: _Writer) -> None:
         w.string(self.data)
 
     @classmethod
-    def _read(cls, r: _Reader) -> String:
+    def _read(cls, r: _Reader) -> "String":
         return cls(r.string())
 
 
+@_fast_cdr("sensor_msgs/msg/Image")
 @dataclass
-class Image(_FastCdr, IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
+class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
     """sensor_msgs/msg/Image; ``data`` is bytes or a uint8 array (what the reader gives)."""
 
-    ROS_TYPE: ClassVar[str] = "sensor_msgs/msg/Image"
     header: Header = field(default_factory=Header)
     height: UInt32 = 0
     width: UInt32 = 0
@@ -200,17 +204,17 @@ class Image(_FastCdr, IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
         w.octets(self.data)
 
     @classmethod
-    def _read(cls, r: _Reader) -> Image:
+    def _read(cls, r: _Reader) -> "Image":
         header = _read_header(r)
         height, width, encoding = r.unpack("I"), r.unpack("I"), r.string()
         return cls(header, height, width, encoding, r.unpack("B"), r.unpack("I"), r.octets())
 
 
+@_fast_cdr("event_camera_msgs/msg/EventPacket")
 @dataclass
-class EventPacket(_FastCdr, IdlStruct, typename="event_camera_msgs::msg::dds_::EventPacket_"):
+class EventPacket(IdlStruct, typename="event_camera_msgs::msg::dds_::EventPacket_"):
     """event_camera_msgs/msg/EventPacket: ``events`` encoded as ``encoding`` says (evt3, ...)."""
 
-    ROS_TYPE: ClassVar[str] = "event_camera_msgs/msg/EventPacket"
     header: Header = field(default_factory=Header)
     height: UInt32 = 0
     width: UInt32 = 0
@@ -231,7 +235,7 @@ class EventPacket(_FastCdr, IdlStruct, typename="event_camera_msgs::msg::dds_::E
         w.octets(self.events)
 
     @classmethod
-    def _read(cls, r: _Reader) -> EventPacket:
+    def _read(cls, r: _Reader) -> "EventPacket":
         header = _read_header(r)
         height, width, seq, time_base = r.unpack("I"), r.unpack("I"), r.unpack("Q"), r.unpack("Q")
         return cls(header, height, width, seq, time_base, r.string(), r.unpack("?"), r.octets())
@@ -250,30 +254,32 @@ def domain_id() -> int:
     return int(value)
 
 
-def qos(profile: str) -> Any:
-    """Cyclone DDS QoS of a ROS 2 profile: ``sensor_data`` or ``default``, in XCDR1."""
+def qos(profile: str, depth: int = 0) -> Any:
+    """Cyclone DDS QoS of a ROS 2 profile, ``sensor_data`` or ``default``, in XCDR1; ``depth``
+    > 0 replaces the profile's history depth (as a ROS node's ``depth`` argument does)."""
     from cyclonedds.qos import Policy, Qos
     from cyclonedds.util import duration
 
     xcdr1 = Policy.DataRepresentation(use_cdrv0_representation=True)
     if profile == "sensor_data":
-        return Qos(
-            Policy.Reliability.BestEffort,
-            Policy.History.KeepLast(5),
-            Policy.Durability.Volatile,
-            xcdr1,
-        )
-    if profile == "default":
-        return Qos(
-            Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100)),
-            Policy.History.KeepLast(10),
-            Policy.Durability.Volatile,
-            xcdr1,
-        )
-    raise ValueError(f"QoS profile {profile!r}; expected sensor_data or default")
+        reliability: Any = Policy.Reliability.BestEffort
+        keep = 5
+    elif profile == "default":
+        reliability = Policy.Reliability.Reliable(max_blocking_time=duration(milliseconds=100))
+        keep = 10
+    else:
+        raise ValueError(f"QoS profile {profile!r}; expected sensor_data or default")
+    if depth < 0:
+        raise ValueError(f"QoS depth {depth}; expected >= 0 (0: the profile's)")
+    history = Policy.History.KeepLast(depth or keep)
+    return Qos(reliability, history, Policy.Durability.Volatile, xcdr1)
 
 
-ROS_TYPES: dict[str, type[_FastCdr]] = {t.ROS_TYPE: t for t in (String, Image, EventPacket)}
+ROS_TYPES: dict[str, type[IdlStruct]] = {
+    "std_msgs/msg/String": String,
+    "sensor_msgs/msg/Image": Image,
+    "event_camera_msgs/msg/EventPacket": EventPacket,
+}
 """The ROS 2 message types respike reads and writes, by their ROS names."""
 
 
