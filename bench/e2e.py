@@ -185,12 +185,22 @@ def video_pipeline(
     rate: float,
     model_params: dict[str, Any],
     steps_queue: int = 4,
+    loop: bool = True,
 ) -> Path:
+    """camera (``video`` at ``rate``, looping unless ``loop`` is false) → residual → model;
+    played once, a ``jsonl`` sink prints the predictions (``--runtimes``)."""
+    sink = {
+        "print": {
+            "kind": "jsonl",
+            "inputs": {"in": {"from": "model/predictions", "queue": 64}},
+            "params": {"arrays": False},
+        }
+    }
     return write_pipeline(
-        folder / f"e2e-{rate:g}.toml",
+        folder / f"e2e-{rate:g}{'' if loop else '-once'}.toml",
         f"e2e-{rate:g}",
         {
-            "camera": {"kind": "camera", "params": {"source": video, "fps": rate, "loop": True}},
+            "camera": {"kind": "camera", "params": {"source": video, "fps": rate, "loop": loop}},
             "residual": {
                 "kind": "residual",
                 "inputs": {"frames": "camera/frames"},
@@ -204,6 +214,7 @@ def video_pipeline(
                 },
                 "params": {"checkpoint": ckpt, **model_params},
             },
+            **({} if loop else sink),
         },
     )
 
@@ -571,35 +582,6 @@ def looped_video(video: Path, seconds: float, fps: float, folder: Path) -> tuple
     return out, count
 
 
-def runtime_pipeline(folder: Path, video: Path, ckpt: Path, rate: float) -> Path:
-    """camera (played once at ``rate``) → residual → model → jsonl, live queues as shipped."""
-    return write_pipeline(
-        folder / f"runtimes-{rate:g}.toml",
-        f"runtimes-{rate:g}",
-        {
-            "camera": {"kind": "camera", "params": {"source": video, "fps": rate, "loop": False}},
-            "residual": {
-                "kind": "residual",
-                "inputs": {"frames": "camera/frames"},
-                "params": {"checkpoint": str(ckpt)},
-            },
-            "model": {
-                "kind": "model",
-                "inputs": {
-                    "steps": {"from": "residual/residual", "queue": 4},
-                    "keyframes": {"from": "residual/keyframes", "queue": 4},
-                },
-                "params": {"checkpoint": ckpt},
-            },
-            "print": {
-                "kind": "jsonl",
-                "inputs": {"in": {"from": "model/predictions", "queue": 64}},
-                "params": {"arrays": False},
-            },
-        },
-    )
-
-
 def tree_cpu(root: int) -> dict[str, tuple[float, str]]:
     """CPU seconds of ``root`` and every process below it, by pid: with the respike node name
     (``--name``) or, for the runtime itself and its helpers, ``runtime``."""
@@ -878,7 +860,7 @@ def main(argv: list[str] | None = None) -> None:
         ckpt, about = checkpoint(args.checkpoint, "actions", folder)
         rate = float(args.rates.split(",")[0])
         looped, frames = looped_video(video, args.seconds, rate, folder)
-        pipeline = runtime_pipeline(folder, looped, ckpt, rate)
+        pipeline = video_pipeline(folder, looped, ckpt, rate, {}, loop=False)
         summary.update({"video": f"{args.input} as {width}x{height}", "checkpoint": about})
         summary["runtimes"] = []
         for i, runtime in enumerate(args.runtimes.split(",")):

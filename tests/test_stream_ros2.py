@@ -10,6 +10,7 @@ pytest.importorskip("cyclonedds")
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from respike.recorders.rosbag import PACKET_MSG
 from respike.stream.ros2 import (
     CdrError,
     EventPacket,
@@ -21,23 +22,11 @@ from respike.stream.ros2 import (
     qos,
 )
 
-EVENT_PACKET_MSG = """
-std_msgs/Header header
-uint32 height
-uint32 width
-uint64 seq
-uint64 time_base
-string encoding
-bool is_bigendian
-uint8[] events
-"""
-"""event_camera_msgs/msg/EventPacket (ros-event-camera/event_camera_msgs, ROS 2)."""
-
 
 @pytest.fixture(scope="module")
 def typestore():  # type: ignore[no-untyped-def]
     store = get_typestore(Stores.ROS2_HUMBLE)
-    store.register(get_types_from_msg(EVENT_PACKET_MSG, "event_camera_msgs/msg/EventPacket"))
+    store.register(get_types_from_msg(PACKET_MSG, "event_camera_msgs/msg/EventPacket"))
     return store
 
 
