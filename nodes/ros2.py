@@ -1,0 +1,288 @@
+"""`ros2_in` and `ros2_out`: ROS 2 topics over DDS, without a ROS installation.
+
+Both speak what ROS 2 nodes on Cyclone DDS speak (:mod:`respike.stream.ros2`): topics
+``rt/<name>``, ROS type names, XCDR1, ``ROS_DOMAIN_ID``, QoS profiles as ROS names them.
+
+- ``ros2_in`` subscribes to one topic: ``sensor_msgs/msg/Image`` (rgb8, bgr8, mono8) becomes
+  frames, ``event_camera_msgs/msg/EventPacket`` (the encodings the bag readers decode) becomes
+  events; the header stamp becomes the message's ``t``.
+- ``ros2_out`` publishes what it receives: frames as ``Image`` rgb8 on ``PREFIX/image``,
+  residuals as ``Image`` ``32FC<channels>`` on ``PREFIX/residual``, predictions as
+  ``std_msgs/msg/String`` holding the prediction as JSON (label, topk, t, latency_ms,
+  energy_uj, raw_label, state) on ``PREFIX/predictions``.
+
+A sample of an unknown encoding or a wrong size is counted and logged once per cause with the
+node's name; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from respike.nodes.base import Node, param, register
+from respike.stream import kinds
+from respike.stream.messages import Message
+
+log = logging.getLogger(__name__)
+
+IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+MATCH_SETTLE_S = 0.3
+"""After a writer sees its first reader, discovery may not be complete on the reader's side:
+a sample written at once can miss it (1 of 60 here). ``wait_s`` waits this much longer."""
+
+
+class _Dds:
+    """One participant in ``ROS_DOMAIN_ID`` and the topics a node uses (made on first use)."""
+
+    def __init__(self) -> None:
+        from cyclonedds.domain import DomainParticipant
+
+        from respike.stream.ros2 import domain_id
+
+        self.participant = DomainParticipant(domain_id())
+
+    def topic(self, name: str, data_type: type) -> Any:
+        from cyclonedds.topic import Topic
+
+        from respike.stream.ros2 import dds_topic
+
+        return Topic(self.participant, dds_topic(name), data_type)
+
+
+class _Counted:
+    """Bad samples counted by cause, each cause logged once with the node's name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, cause: str, detail: str) -> None:
+        if not self.counts[cause]:
+            log.warning("%s: %s (further ones are counted)", self.name, detail)
+        self.counts[cause] += 1
+
+
+@dataclass(frozen=True)
+class Ros2InParams:
+    topic: str = param("/camera/image_raw", "ROS 2 topic to subscribe to")
+    type: str = param("image", "image (sensor_msgs/msg/Image) or events (EventPacket)")
+    qos: str = param("sensor_data", "sensor_data (best effort, last 5) or default (reliable)")
+    depth: int = param(0, "history depth (samples kept until taken); 0 = the QoS profile's")
+    count: int = param(0, "messages to pass on before `end`; 0 = until stopped")
+
+    def __post_init__(self) -> None:
+        if self.depth < 0:
+            raise ValueError(f"depth {self.depth}; expected >= 0")
+        if self.type not in ("image", "events"):
+            raise ValueError(f"type {self.type!r}; expected image or events")
+        if self.qos not in ("sensor_data", "default"):
+            raise ValueError(f"qos {self.qos!r}; expected sensor_data or default")
+
+
+@register("ros2_in")
+class Ros2In(Node[Ros2InParams]):
+    """Subscribes to a ROS 2 topic over DDS: images become frames, event packets events."""
+
+    Params = Ros2InParams
+    outputs = ("frames", "events")
+
+    def start(self) -> None:
+        self._dds = _Dds()
+        self._bad = _Counted(self.name)
+        self._decoders: dict[tuple[str, int, int], Any] = {}
+        self._reader: Any = None
+        self.received = 0
+
+    def _subscribe(self) -> None:
+        """Subscribe at the first ``produce``, once every node after this one has started:
+        samples that arrived while the model loaded would overflow the QoS history."""
+        from cyclonedds.core import ReadCondition, SampleState, WaitSet
+        from cyclonedds.sub import DataReader
+
+        from respike.stream.ros2 import EventPacket, Image, qos
+
+        data_type = Image if self.params.type == "image" else EventPacket
+        topic = self._dds.topic(self.params.topic, data_type)
+        reader_qos = qos(self.params.qos, self.params.depth)
+        self._reader = DataReader(self._dds.participant, topic, qos=reader_qos)
+        self._waitset = WaitSet(self._dds.participant)
+        self._waitset.attach(ReadCondition(self._reader, SampleState.NotRead))
+
+    def produce(self) -> float | None:
+        from cyclonedds.util import duration
+
+        if self._reader is None:
+            self._subscribe()
+        self._waitset.wait(duration(milliseconds=50))
+        for sample in self._reader.take(N=64):
+            if not getattr(sample, "sample_info", None) or not sample.sample_info.valid_data:
+                continue
+            if self.params.type == "image":
+                self._image(sample)
+            else:
+                self._events(sample)
+            self.received += 1
+            if self.params.count and self.received >= self.params.count:
+                return None
+        return 0.0
+
+    def _image(self, image: Any) -> None:
+        channels = IMAGE_CHANNELS.get(image.encoding)
+        if channels is None:
+            self._bad("encoding", f"image encoding {image.encoding!r}; expected rgb8, bgr8, mono8")
+            return
+        data = np.frombuffer(image.data, np.uint8)
+        row = image.width * channels
+        if image.step < row or len(data) != image.step * image.height:
+            self._bad(
+                "size",
+                f"a {image.width}x{image.height} {image.encoding} image of {len(data)} bytes "
+                f"with step {image.step} (expected step >= {row}, {image.step * image.height} "
+                "bytes)",
+            )
+            return
+        pixels = data.reshape(image.height, image.step)[:, :row].reshape(
+            image.height, image.width, channels
+        )
+        if image.encoding == "bgr8":
+            pixels = pixels[:, :, ::-1]
+        elif image.encoding == "mono8":
+            pixels = np.repeat(pixels, 3, axis=2)
+        meta = kinds.Frame(index=self.received, source=self.params.topic)
+        frame = np.ascontiguousarray(pixels)
+        self.publish("frames", meta, image.header.stamp.to_us(), {"frame": frame})
+
+    def _events(self, packet: Any) -> None:
+        from respike.events.types import make_events
+        from respike.recorders.ros_codecs import PacketDecoder, PayloadError
+
+        key = (packet.encoding, packet.width, packet.height)
+        try:
+            if key not in self._decoders:
+                self._decoders[key] = PacketDecoder(*key)
+            decoded = self._decoders[key].decode(
+                np.frombuffer(packet.events, np.uint8), packet.time_base
+            )
+        except (PayloadError, ValueError) as error:
+            self._bad("payload", f"event packet ({packet.encoding}): {error}")
+            return
+        events = make_events(decoded.t_ns // 1000, decoded.x, decoded.y, decoded.p)
+        meta = kinds.Events(width=packet.width, height=packet.height, source=self.params.topic)
+        self.publish("events", meta, packet.header.stamp.to_us(), {"events": events})
+
+    def stats(self) -> dict[str, float]:
+        return {"received": float(self.received), "invalid": float(sum(self._bad.counts.values()))}
+
+    def finish(self) -> None:
+        if hasattr(self, "_bad") and self._bad.counts:
+            log.info("%s: invalid samples: %s", self.name, dict(self._bad.counts))
+
+
+@dataclass(frozen=True)
+class Ros2OutParams:
+    prefix: str = param("/respike", "topics are PREFIX/image, PREFIX/residual, PREFIX/predictions")
+    frame_id: str = param("camera", "header.frame_id of images")
+    qos: str = param("default", "default (reliable, last 10) or sensor_data (best effort, last 5)")
+    depth: int = param(0, "history depth (samples kept for late acks); 0 = the QoS profile's")
+    wait_s: float = param(0.0, "wait up to this long for a subscriber before the first sample")
+
+    def __post_init__(self) -> None:
+        if self.depth < 0:
+            raise ValueError(f"depth {self.depth}; expected >= 0")
+        if self.qos not in ("sensor_data", "default"):
+            raise ValueError(f"qos {self.qos!r}; expected sensor_data or default")
+
+
+@register("ros2_out")
+class Ros2Out(Node[Ros2OutParams]):
+    """Publishes frames, residuals and predictions as ROS 2 topics over DDS."""
+
+    Params = Ros2OutParams
+    inputs = ("frames", "residual", "predictions")
+    optional_inputs = frozenset(inputs)
+
+    def start(self) -> None:
+        self._dds = _Dds()
+        self._writers: dict[str, Any] = {}
+        self._bad = _Counted(self.name)
+        self.sent: Counter[str] = Counter()
+
+    def _writer(self, port: str, data_type: type) -> Any:
+        writer = self._writers.get(port)
+        if writer is None:
+            from cyclonedds.pub import DataWriter
+
+            from respike.stream.ros2 import qos
+
+            topic = self._dds.topic(f"{self.params.prefix.rstrip('/')}/{_TOPICS[port]}", data_type)
+            writer = self._writers[port] = DataWriter(
+                self._dds.participant, topic, qos=qos(self.params.qos, self.params.depth)
+            )
+            deadline = time.monotonic() + self.params.wait_s
+            while (
+                writer.get_publication_matched_status().current_count == 0
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
+            if self.params.wait_s and writer.get_publication_matched_status().current_count:
+                time.sleep(MATCH_SETTLE_S)
+        return writer
+
+    def on_message(self, port: str, message: Message) -> None:
+        from respike.stream.ros2 import Header, Image, String, Time
+
+        header = Header(Time.from_us(message.t), self.params.frame_id)
+        if port == "predictions":
+            sample: Any = String(json.dumps(prediction_record(message)))
+            data_type: type = String
+        else:
+            array = message.arrays.get("frame" if port == "frames" else "residual")
+            if array is None:
+                self._bad("array", f"{message.kind} on {port} has no array to publish")
+                return
+            sample, data_type = _image(header, port, array), Image
+        self._writer(port, data_type).write(sample)
+        self.sent[port] += 1
+
+    def stats(self) -> dict[str, float]:
+        return {f"sent_{port}": float(n) for port, n in self.sent.items()}
+
+
+_TOPICS = {"frames": "image", "residual": "residual", "predictions": "predictions"}
+
+
+def _image(header: Any, port: str, array: np.ndarray) -> Any:
+    """``sensor_msgs/msg/Image`` of a frame (H, W, 3) uint8 or a residual (C, h, w) float32."""
+    from respike.stream.ros2 import Image
+
+    if port == "frames":
+        height, width = array.shape[:2]
+        return Image(header, height, width, "rgb8", 0, width * 3, np.ascontiguousarray(array))
+    planes = array.reshape(-1, *array.shape[-2:]).astype("<f4")
+    channels, height, width = planes.shape
+    data = np.ascontiguousarray(planes.transpose(1, 2, 0)).view(np.uint8)
+    return Image(header, height, width, f"32FC{channels}", 0, width * channels * 4, data)
+
+
+def prediction_record(message: Message) -> dict[str, Any]:
+    """The JSON ``ros2_out`` publishes for a prediction."""
+    prediction = kinds.Prediction.read(message)
+    return {
+        "t": message.t,
+        "label": prediction.label,
+        "topk": prediction.topk,
+        "raw_label": prediction.raw_label,
+        "state": prediction.state,
+        "latency_ms": prediction.latency_ms,
+        "energy_uj": prediction.energy_uj,
+    }
+
+
+__all__ = ["Ros2In", "Ros2Out", "prediction_record"]

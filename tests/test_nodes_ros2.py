@@ -1,0 +1,193 @@
+"""`ros2_in` and `ros2_out`: ROS 2 topics over DDS between processes, and into the model.
+
+Cyclone DDS runs in-process (no daemon); the tests use their own ``ROS_DOMAIN_ID`` so runs on
+one machine do not hear each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("cyclonedds")
+
+from respike.nodes.ros2 import Ros2In, Ros2Out, prediction_record
+from respike.nodes.testing import MockIO, message
+from respike.stream import kinds
+from respike.stream.ros2 import Header, Image, Time
+from respike.synthetic import SceneConfig, render_clip
+
+RESPIKE = [sys.executable, "-m", "respike.nodes.cli"]
+
+
+@pytest.fixture
+def domain(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ROS domain of this test's own (0-232)."""
+    value = str(100 + os.getpid() % 100)
+    monkeypatch.setenv("ROS_DOMAIN_ID", value)
+    return value
+
+
+def test_images_of_each_encoding_become_frames_and_bad_ones_are_counted(domain: str) -> None:
+    io = MockIO(Ros2In, params=Ros2In.Params(count=0))
+    rgb = np.random.default_rng(0).integers(0, 255, (2, 3, 3), dtype=np.uint8)
+    stamp = Header(Time(5, 6000), "cam")
+    padded = np.zeros((2, 12), np.uint8)  # step 12 > width * 3: row padding is dropped
+    padded[:, :9] = rgb.reshape(2, 9)
+    node = io.node
+    node._image(Image(stamp, 2, 3, "rgb8", 0, 9, rgb.tobytes()))
+    node._image(
+        Image(
+            stamp, 2, 3, "bgr8", 0, 12, padded[:, [2, 1, 0, 5, 4, 3, 8, 7, 6, 9, 10, 11]].tobytes()
+        )
+    )
+    node._image(Image(stamp, 2, 3, "mono8", 0, 3, rgb[:, :, 0].tobytes()))
+    node._image(Image(stamp, 2, 3, "yuv422", 0, 6, bytes(12)))
+    node._image(Image(stamp, 2, 3, "rgb8", 0, 9, bytes(17)))
+    node._image(Image(stamp, 2, 3, "rgb8", 0, 9, bytes(17)))
+    frames = [m for _, m in io.outputs]
+    assert [m.t for m in frames] == [5_000_006] * 3
+    np.testing.assert_array_equal(frames[0].arrays["frame"], rgb)
+    np.testing.assert_array_equal(frames[1].arrays["frame"], rgb)
+    np.testing.assert_array_equal(frames[2].arrays["frame"][:, :, 1], rgb[:, :, 0])
+    assert dict(node._bad.counts) == {"encoding": 1, "size": 2}
+    io.end()
+
+
+def test_ros2_out_writes_residuals_as_float_images_and_predictions_as_json(domain: str) -> None:
+    from respike.nodes.ros2 import _image
+
+    residual = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    image = _image(Header(), "residual", residual)
+    assert (image.encoding, image.height, image.width, image.step) == ("32FC2", 3, 4, 32)
+    back = np.frombuffer(image.data, "<f4").reshape(3, 4, 2).transpose(2, 0, 1)
+    np.testing.assert_array_equal(back, residual)
+    prediction = message(kinds.Prediction(label="wave", topk=[["wave", 0.9]], energy_uj=3.0), t=7)
+    record = prediction_record(prediction)
+    assert record["label"] == "wave" and record["t"] == 7 and record["energy_uj"] == 3.0
+    io = MockIO(Ros2Out)
+    io.send("predictions", prediction)
+    io.send(
+        "frames",
+        message(kinds.Frame(index=0), t=8, arrays={"frame": np.zeros((4, 6, 3), np.uint8)}),
+    )
+    assert io.node.stats() == {"sent_predictions": 1.0, "sent_frames": 1.0}
+    io.end()
+
+
+def write_clip(path: Path, frames: int, size: tuple[int, int]) -> Path:
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (width, height))
+    scene = SceneConfig(width=width, height=height, framing="upper")
+    for frame in render_clip("swipe_left", 5, frames, scene):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def start(pipeline: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*RESPIKE, "run", str(pipeline), "--status", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_640x480_images_at_30_hz_cross_between_processes_without_loss(
+    tmp_path: Path, domain: str
+) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", 90, (640, 480))
+    publisher = tmp_path / "out.toml"
+    publisher.write_text(
+        f'[nodes.source]\nkind = "camera"\nparams = {{ source = "{clip}", loop = false }}\n'
+        '[nodes.ros]\nkind = "ros2_out"\n'
+        'inputs = { frames = { from = "source/frames", delivery = "lossless" } }\n'
+        'params = { prefix = "/cam", depth = 1000, wait_s = 60.0 }\n'
+    )
+    subscriber = tmp_path / "in.toml"
+    subscriber.write_text(
+        '[nodes.ros]\nkind = "ros2_in"\n'
+        'params = { topic = "/cam/image", qos = "default", depth = 1000, count = 90 }\n'
+        '[nodes.print]\nkind = "jsonl"\n'
+        'inputs = { in = { from = "ros/frames", delivery = "lossless" } }\n'
+    )
+    env = {**os.environ, "ROS_DOMAIN_ID": domain}
+    reader = start(subscriber, env)
+    writer = start(publisher, env)
+    out, err = reader.communicate(timeout=200)
+    writer.wait(timeout=60)
+    assert reader.returncode == 0 and writer.returncode == 0, err[-2000:]
+    frames = [json.loads(line) for line in out.splitlines()]
+    assert [f["meta"]["index"] for f in frames] == list(range(90)), "none lost, in order"
+    assert {tuple(f["arrays"]["frame"]["shape"]) for f in frames} == {(480, 640, 3)}
+    stamps = [f["t"] for f in frames]
+    assert stamps == sorted(stamps) and 2.5e6 < stamps[-1] - stamps[0] < 3.5e6, "30 Hz stamps"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_video_published_as_ros_images_gets_predictions_on_a_ros_topic(
+    tmp_path: Path, domain: str
+) -> None:
+    """camera → ros2_out (as a robot's camera driver would publish) | ros2_in → residual →
+    model → ros2_out | a DDS subscriber here reading std_msgs/String predictions."""
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.sub import DataReader
+
+    from respike.stream.ros2 import String, dds_topic, qos
+
+    clip = write_clip(tmp_path / "clip.mp4", 60, (160, 120))
+    camera = tmp_path / "camera.toml"
+    camera.write_text(
+        f'[nodes.source]\nkind = "camera"\nparams = {{ source = "{clip}", loop = false }}\n'
+        '[nodes.ros]\nkind = "ros2_out"\n'
+        'inputs = { frames = { from = "source/frames", delivery = "lossless" } }\n'
+        'params = { prefix = "/cam", depth = 1000, wait_s = 60.0 }\n'
+    )
+    model = tmp_path / "model.toml"
+    model.write_text(
+        '[nodes.ros]\nkind = "ros2_in"\n'
+        'params = { topic = "/cam/image", qos = "default", depth = 1000, count = 60 }\n'
+        '[nodes.residual]\nkind = "residual"\n'
+        'inputs = { frames = { from = "ros/frames", delivery = "lossless" } }\n'
+        'params = { checkpoint = "actions" }\n'
+        '[nodes.model]\nkind = "model"\n'
+        'inputs = { steps = { from = "residual/residual", delivery = "lossless" }, '
+        'keyframes = { from = "residual/keyframes", delivery = "lossless" } }\n'
+        'params = { checkpoint = "actions" }\n'
+        '[nodes.out]\nkind = "ros2_out"\n'
+        'inputs = { predictions = { from = "model/predictions", delivery = "lossless" } }\n'
+        'params = { prefix = "/respike", depth = 1000, wait_s = 60.0 }\n'
+    )
+    participant = DomainParticipant(int(domain))
+    from cyclonedds.topic import Topic
+
+    topic = Topic(participant, dds_topic("/respike/predictions"), String)
+    reader = DataReader(participant, topic, qos=qos("default", 1000))
+    env = {**os.environ, "ROS_DOMAIN_ID": domain}
+    pipeline = start(model, env)
+    source = start(camera, env)
+    received: list[dict] = []
+    deadline = time.monotonic() + 200
+    while len(received) < 60 and time.monotonic() < deadline:
+        received += [json.loads(s.data) for s in reader.take(N=64) if s.sample_info.valid_data]
+        time.sleep(0.05)
+    _, err = pipeline.communicate(timeout=60)
+    source.wait(timeout=60)
+    assert pipeline.returncode == 0, err[-2000:]
+    assert len(received) == 60, "a prediction per frame"
+    names = {"swipe_left", "swipe_right", "swipe_up", "swipe_down", "no action"}
+    assert all(r["label"] in names | {r["topk"][0][0]} for r in received)
+    assert [r["t"] for r in received] == sorted(r["t"] for r in received)
