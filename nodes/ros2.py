@@ -181,7 +181,7 @@ class Ros2In(Node[Ros2InParams]):
         return {"received": float(self.received), "invalid": float(sum(self._bad.counts.values()))}
 
     def finish(self) -> None:
-        if hasattr(self, "_bad") and self._bad.counts:
+        if self._bad.counts:
             log.info("%s: invalid samples: %s", self.name, dict(self._bad.counts))
 
 
