@@ -84,39 +84,6 @@ def grey_weights(channel_order: str) -> tuple[npt.NDArray[np.int32], npt.NDArray
     return fixed, floats
 
 
-def check_image(image: np.ndarray, *, what: str = "frame") -> None:
-    """Raise ValueError unless ``image`` may travel as a frame: (H, W, 3) RGB or (H, W[, 1])
-    grey, integers or floats in [0, 1]. Looser than :func:`check_frame` (the kernels' input):
-    recordings carry 16-bit grey, and a viewer shows what it gets."""
-    shape = image.shape
-    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))) or image.size == 0:
-        raise ValueError(f"{what} has shape {shape}; expected (H, W, 3) RGB or (H, W) grey")
-    if image.dtype.kind not in "uif":
-        raise ValueError(f"{what} has dtype {image.dtype}; expected integers or floats in [0, 1]")
-
-
-def rgb_image(image: np.ndarray) -> npt.NDArray[np.uint8]:
-    """``image`` as (H, W, 3) uint8 RGB, to show or to send on as a frame.
-
-    Grey (H, W) or (H, W, 1) is repeated over three channels, RGBA loses its alpha, integer
-    depths other than 8 bits are scaled from their full range, floats are intensities in [0, 1]
-    (NaN reads as 0).
-    """
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    check_image(image)
-    if image.dtype.kind == "f":
-        image = np.clip(np.nan_to_num(image) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        scale = 255.0 / max(1, int(np.iinfo(image.dtype).max))
-        image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image)
-
-
 def check_frame(frame: object, *, what: str = "frame") -> npt.NDArray[np.generic]:
     """Return ``frame`` as a C-contiguous (H, W, C) array, or raise ValueError saying what is wrong.
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from respike.events.images import FRAME_ENCODINGS, rgb_frame
 from respike.events.types import EVENT_DTYPE
 from respike.nodes.base import Node
 from respike.nodes.pipeline import PipelineSpec
@@ -57,9 +58,6 @@ DORA_RESERVED = frozenset(
     | {"timestamp"}
 )
 """Metadata keys dora gives a meaning (``flush`` empties a queue): never copied from meta."""
-
-IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
-"""dora's image encodings respike reads as frames, with their channels."""
 
 
 def to_arrow(message: Message, seq: int = 0) -> tuple[Any, dict[str, Any]]:
@@ -158,29 +156,20 @@ def _respike_message(
 def _foreign_image(topic: str, value: Any, metadata: Mapping[str, Any], t: int) -> Message:
     """A frame from an image in dora's convention (another project's camera node)."""
     encoding = metadata.get("encoding")
-    if encoding not in IMAGE_ENCODINGS:
+    if encoding not in FRAME_ENCODINGS:
         raise MessageError(
             "unknown-input",
             f"metadata has no respike_kind and encoding {encoding!r} is none of "
-            f"{', '.join(IMAGE_ENCODINGS)}",
+            f"{', '.join(FRAME_ENCODINGS)}",
         )
     width, height = metadata.get("width"), metadata.get("height")
     if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
         raise MessageError("bad-meta", f"an {encoding} image needs width and height > 0")
-    channels = IMAGE_ENCODINGS[encoding]
     pixels = _numpy(value, np.dtype(np.uint8))
-    if pixels.size != width * height * channels:
-        raise MessageError(
-            "byte-count",
-            f"{pixels.size} bytes for a {width}x{height} {encoding} image "
-            f"(expected {width * height * channels})",
-        )
-    image = pixels.reshape(height, width, channels)
-    if encoding == "bgr8":
-        image = image[:, :, ::-1]
-    elif encoding == "mono8":
-        image = np.repeat(image, 3, axis=2)
-    frame = np.ascontiguousarray(image)
+    try:
+        frame = rgb_frame(pixels, width, height, encoding)
+    except ValueError as error:
+        raise MessageError("byte-count", str(error)) from None
     return Message(topic, kinds.Frame.KIND, t, {"frame": frame}, {"source": topic})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from respike.events.frames import rgb_image
+from respike.events.images import rgb_image
 from respike.nodes.base import Node, Pacer, SourceFailed, param, register
 from respike.recorders import EventFileError, EventWindow, Frame, open_events
 from respike.stream import kinds

@@ -3,8 +3,8 @@
 Both speak what ROS 2 nodes on Cyclone DDS speak (:mod:`respike.stream.ros2`): topics
 ``rt/<name>``, ROS type names, XCDR1, ``ROS_DOMAIN_ID``, QoS profiles as ROS names them.
 
-- ``ros2_in`` subscribes to one topic: ``sensor_msgs/msg/Image`` (rgb8, bgr8, mono8) becomes
-  frames, ``event_camera_msgs/msg/EventPacket`` (the encodings the bag readers decode) becomes
+- ``ros2_in`` subscribes to one topic: ``sensor_msgs/msg/Image`` (rgb8, bgr8, mono8, and the
+  other :data:`~respike.events.images.FRAME_ENCODINGS`) becomes frames, ``event_camera_msgs/msg/EventPacket`` (the encodings the bag readers decode) becomes
   events; the header stamp becomes the message's ``t``.
 - ``ros2_out`` publishes what it receives: frames as ``Image`` rgb8 on ``PREFIX/image``,
   residuals as ``Image`` ``32FC<channels>`` on ``PREFIX/residual``, predictions as
@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from respike.events.images import FRAME_ENCODINGS
 from respike.nodes.base import Node, param, register
 from respike.stream import kinds
 from respike.stream.messages import Message
 
 log = logging.getLogger(__name__)
 
-IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 MATCH_SETTLE_S = 0.3
 """After a writer sees its first reader, discovery may not be complete on the reader's side:
 a sample written at once can miss it (1 of 60 here). ``wait_s`` waits this much longer."""
@@ -134,29 +134,22 @@ class Ros2In(Node[Ros2InParams]):
         return 0.0
 
     def _image(self, image: Any) -> None:
-        channels = IMAGE_CHANNELS.get(image.encoding)
-        if channels is None:
-            self._bad("encoding", f"image encoding {image.encoding!r}; expected rgb8, bgr8, mono8")
-            return
-        data = np.frombuffer(image.data, np.uint8)
-        row = image.width * channels
-        if image.step < row or len(data) != image.step * image.height:
-            self._bad(
-                "size",
-                f"a {image.width}x{image.height} {image.encoding} image of {len(data)} bytes "
-                f"with step {image.step} (expected step >= {row}, {image.step * image.height} "
-                "bytes)",
+        from respike.events.images import rgb_frame
+
+        try:
+            frame = rgb_frame(
+                image.data,
+                image.width,
+                image.height,
+                image.encoding,
+                image.step,
+                bool(image.is_bigendian),
             )
+        except ValueError as error:
+            known = image.encoding in FRAME_ENCODINGS
+            self._bad("size" if known else "encoding", str(error))
             return
-        pixels = data.reshape(image.height, image.step)[:, :row].reshape(
-            image.height, image.width, channels
-        )
-        if image.encoding == "bgr8":
-            pixels = pixels[:, :, ::-1]
-        elif image.encoding == "mono8":
-            pixels = np.repeat(pixels, 3, axis=2)
         meta = kinds.Frame(index=self.received, source=self.params.topic)
-        frame = np.ascontiguousarray(pixels)
         self.publish("frames", meta, image.header.stamp.to_us(), {"frame": frame})
 
     def _events(self, packet: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from respike.events import empty_events
+from respike.events.images import IMAGE_ENCODINGS, image_pixels
 from respike.events.types import EventArray
 from respike.recorders.base import EventReader, Frame, ReadOptions, TriggerArray, trigger_array
 from respike.recorders.ros_codecs import (
@@ -53,24 +54,6 @@ uint8[] events
 """
 DVS_EVENT_MSG = "uint16 x\nuint16 y\ntime ts\nbool polarity\n"
 DVS_ARRAY_MSG = "std_msgs/Header header\nuint32 height\nuint32 width\ndvs_msgs/Event[] events\n"
-
-# sensor_msgs/Image encodings turned into frames: (dtype, channels)
-_IMAGE_ENCODINGS = {
-    "mono8": ("u1", 1),
-    "8UC1": ("u1", 1),
-    "bayer_rggb8": ("u1", 1),
-    "bayer_bggr8": ("u1", 1),
-    "bayer_gbrg8": ("u1", 1),
-    "bayer_grbg8": ("u1", 1),
-    "mono16": ("u2", 1),
-    "16UC1": ("u2", 1),
-    "rgb8": ("u1", 3),
-    "bgr8": ("u1", 3),
-    "8UC3": ("u1", 3),
-    "rgba8": ("u1", 4),
-    "bgra8": ("u1", 4),
-    "8UC4": ("u1", 4),
-}
 
 
 def event_typestore(ros2: bool) -> Any:
@@ -579,16 +562,16 @@ def _packet(decoded: DecodedEvents) -> EventArray:
 
 
 def _frame(msg: Any) -> Frame | None:
-    """A Frame from a sensor_msgs/Image, or None for an encoding not listed above."""
-    spec = _IMAGE_ENCODINGS.get(str(msg.encoding))
-    if spec is None:
+    """A Frame from a sensor_msgs/Image, or None for an encoding respike does not read."""
+    if str(msg.encoding) not in IMAGE_ENCODINGS:
         return None
-    kind, channels = spec
-    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
-    h, w = int(msg.height), int(msg.width)
-    rows = np.asarray(msg.data).reshape(h, int(msg.step))[:, : w * channels * dtype.itemsize]
-    image = (
-        np.ascontiguousarray(rows).view(dtype).reshape((h, w, channels) if channels > 1 else (h, w))
+    image = image_pixels(
+        np.asarray(msg.data),
+        int(msg.width),
+        int(msg.height),
+        str(msg.encoding),
+        int(msg.step),
+        bool(msg.is_bigendian),
     )
     image.flags.writeable = False
     stamp = msg.header.stamp

@@ -104,7 +104,7 @@ def test_area_taps_reject_empty_sizes() -> None:
 
 
 def test_any_frame_a_node_meets_becomes_rgb_uint8() -> None:
-    from respike.events.frames import check_image, rgb_image
+    from respike.events.images import check_image, rgb_image
 
     grey16 = np.full((2, 3), 65535, np.uint16)
     assert rgb_image(grey16).tolist() == [[[255] * 3] * 3] * 2, "16-bit grey from its full range"

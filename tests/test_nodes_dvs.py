@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from respike.events.frames import rgb_image
+from respike.events.images import rgb_image
 from respike.nodes.dvs import DvsNode
 from respike.nodes.testing import MockIO
 from respike.recorders import open_events

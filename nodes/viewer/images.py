@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from respike.events.frames import rgb_image
+from respike.events.images import rgb_image
 
 IMAGE_KINDS = ("frame", "events", "residual")
 """Message kinds drawn as images; each is served as ``/<kind>.jpg``."""

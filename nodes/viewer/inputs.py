@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from respike.events.frames import check_image
+from respike.events.images import check_image
 from respike.stream import kinds
 from respike.stream.messages import Message, now_us
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from respike.events.frames import rgb_image
+from respike.events.images import rgb_image
 from respike.nodes.base import Node, Output, param, register
 from respike.nodes.viewer.server import ViewerServer, render_page
 from respike.nodes.viewer.state import ViewerState
