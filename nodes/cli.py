@@ -108,6 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="override a node parameter",
     )
 
+    interface = commands.add_parser(
+        "ros2-interface",
+        help="write the ROS 2 package respike_msgs (typed predictions) for a colcon workspace",
+    )
+    interface.add_argument(
+        "--out", type=Path, required=True, help="new package folder, e.g. ws/src/respike_msgs"
+    )
+
     keys = commands.add_parser("keys", help="create CURVE server/client keys in a folder")
     keys.add_argument("folder", type=Path, help="key folder (made if missing)")
     keys.add_argument(
@@ -196,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dora_node(args.kind, ["--help", *args.rest] if args.node_help else args.rest)
         if args.command == "export-dataflow":
             return _export_dataflow(args.pipeline, args.set, args.out)
+        if args.command == "ros2-interface":
+            return _ros2_interface(args.out)
         if args.command == "keys":
             return _keys(args.folder, force=args.force)
         if args.command == "info":
@@ -410,6 +420,15 @@ def _export_dataflow(path: Path, overrides: Sequence[str], out: Path | None) -> 
         raise ValueError(f"{out} exists; not replacing it (remove it first)")
     out.write_text(text)
     print(f"wrote {out}: run it with `dora run {out}`", file=sys.stderr)
+    return 0
+
+
+def _ros2_interface(out: Path) -> int:
+    """``respike ros2-interface``: the respike_msgs package for ROS nodes reading predictions."""
+    from respike.nodes.ros2 import write_interface_package
+
+    write_interface_package(out)
+    print(f"wrote {out}: `colcon build` it in a ROS 2 workspace", file=sys.stderr)
     return 0
 
 

@@ -3,13 +3,16 @@
 Both speak what ROS 2 nodes on Cyclone DDS speak (:mod:`respike.stream.ros2`): topics
 ``rt/<name>``, ROS type names, XCDR1, ``ROS_DOMAIN_ID``, QoS profiles as ROS names them.
 
-- ``ros2_in`` subscribes to one topic: ``sensor_msgs/msg/Image`` (rgb8, bgr8, mono8, and the
-  other :data:`~respike.events.images.FRAME_ENCODINGS`) becomes frames, ``event_camera_msgs/msg/EventPacket`` (the encodings the bag readers decode) becomes
-  events; the header stamp becomes the message's ``t``.
-- ``ros2_out`` publishes what it receives: frames as ``Image`` rgb8 on ``PREFIX/image``,
-  residuals as ``Image`` ``32FC<channels>`` on ``PREFIX/residual``, predictions as
-  ``std_msgs/msg/String`` holding the prediction as JSON (label, topk, t, latency_ms,
-  energy_uj, raw_label, state) on ``PREFIX/predictions``.
+- ``ros2_in`` subscribes to one topic: ``sensor_msgs/msg/Image`` (rgb8, bgr8, mono8 and the
+  other :data:`~respike.events.images.FRAME_ENCODINGS`) becomes frames,
+  ``event_camera_msgs/msg/EventPacket`` (the encodings the bag readers decode) becomes events;
+  the header stamp becomes the message's ``t``.
+- ``ros2_out`` publishes what it receives under ``PREFIX``: frames as ``Image`` rgb8 on
+  ``image``, residuals as ``Image`` ``32FC<channels>`` on ``residual``, event packets as
+  ``EventPacket`` evt3 on ``events`` (each packet decodes on its own), predictions on
+  ``predictions`` as ``std_msgs/msg/String`` JSON (label, topk, t, latency_ms, energy_uj,
+  raw_label, state) or typed, ``respike_msgs/msg/Prediction`` (``respike ros2-interface``
+  writes that ROS package).
 
 A sample of an unknown encoding or a wrong size is counted and logged once per cause with the
 node's name; the node keeps running.
@@ -22,11 +25,12 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from respike.events.images import FRAME_ENCODINGS
+from respike.events.images import FRAME_ENCODINGS, rgb_image
 from respike.nodes.base import Node, param, register
 from respike.stream import kinds
 from respike.stream.messages import Message
@@ -157,12 +161,17 @@ class Ros2In(Node[Ros2InParams]):
         from respike.recorders.ros_codecs import PacketDecoder, PayloadError
 
         key = (packet.encoding, packet.width, packet.height)
+        payload = np.frombuffer(packet.events, np.uint8)
         try:
             if key not in self._decoders:
                 self._decoders[key] = PacketDecoder(*key)
-            decoded = self._decoders[key].decode(
-                np.frombuffer(packet.events, np.uint8), packet.time_base
-            )
+            try:
+                decoded = self._decoders[key].decode(payload, packet.time_base)
+            except PayloadError:
+                # A publisher that restarted (a replay looping back in time) or packets lost:
+                # packets that decode on their own (ros2_out's) do so with a fresh decoder.
+                self._decoders[key] = PacketDecoder(*key)
+                decoded = self._decoders[key].decode(payload, packet.time_base)
         except (PayloadError, ValueError) as error:
             self._bad("payload", f"event packet ({packet.encoding}): {error}")
             return
@@ -180,31 +189,41 @@ class Ros2In(Node[Ros2InParams]):
 
 @dataclass(frozen=True)
 class Ros2OutParams:
-    prefix: str = param("/respike", "topics are PREFIX/image, PREFIX/residual, PREFIX/predictions")
-    frame_id: str = param("camera", "header.frame_id of images")
+    prefix: str = param(
+        "/respike", "topics are PREFIX/image, PREFIX/residual, PREFIX/events, PREFIX/predictions"
+    )
+    frame_id: str = param("camera", "header.frame_id of what is published")
     qos: str = param("default", "default (reliable, last 10) or sensor_data (best effort, last 5)")
     depth: int = param(0, "history depth (samples kept for late acks); 0 = the QoS profile's")
     wait_s: float = param(0.0, "wait up to this long for a subscriber before the first sample")
+    predictions: str = param(
+        "json", "json (std_msgs/msg/String) or typed (respike_msgs/msg/Prediction)"
+    )
 
     def __post_init__(self) -> None:
         if self.depth < 0:
             raise ValueError(f"depth {self.depth}; expected >= 0")
         if self.qos not in ("sensor_data", "default"):
             raise ValueError(f"qos {self.qos!r}; expected sensor_data or default")
+        if self.predictions not in ("json", "typed"):
+            raise ValueError(f"predictions {self.predictions!r}; expected json or typed")
 
 
 @register("ros2_out")
 class Ros2Out(Node[Ros2OutParams]):
-    """Publishes frames, residuals and predictions as ROS 2 topics over DDS."""
+    """Publishes frames, residuals, event packets and predictions as ROS 2 topics over DDS."""
 
     Params = Ros2OutParams
-    inputs = ("frames", "residual", "predictions")
+    inputs = ("frames", "residual", "events", "predictions")
     optional_inputs = frozenset(inputs)
 
     def start(self) -> None:
+        from respike.recorders.ros_codecs import Evt3Encoder
+
         self._dds = _Dds()
         self._writers: dict[str, Any] = {}
         self._bad = _Counted(self.name)
+        self._evt3 = Evt3Encoder()
         self.sent: Counter[str] = Counter()
 
     def _writer(self, port: str, data_type: type) -> Any:
@@ -229,39 +248,84 @@ class Ros2Out(Node[Ros2OutParams]):
         return writer
 
     def on_message(self, port: str, message: Message) -> None:
-        from respike.stream.ros2 import Header, Image, String, Time
+        from respike.stream.ros2 import Header, Time
 
         header = Header(Time.from_us(message.t), self.params.frame_id)
-        if port == "predictions":
-            sample: Any = String(json.dumps(prediction_record(message)))
-            data_type: type = String
-        else:
-            array = message.arrays.get("frame" if port == "frames" else "residual")
-            if array is None:
-                self._bad("array", f"{message.kind} on {port} has no array to publish")
-                return
-            sample, data_type = _image(header, port, array), Image
-        self._writer(port, data_type).write(sample)
+        try:
+            if port == "predictions":
+                sample = _prediction(header, message, typed=self.params.predictions == "typed")
+            elif port == "events":
+                sample = self._event_packet(header, message)
+            else:
+                sample = _image(header, port, message)
+        except ValueError as error:
+            self._bad(port, f"{message.kind} on {port}: {error}")
+            return
+        self._writer(port, type(sample)).write(sample)
         self.sent[port] += 1
 
+    def _event_packet(self, header: Any, message: Message) -> Any:
+        """``event_camera_msgs/msg/EventPacket`` in evt3 (``time_base`` is undefined for evt3)."""
+        from respike.stream.ros2 import EventPacket
+
+        meta = kinds.Events.read(message)
+        events = message.arrays.get("events")
+        if events is None:
+            raise ValueError("no events array")
+        payload = self._evt3.encode(events)
+        seq = self.sent["events"]
+        return EventPacket(header, meta.height, meta.width, seq, 0, "evt3", False, payload)
+
     def stats(self) -> dict[str, float]:
-        return {f"sent_{port}": float(n) for port, n in self.sent.items()}
+        counts = {f"sent_{port}": float(n) for port, n in self.sent.items()}
+        return counts | {"invalid": float(sum(self._bad.counts.values()))}
 
 
-_TOPICS = {"frames": "image", "residual": "residual", "predictions": "predictions"}
+_TOPICS = {
+    "frames": "image",
+    "residual": "residual",
+    "events": "events",
+    "predictions": "predictions",
+}
 
 
-def _image(header: Any, port: str, array: np.ndarray) -> Any:
-    """``sensor_msgs/msg/Image`` of a frame (H, W, 3) uint8 or a residual (C, h, w) float32."""
+def _image(header: Any, port: str, message: Message) -> Any:
+    """``sensor_msgs/msg/Image`` of a frame (H, W, 3) uint8 as rgb8 or a residual (C, h, w)
+    float32 as ``32FC<C>``."""
     from respike.stream.ros2 import Image
 
+    array = message.arrays.get("frame" if port == "frames" else "residual")
+    if array is None:
+        raise ValueError("no array to publish")
     if port == "frames":
-        height, width = array.shape[:2]
-        return Image(header, height, width, "rgb8", 0, width * 3, np.ascontiguousarray(array))
+        frame = rgb_image(array)
+        height, width = frame.shape[:2]
+        return Image(header, height, width, "rgb8", 0, width * 3, frame)
     planes = array.reshape(-1, *array.shape[-2:]).astype("<f4")
     channels, height, width = planes.shape
     data = np.ascontiguousarray(planes.transpose(1, 2, 0)).view(np.uint8)
     return Image(header, height, width, f"32FC{channels}", 0, width * channels * 4, data)
+
+
+def _prediction(header: Any, message: Message, *, typed: bool) -> Any:
+    """A prediction as ``std_msgs/msg/String`` JSON or as ``respike_msgs/msg/Prediction``."""
+    from respike.stream.ros2 import Prediction, String
+
+    if not typed:
+        return String(json.dumps(prediction_record(message)))
+    prediction = kinds.Prediction.read(message)
+    energy = prediction.energy_uj
+    return Prediction(
+        header,
+        label=prediction.label or (prediction.topk[0][0] if prediction.topk else ""),
+        raw_label=prediction.raw_label or "",
+        changed=prediction.state == "changed",
+        classes=[str(name) for name, _ in prediction.topk],
+        scores=[float(score) for _, score in prediction.topk],
+        latency_stages=list(prediction.latency_ms),
+        latency_ms=[float(ms) for ms in prediction.latency_ms.values()],
+        energy_uj=float("nan") if energy is None else float(energy),
+    )
 
 
 def prediction_record(message: Message) -> dict[str, Any]:
@@ -278,4 +342,61 @@ def prediction_record(message: Message) -> dict[str, Any]:
     }
 
 
-__all__ = ["Ros2In", "Ros2Out", "prediction_record"]
+PACKAGE_XML = """\
+<?xml version="1.0"?>
+<package format="3">
+  <name>respike_msgs</name>
+  <version>{version}</version>
+  <description>Messages of respike-stream: typed action predictions (ros2_out).</description>
+  <maintainer email="respike@example.invalid">respike-stream</maintainer>
+  <license>MIT</license>
+  <buildtool_depend>ament_cmake</buildtool_depend>
+  <buildtool_depend>rosidl_default_generators</buildtool_depend>
+  <depend>std_msgs</depend>
+  <exec_depend>rosidl_default_runtime</exec_depend>
+  <member_of_group>rosidl_interface_packages</member_of_group>
+  <export>
+    <build_type>ament_cmake</build_type>
+  </export>
+</package>
+"""
+
+CMAKE_LISTS = """\
+cmake_minimum_required(VERSION 3.8)
+project(respike_msgs)
+find_package(ament_cmake REQUIRED)
+find_package(rosidl_default_generators REQUIRED)
+find_package(std_msgs REQUIRED)
+rosidl_generate_interfaces(${PROJECT_NAME} "msg/Prediction.msg" DEPENDENCIES std_msgs)
+ament_package()
+"""
+
+
+def write_interface_package(folder: Path) -> list[Path]:
+    """Write the ROS 2 package ``respike_msgs`` (``colcon build`` it in a ROS workspace so ROS
+    nodes can read ``ros2_out``'s typed predictions); refuses a folder that has files."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from respike.stream.ros2 import PREDICTION_MSG
+
+    if folder.exists() and any(folder.iterdir()):
+        raise ValueError(f"{folder} is not empty; expected a new folder for respike_msgs")
+    try:
+        package_version = version("respike-stream")
+    except PackageNotFoundError:
+        package_version = "0.0.0"
+    files = {
+        "package.xml": PACKAGE_XML.format(version=package_version),
+        "CMakeLists.txt": CMAKE_LISTS,
+        "msg/Prediction.msg": PREDICTION_MSG,
+    }
+    written = []
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+__all__ = ["Ros2In", "Ros2Out", "prediction_record", "write_interface_package"]

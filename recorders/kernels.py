@@ -518,3 +518,109 @@ def decode_nmnist(
     state[NM_PREV1] = prev1
     state[NM_PREV2] = prev2
     return n, bad
+
+
+# --- EVT3 encoding ----------------------------------------------------------------------------
+EVT3_HIGH_STEP = 2047
+"""Largest forward step between TIME_HIGH words a decoder accepts (half the 12-bit range - 1)."""
+
+
+@numba.njit(cache=True)
+def _evt3_time_high_words(last: int, high: int, out: npt.NDArray[np.uint16], n: int) -> int:
+    """Write the TIME_HIGH words that take a decoder from ``last`` to ``high`` (4096 µs units,
+    wraps included; ``last`` < 0: none seen yet) in steps it accepts: forward by at most
+    EVT3_HIGH_STEP, and across a 12-bit wrap only from the top EVT3_WRAP_WINDOW units to 0.
+    Returns the new word count, or -1 when ``out`` is full."""
+    h = last if 0 <= last < high else high - 1
+    while h < high:
+        boundary = (h // 4096 + 1) * 4096
+        if last < 0 or high < boundary:
+            h = high if last < 0 else min(high, h + EVT3_HIGH_STEP)
+        elif h % 4096 < 4096 - EVT3_WRAP_WINDOW:
+            h = min(boundary - 1, h + EVT3_HIGH_STEP)
+        else:
+            h = boundary
+        if n >= out.shape[0]:
+            return -1
+        out[n] = 0x8000 | (h & 0xFFF)
+        n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def encode_evt3(
+    t: npt.NDArray[np.int64],
+    x: npt.NDArray[np.uint16],
+    y: npt.NDArray[np.uint16],
+    p: npt.NDArray[np.uint8],
+    last_high: int,
+    out: npt.NDArray[np.uint16],
+) -> tuple[int, int]:
+    """Encode events (times in µs, non-decreasing, >= 0) as EVT3 words; returns (words, high).
+
+    The words start with TIME_HIGH, TIME_LOW and ADDR_Y, so a decoder that starts here decodes
+    them (once it has met a TIME_HIGH then a TIME_LOW: the event_camera_codecs rule). ``last_high``
+    is the TIME_HIGH (4096 µs units) the previous words left a decoder at (-1: none), so the
+    steps between words stay ones :func:`decode_evt3` accepts; the returned high is the next
+    call's. Three or more events of one time, row and polarity with rising x become VECT_BASE_X
+    + VECT_12 words (12 events per word), the others ADDR_X. Returns (-1, last_high) when
+    ``out`` is full.
+    """
+    n = 0
+    cap = out.shape[0]
+    count = t.shape[0]
+    cur_t = np.int64(-1)
+    cur_y = np.int64(-1)
+    i = 0
+    while i < count:
+        ti = t[i]
+        if ti != cur_t:
+            high = ti >> 12
+            if high != last_high or cur_t < 0:
+                n = _evt3_time_high_words(last_high, high, out, n)
+                if n < 0:
+                    return -1, last_high
+                last_high = high
+            if n >= cap:
+                return -1, last_high
+            out[n] = 0x6000 | (ti & 0xFFF)
+            n += 1
+            cur_t = ti
+        yi = np.int64(y[i])
+        pi = np.int64(p[i]) & 1
+        if yi != cur_y:
+            if n >= cap:
+                return -1, last_high
+            out[n] = yi
+            n += 1
+            cur_y = yi
+        j = i + 1
+        while j < count and t[j] == ti and y[j] == yi and p[j] == p[i] and x[j] > x[j - 1]:
+            j += 1
+        if j - i < 3:
+            for k in range(i, j):
+                if n >= cap:
+                    return -1, last_high
+                out[n] = 0x2000 | pi << 11 | np.int64(x[k])
+                n += 1
+        else:
+            base = np.int64(-1)
+            k = i
+            while k < j:
+                if base < 0 or np.int64(x[k]) >= base + 12:
+                    if n >= cap:
+                        return -1, last_high
+                    base = np.int64(x[k])
+                    out[n] = 0x3000 | pi << 11 | base
+                    n += 1
+                bits = np.int64(0)
+                while k < j and np.int64(x[k]) < base + 12:
+                    bits |= np.int64(1) << (np.int64(x[k]) - base)
+                    k += 1
+                if n >= cap:
+                    return -1, last_high
+                out[n] = 0x4000 | bits
+                n += 1
+                base += 12
+        i = j
+    return n, last_high

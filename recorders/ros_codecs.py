@@ -1,4 +1,4 @@
-"""Decoders for the event payloads of ROS messages: the EventPacket encodings, dvs_msgs arrays.
+"""Codecs for the event payloads of ROS messages: the EventPacket encodings, dvs_msgs arrays.
 
 ``event_camera_msgs/EventPacket`` and ``event_array_msgs/EventArray`` carry packed events in an
 ``encoding``; only the C++ event_camera_codecs decodes them, so they are decoded here after its
@@ -10,6 +10,9 @@ a packet; libcaer_cmp: time_base + 24-bit µs offset; mono and trigger: time_bas
 offset), so the checksums of ../shared/data/README.md can be checked exactly; the bag reader
 turns them into µs. External trigger events (evt3 EXT_TRIGGER words, ``trigger`` packets) come
 out beside the CD events in :attr:`PacketDecoder.triggers`.
+
+:class:`Evt3Encoder` writes evt3 packets (what ``ros2_out`` publishes): each packet decodes on
+its own, so a subscriber may join or lose packets mid-stream.
 
 ``dvs_msgs/EventArray`` holds one struct per event; deserialising those one Python object at a
 time is slow, so its ROS 1 and CDR byte layouts are read directly with numpy.
@@ -24,10 +27,12 @@ import numpy as np
 import numpy.typing as npt
 
 from respike.events import EVENT_DTYPE
+from respike.events.types import EventArray
 from respike.recorders.kernels import (
     ERROR_TEXT,
     decode_evt3,
     decode_libcaer_cmp,
+    encode_evt3,
     evt3_state,
     libcaer_cmp_state,
     record_words,
@@ -132,6 +137,48 @@ class PacketDecoder:
             raise PayloadError(ERROR_TEXT[err], stop * 2)
         out = packet[:n]
         return DecodedEvents(out["t"] * 1000, out["x"], out["y"], out["p"])
+
+
+EVT3_MAX_SIDE = 2048
+"""EVT3 addresses are 11 bits."""
+
+
+class Evt3Encoder:
+    """Encodes the event packets of one stream as evt3 ``events`` bytes, in order.
+
+    Each packet starts with TIME_HIGH, TIME_LOW and ADDR_Y words, so it decodes on its own; the
+    encoder remembers the last TIME_HIGH so a decoder that saw the previous packet follows
+    12-bit wraps (every 2**24 µs) and long pauses. EVT3 carries sensor time modulo 2**24 µs: a
+    fresh decoder reports times from the first wrap it saw.
+    """
+
+    def __init__(self) -> None:
+        self._last_high = -1
+
+    def encode(self, events: EventArray) -> npt.NDArray[np.uint8]:
+        """The evt3 bytes of ``events`` (sorted by time here when they are not)."""
+        if events.shape[0] == 0:
+            return np.empty(0, np.uint8)
+        t = events["t"]
+        if t[0] < 0 or (t.shape[0] > 1 and np.any(np.diff(t) < 0)):
+            if t.min() < 0:
+                raise ValueError(f"event times from {t.min()} µs; evt3 needs times >= 0")
+            events = events[np.argsort(t, kind="stable")]
+        for axis in ("x", "y"):
+            if events[axis].max() >= EVT3_MAX_SIDE:
+                raise ValueError(
+                    f"event {axis} up to {events[axis].max()}; evt3 addresses are below "
+                    f"{EVT3_MAX_SIDE}"
+                )
+        t, x, y, p = (np.ascontiguousarray(events[name]) for name in ("t", "x", "y", "p"))
+        size = 4 * events.shape[0] + 16
+        while True:
+            words = np.empty(size, np.uint16)
+            n, high = encode_evt3(t, x, y, p, self._last_high, words)
+            if n >= 0:
+                self._last_high = high
+                return words[:n].view(np.uint8)
+            size *= 2
 
 
 def decode_libcaer(payload: npt.NDArray[np.uint8], time_base: int) -> DecodedEvents:

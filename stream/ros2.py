@@ -28,10 +28,16 @@ if TYPE_CHECKING:  # what the fields hold; the IDL types below say how DDS names
     UInt32: TypeAlias = int
     UInt64: TypeAlias = int
     UInt8: TypeAlias = int
+    Float32: TypeAlias = float
     Octets: TypeAlias = Any  # bytes or a uint8 array
+    Float32s: TypeAlias = list[float]
+    Strings: TypeAlias = list[str]
 else:
     Int32, UInt32, UInt64, UInt8 = idl.int32, idl.uint32, idl.uint64, idl.uint8
+    Float32 = idl.float32
     Octets = idl.sequence[idl.uint8]
+    Float32s = idl.sequence[idl.float32]
+    Strings = idl.sequence[str]
 
 ENCAPSULATION = b"\x00\x01\x00\x00"
 """CDR (XCDR1) little endian, no options: what ROS 2 writes and reads."""
@@ -64,6 +70,17 @@ class _Writer:
         view = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1).data
         self.pack("I", len(view))
         self.out += view
+
+    def strings(self, texts: list[str]) -> None:
+        self.pack("I", len(texts))
+        for text in texts:
+            self.string(text)
+
+    def floats(self, values: list[float]) -> None:
+        self.pack("I", len(values))
+        if values:
+            self._align(4)
+            self.out += np.asarray(values, "<f4").tobytes()
 
 
 class _Reader:
@@ -99,6 +116,13 @@ class _Reader:
 
     def octets(self) -> np.ndarray:
         return np.frombuffer(self._take(self.unpack("I"), 1), dtype=np.uint8)
+
+    def strings(self) -> list[str]:
+        return [self.string() for _ in range(self.unpack("I"))]
+
+    def floats(self) -> list[float]:
+        count = self.unpack("I")
+        return np.frombuffer(self._take(4 * count, 4), "<f4").tolist() if count else []
 
 
 @dataclass
@@ -241,6 +265,56 @@ class EventPacket(IdlStruct, typename="event_camera_msgs::msg::dds_::EventPacket
         return cls(header, height, width, seq, time_base, r.string(), r.unpack("?"), r.octets())
 
 
+PREDICTION_MSG = """\
+# One rolling action prediction of respike (ros2_out's typed predictions).
+std_msgs/Header header  # stamp: the time of the step predicted
+string label            # the rolling label: smoothed, "no action" below the threshold
+string raw_label        # this step's own best label
+bool changed            # the rolling label changed at this step
+string[] classes        # the top labels, best first
+float32[] scores        # their probabilities
+string[] latency_stages # stages of the pipeline; "e2e" is capture to prediction
+float32[] latency_ms    # each stage's latency
+float32 energy_uj       # energy of this step (NaN when unknown)
+"""
+"""``respike_msgs/msg/Prediction``: ``respike ros2-interface`` writes it into a ROS package."""
+
+
+@_fast_cdr("respike_msgs/msg/Prediction")
+@dataclass
+class Prediction(IdlStruct, typename="respike_msgs::msg::dds_::Prediction_"):
+    """respike_msgs/msg/Prediction (:data:`PREDICTION_MSG`)."""
+
+    header: Header = field(default_factory=Header)
+    label: str = ""
+    raw_label: str = ""
+    changed: bool = False
+    classes: Strings = field(default_factory=list)
+    scores: Float32s = field(default_factory=list)
+    latency_stages: Strings = field(default_factory=list)
+    latency_ms: Float32s = field(default_factory=list)
+    energy_uj: Float32 = float("nan")
+
+    def _write(self, w: _Writer) -> None:
+        _write_header(w, self.header)
+        w.string(self.label)
+        w.string(self.raw_label)
+        w.pack("?", self.changed)
+        w.strings(self.classes)
+        w.floats(self.scores)
+        w.strings(self.latency_stages)
+        w.floats(self.latency_ms)
+        w.pack("f", self.energy_uj)
+
+    @classmethod
+    def _read(cls, r: _Reader) -> "Prediction":
+        header, label, raw_label, changed = _read_header(r), r.string(), r.string(), r.unpack("?")
+        classes, scores, stages, latency = r.strings(), r.floats(), r.strings(), r.floats()
+        return cls(
+            header, label, raw_label, changed, classes, scores, stages, latency, r.unpack("f")
+        )
+
+
 def dds_topic(name: str) -> str:
     """The DDS topic of ROS 2 topic ``name`` (``/camera/image`` → ``rt/camera/image``)."""
     return "rt/" + name.lstrip("/")
@@ -279,17 +353,20 @@ ROS_TYPES: dict[str, type[IdlStruct]] = {
     "std_msgs/msg/String": String,
     "sensor_msgs/msg/Image": Image,
     "event_camera_msgs/msg/EventPacket": EventPacket,
+    "respike_msgs/msg/Prediction": Prediction,
 }
 """The ROS 2 message types respike reads and writes, by their ROS names."""
 
 
 __all__ = [
     "ENCAPSULATION",
+    "PREDICTION_MSG",
     "ROS_TYPES",
     "CdrError",
     "EventPacket",
     "Header",
     "Image",
+    "Prediction",
     "String",
     "Time",
     "dds_topic",

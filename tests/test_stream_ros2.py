@@ -12,10 +12,12 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from respike.recorders.rosbag import PACKET_MSG
 from respike.stream.ros2 import (
+    PREDICTION_MSG,
     CdrError,
     EventPacket,
     Header,
     Image,
+    Prediction,
     String,
     Time,
     dds_topic,
@@ -27,6 +29,7 @@ from respike.stream.ros2 import (
 def typestore():  # type: ignore[no-untyped-def]
     store = get_typestore(Stores.ROS2_HUMBLE)
     store.register(get_types_from_msg(PACKET_MSG, "event_camera_msgs/msg/EventPacket"))
+    store.register(get_types_from_msg(PREDICTION_MSG, "respike_msgs/msg/Prediction"))
     return store
 
 
@@ -95,6 +98,45 @@ def test_event_packet_and_string_bytes_equal_rosbags(typestore) -> None:  # type
     )
     assert String(text).serialize() == expected
     assert String.deserialize(expected).data == text
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (
+            "wave",
+            "clap",
+            True,
+            ["wave", "clap", "no action"],
+            [0.5, 0.25, 0.125],
+            ["e2e"],
+            [9.5],
+            4.5,
+        ),
+        ("", "", False, [], [], [], [], float("nan")),
+        ("a", "a", False, ["a"], [1.0], ["snn", "e2e"], [1.25, 20.0], 0.0),
+    ],
+)
+def test_typed_prediction_bytes_equal_rosbags_and_the_dds_binding(typestore, fields) -> None:  # type: ignore[no-untyped-def]
+    """``respike_msgs/msg/Prediction`` as its .msg text defines it: rosbags (from that text)
+    and Cyclone DDS's own serialiser (from the IDL class a DDS peer matches on) agree."""
+    from cyclonedds.idl import IdlStruct
+
+    label, raw, changed, classes, scores, stages, latency, energy = fields
+    floats = [np.array(scores, np.float32), np.array(latency, np.float32)]
+    values = (label, raw, changed, classes, floats[0], stages, floats[1], energy)
+    expected = rosbags_cdr(typestore, "respike_msgs/msg/Prediction", (3, 4, "cam"), *values)
+    ours = Prediction(Header(Time(3, 4), "cam"), *fields)
+    assert ours.serialize() == expected
+    assert IdlStruct.serialize(ours, use_version_2=False) == expected
+    back = Prediction.deserialize(expected)
+    assert (back.label, back.classes, back.scores, back.latency_stages) == (
+        label,
+        classes,
+        scores,
+        stages,
+    )
+    assert back.energy_uj == energy or (np.isnan(back.energy_uj) and np.isnan(energy))
 
 
 def test_damaged_samples_say_what_is_wrong() -> None:
