@@ -49,6 +49,7 @@ NODE_MODULES = (
     "respike.nodes.model",
     "respike.nodes.split",
     "respike.nodes.ros2",
+    "respike.nodes.foxglove",
 )
 """Modules that define node kinds; importing them fills the registry. Heavy dependencies
 (torch, numba) are imported inside those nodes' methods, so listing kinds stays fast."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ REPLAY_PORTS = ("frames", "events", "residual", "keyframes", "features", "predic
 class RecorderNode(Node):
     """Writes every message of its inputs (any names) to one MCAP file, exact bytes and times.
 
-    The file is flushed every ``flush_interval`` seconds, so a SIGKILL loses at most that much
+    Beside them go Foxglove views (``views``): frames, residuals and event packets as
+    ``foxglove.CompressedImage`` or ``RawImage``, predictions as JSON, on ``/NODE/PORT``, the
+    topics and schemas the ``foxglove`` node serves live; replay skips them. The file is flushed every ``flush_interval`` seconds, so a SIGKILL loses at most that much
     and leaves a readable file; a clean stop writes the index and summary.
     """
 
@@ -31,10 +34,13 @@ class RecorderNode(Node):
         path: str = param("recording.mcap", "MCAP file to write (overwritten)")
         flush_interval: float = param(0.5, "seconds between flushes: what a crash can lose")
         compress: bool = param(True, "zstd-compress chunks")
+        views: str = param("jpeg", "Foxglove views beside the messages: jpeg, raw or off")
 
         def __post_init__(self) -> None:
             if self.flush_interval <= 0:
                 raise ValueError("flush_interval must be > 0")
+            if self.views not in ("jpeg", "raw", "off"):
+                raise ValueError(f"views {self.views!r}; expected jpeg, raw or off")
 
     any_inputs = True
     tick_interval = 0.1
@@ -43,11 +49,37 @@ class RecorderNode(Node):
         Path(self.params.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = RecordingWriter(self.params.path, compression=self.params.compress)
         self._dirty_since: float | None = None
+        self._view_errors: Counter[str] = Counter()
 
     def on_message(self, port: str, message: Message) -> None:
-        self._writer.write(message.topic, message.frames, now_us() * 1000, message.pt * 1000)
+        received_ns = now_us() * 1000
+        self._writer.write(message.topic, message.frames, received_ns, message.pt * 1000)
+        if self.params.views != "off":
+            self._write_view(message, received_ns)
         if self._dirty_since is None:
             self._dirty_since = time.monotonic()
+
+    def _write_view(self, message: Message, received_ns: int) -> None:
+        from respike.nodes.foxglove import foxglove_topic, view_bytes, view_schema
+
+        view = view_schema(message.kind, self.params.views)
+        if view is None:
+            return
+        schema, encoding = view
+        try:
+            data = view_bytes(message, self.params.views)
+        except ValueError as error:  # the message itself is recorded; only its picture is not
+            if not self._view_errors[message.kind]:
+                log.warning("%s: no view of a %s: %s", self.name, message.kind, error)
+            self._view_errors[message.kind] += 1
+            return
+        self._writer.write_view(
+            foxglove_topic(message.topic),
+            (schema.name, schema.encoding, schema.data),
+            encoding,
+            data,
+            received_ns,
+        )
 
     def tick(self) -> None:
         if (
@@ -58,7 +90,7 @@ class RecorderNode(Node):
             self._dirty_since = None
 
     def stats(self) -> dict[str, float]:
-        return {"recorded": float(self._writer.count)}
+        return {"recorded": float(self._writer.count), "views": float(self._writer.views)}
 
     def finish(self) -> None:
         self._writer.close()

@@ -312,7 +312,7 @@ def _prediction(header: Any, message: Message, *, typed: bool) -> Any:
     from respike.stream.ros2 import Prediction, String
 
     if not typed:
-        return String(json.dumps(prediction_record(message)))
+        return String(json.dumps(kinds.prediction_record(message)))
     prediction = kinds.Prediction.read(message)
     energy = prediction.energy_uj
     return Prediction(
@@ -326,20 +326,6 @@ def _prediction(header: Any, message: Message, *, typed: bool) -> Any:
         latency_ms=[float(ms) for ms in prediction.latency_ms.values()],
         energy_uj=float("nan") if energy is None else float(energy),
     )
-
-
-def prediction_record(message: Message) -> dict[str, Any]:
-    """The JSON ``ros2_out`` publishes for a prediction."""
-    prediction = kinds.Prediction.read(message)
-    return {
-        "t": message.t,
-        "label": prediction.label,
-        "topk": prediction.topk,
-        "raw_label": prediction.raw_label,
-        "state": prediction.state,
-        "latency_ms": prediction.latency_ms,
-        "energy_uj": prediction.energy_uj,
-    }
 
 
 PACKAGE_XML = """\
@@ -399,4 +385,4 @@ def write_interface_package(folder: Path) -> list[Path]:
     return written
 
 
-__all__ = ["Ros2In", "Ros2Out", "prediction_record", "write_interface_package"]
+__all__ = ["Ros2In", "Ros2Out", "write_interface_package"]

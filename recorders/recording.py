@@ -65,8 +65,14 @@ def unpack_frames(payload: bytes | memoryview) -> list[memoryview]:
     return frames
 
 
+VIEW_METADATA = {"respike": "view"}
+"""Metadata of the channels that hold views of the messages (Foxglove images, JSON) beside
+them: readers of the recording skip them, Foxglove shows them."""
+
+
 class RecordingWriter:
-    """Appends multipart messages to an MCAP file, one channel per topic."""
+    """Appends multipart messages to an MCAP file, one channel per topic, and views of them
+    (:meth:`write_view`) in channels of their own."""
 
     def __init__(self, path: Path | str, *, compression: bool = True) -> None:
         self.path = Path(path)
@@ -78,7 +84,9 @@ class RecordingWriter:
         self._schema = self._writer.register_schema(SCHEMA_NAME, "text", SCHEMA_DESCRIPTION)
         self._channels: dict[str, int] = {}
         self._sequence: Counter[str] = Counter()
+        self._schemas: dict[str, int] = {}
         self.count = 0
+        self.views = 0
 
     def write(
         self, topic: str, frames: Sequence[Any], log_time_ns: int, publish_time_ns: int
@@ -97,6 +105,35 @@ class RecordingWriter:
         )
         self._sequence[topic] += 1
         self.count += 1
+
+    def write_view(
+        self,
+        topic: str,
+        schema: tuple[str, str, bytes],
+        message_encoding: str,
+        data: bytes,
+        log_time_ns: int,
+    ) -> None:
+        """Append a view of a message (``schema`` = name, encoding, data) on channel ``topic``
+        (a topic of its own: ``/camera/frames`` beside ``camera/frames``)."""
+        channel = self._channels.get(topic)
+        if channel is None:
+            name, encoding, definition = schema
+            if name not in self._schemas:
+                self._schemas[name] = self._writer.register_schema(name, encoding, definition)
+            channel = self._writer.register_channel(
+                topic, message_encoding, self._schemas[name], metadata=VIEW_METADATA
+            )
+            self._channels[topic] = channel
+        self._writer.add_message(
+            channel,
+            log_time=log_time_ns,
+            data=data,
+            publish_time=log_time_ns,
+            sequence=self._sequence[topic],
+        )
+        self._sequence[topic] += 1
+        self.views += 1
 
     def flush(self) -> None:
         """Finish the chunk in progress and push it to the file (what survives a SIGKILL)."""
@@ -131,6 +168,8 @@ def read_recording(
         reader = NonSeekingReader(stream)
         try:
             for _, channel, message in reader.iter_messages(log_time_order=False):
+                if channel.metadata == VIEW_METADATA:
+                    continue
                 if channel.message_encoding != MESSAGE_ENCODING:
                     raise RecordingError(
                         f"{path}: channel {channel.topic!r} has encoding {channel.message_encoding!r}; "

@@ -211,6 +211,45 @@ class Stats(Meta):
     """The node's own numbers (frames, events per second, ...)."""
 
 
+def prediction_record(message: Message) -> dict[str, Any]:
+    """A prediction as plain JSON values: what ``ros2_out`` and ``foxglove`` publish."""
+    prediction = Prediction.read(message)
+    return {
+        "t": message.t,
+        "label": prediction.label,
+        "topk": prediction.topk,
+        "raw_label": prediction.raw_label,
+        "state": prediction.state,
+        "latency_ms": prediction.latency_ms,
+        "energy_uj": prediction.energy_uj,
+    }
+
+
+PREDICTION_RECORD_SCHEMA: dict[str, Any] = {
+    "title": "respike.Prediction",
+    "description": "A rolling action prediction of respike (one per SNN step).",
+    "type": "object",
+    "properties": {
+        "t": {"type": "integer", "description": "capture time of the step (µs)"},
+        "label": {"type": "string", "description": "rolling label; 'no action' below threshold"},
+        "topk": {
+            "type": "array",
+            "description": "[label, probability] pairs, best first",
+            "items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "number"}]},
+        },
+        "raw_label": {"type": ["string", "null"], "description": "this step's own best label"},
+        "state": {"type": ["string", "null"], "description": "changed or steady"},
+        "latency_ms": {
+            "type": "object",
+            "description": "per stage; e2e is capture to prediction",
+            "additionalProperties": {"type": "number"},
+        },
+        "energy_uj": {"type": ["number", "null"], "description": "energy of this step (µJ)"},
+    },
+}
+"""JSON schema of :func:`prediction_record` (Foxglove shows fields by it)."""
+
+
 Step = Residual | Events | Features
 """What one or more SNN steps arrive as."""
 
@@ -226,6 +265,7 @@ def read_step(message: Message) -> Step:
 
 __all__ = [
     "PASSED_ON",
+    "PREDICTION_RECORD_SCHEMA",
     "Events",
     "Features",
     "Frame",
@@ -235,5 +275,6 @@ __all__ = [
     "Residual",
     "Stats",
     "Step",
+    "prediction_record",
     "read_step",
 ]

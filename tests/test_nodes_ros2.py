@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("cyclonedds")
 
-from respike.nodes.ros2 import Ros2In, Ros2Out, prediction_record
+from respike.nodes.ros2 import Ros2In, Ros2Out
 from respike.nodes.testing import MockIO, message
 from respike.stream import kinds
 from respike.stream.ros2 import Header, Image, Time
@@ -72,7 +72,7 @@ def test_ros2_out_writes_residuals_as_float_images_and_predictions_as_json(domai
     back = np.frombuffer(image.data, "<f4").reshape(3, 4, 2).transpose(2, 0, 1)
     np.testing.assert_array_equal(back, residual)
     prediction = message(kinds.Prediction(label="wave", topk=[["wave", 0.9]], energy_uj=3.0), t=7)
-    record = prediction_record(prediction)
+    record = kinds.prediction_record(prediction)
     assert record["label"] == "wave" and record["t"] == 7 and record["energy_uj"] == 3.0
     io = MockIO(Ros2Out)
     io.send("predictions", prediction)
