@@ -24,6 +24,12 @@ high-water marks of 256 to SUB, as the lossless Publisher and Subscriber use):
 - ``pickle``: ``pickle.dumps`` of a dict holding the header fields and the array, sent as one
   frame with plain pyzmq ``send``/``recv`` and ``pickle.loads`` on receipt (only here, for
   comparison: product code never pickles on the wire);
+- ``ros2`` (frames only, over DDS instead of ZeroMQ: transport ``dds``): what ``ros2_out``
+  and ``ros2_in`` do: a ``sensor_msgs/msg/Image`` rgb8 with respike's CDR codec, written with
+  Cyclone DDS on ``rt/bench/image`` in a private ``ROS_DOMAIN_ID`` under ROS's ``default`` QoS
+  (reliable, keep last ``--hwm``), taken from a waitset and turned into a frame as ``ros2_in``
+  does (:func:`respike.events.images.rgb_frame`). The stamp is the publish time, ``frame_id``
+  the sequence number. Cyclone DDS carries it over loopback UDP (its default without iceoryx).
 - ``raw`` (optional, for diagnosis): bare pyzmq ``send_multipart(copy=False)`` of
   ``[topic, msgpack header, buffer]`` and ``recv_multipart(copy=False)`` plus ``np.frombuffer``,
   without the respike codec or socket wrappers: the floor the ``respike`` path could reach.
@@ -40,6 +46,7 @@ method; both use one ZeroMQ I/O thread and one BLAS/OpenMP thread. Sequence gaps
     python bench/transport.py --json               # one JSON summary on stdout
     python bench/transport.py --transports ipc --payloads frame --codecs respike,pickle,raw \\
         --modes full --seconds 2
+    python bench/transport.py --payloads frame --codecs respike,ros2 --modes 30Hz --json
 """
 
 from __future__ import annotations
@@ -70,7 +77,9 @@ from respike.stream.sockets import Delivery, Publisher, Subscriber
 
 TRANSPORTS: Final = ("ipc", "tcp")
 PAYLOADS: Final = ("frame", "events")
-CODECS: Final = ("respike", "pickle", "raw")
+CODECS: Final = ("respike", "pickle", "raw", "ros2")
+DDS_DOMAIN: Final = 231
+"""ROS_DOMAIN_ID of the ``ros2`` runs (0-232), away from the default 0 of a robot's graph."""
 MODES: Final = ("30Hz", "full")
 HWM: Final = 256
 """Default high-water mark of every socket here: the lossless Publisher/Subscriber's."""
@@ -305,6 +314,38 @@ def _receive_raw(context: zmq.Context, endpoint: str, hwm: int, conn: Connection
     return stats
 
 
+def _receive_ros2(hwm: int, conn: Connection) -> _Stats:
+    from cyclonedds.core import ReadCondition, SampleState, WaitSet
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+    from cyclonedds.util import duration
+
+    from respike.events.images import rgb_frame
+    from respike.stream.ros2 import Image, dds_topic, qos
+
+    stats = _Stats()
+    participant = DomainParticipant(DDS_DOMAIN)
+    topic = Topic(participant, dds_topic("/bench/image"), Image)
+    reader = DataReader(participant, topic, qos=qos("default", hwm))
+    waitset = WaitSet(participant)
+    waitset.attach(ReadCondition(reader, SampleState.NotRead))
+    conn.send("ready")
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < RESULT_TIMEOUT_S:
+        waitset.wait(duration(milliseconds=200))
+        for image in reader.take(N=64):
+            arrival = now_us()
+            if not image.sample_info.valid_data:
+                continue
+            idle_since = time.monotonic()
+            if image.header.frame_id == "end":
+                return stats
+            frame = rgb_frame(image.data, image.width, image.height, image.encoding, image.step)
+            stats.add(int(image.header.frame_id), image.header.stamp.to_us(), arrival, frame)
+    return stats
+
+
 def receiver_main(conn: Connection) -> None:
     """Child process: for each command received on ``conn``, subscribe and report statistics."""
     context = zmq.Context(io_threads=1)
@@ -320,6 +361,8 @@ def receiver_main(conn: Connection) -> None:
                 stats = _receive_respike(context, endpoint, topic, hwm, conn)
             elif codec == "pickle":
                 stats = _receive_pickle(context, endpoint, hwm, conn)
+            elif codec == "ros2":
+                stats = _receive_ros2(hwm, conn)
             else:
                 stats = _receive_raw(context, endpoint, hwm, conn)
             conn.send(stats.summary(command["payload_bytes"]))
@@ -465,6 +508,37 @@ def _send_raw(
         socket.close(linger=0)
 
 
+def _send_ros2(
+    case: Case, context: zmq.Context, bind: str, array: np.ndarray, conn: Connection
+) -> tuple[int, dict[str, Any]]:
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.topic import Topic
+
+    from respike.nodes.ros2 import MATCH_SETTLE_S
+    from respike.stream.ros2 import Header, Image, Time, dds_topic, qos
+
+    participant = DomainParticipant(DDS_DOMAIN)
+    topic = Topic(participant, dds_topic("/bench/image"), Image)
+    writer = DataWriter(participant, topic, qos=qos("default", case.hwm))
+    _start_receiver(conn, case, "rt/bench/image", "bench/image", array)
+    deadline = time.monotonic() + 10.0
+    while writer.get_publication_matched_status().current_count == 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the DDS reader did not match")
+        time.sleep(0.01)
+    time.sleep(MATCH_SETTLE_S)
+    height, width = array.shape[:2]
+    pacer = _Pacer(case.seconds, case.rate)
+    sent = 0
+    while pacer.next():
+        header = Header(Time.from_us(now_us()), str(sent))
+        writer.write(Image(header, height, width, "rgb8", 0, width * 3, array))
+        sent += 1
+    writer.write(Image(Header(Time.from_us(now_us()), "end"), 0, 0, "rgb8", 0, 0, b""))
+    return sent, _await_summary(conn)
+
+
 def _start_receiver(
     conn: Connection, case: Case, endpoint: str, topic: str, array: np.ndarray
 ) -> None:
@@ -490,7 +564,12 @@ def _await_summary(conn: Connection) -> dict[str, Any]:
     return summary
 
 
-SENDERS: Final = {"respike": _send_respike, "pickle": _send_pickle, "raw": _send_raw}
+SENDERS: Final = {
+    "respike": _send_respike,
+    "pickle": _send_pickle,
+    "raw": _send_raw,
+    "ros2": _send_ros2,
+}
 
 
 def run_case(
@@ -503,7 +582,7 @@ def run_case(
     usage = Usage()
     try:
         result.sent, summary = SENDERS[case.codec](case, context, bind, array, conn)
-    except (TimeoutError, EOFError, zmq.ZMQError) as error:
+    except (TimeoutError, EOFError, zmq.ZMQError, ImportError) as error:
         result.error = f"{type(error).__name__}: {error}"
         return result
     result.tx_cpu_us, result.tx_faults = usage.per_message(result.sent)
@@ -519,10 +598,15 @@ def run_case(
 def plan(args: argparse.Namespace) -> list[Case]:
     """The measurements asked for, in the order they run."""
     cases = []
-    for transport in args.transports:
+    transports = [*args.transports, "dds"] if "ros2" in args.codecs else args.transports
+    for transport in transports:
         for payload in args.payloads:
             for mode in args.modes:
                 for codec in args.codecs:
+                    if (codec == "ros2") != (transport == "dds") or (
+                        codec == "ros2" and payload != "frame"
+                    ):
+                        continue  # ros2 goes over DDS only, with images
                     seconds, rate = (
                         (args.seconds, None) if mode == "full" else (args.paced_seconds, args.rate)
                     )
@@ -550,7 +634,17 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
+        "cyclonedds": _version("cyclonedds"),
     }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def format_table(results: list[Result]) -> str:

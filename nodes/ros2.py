@@ -42,22 +42,60 @@ MATCH_SETTLE_S = 0.3
 a sample written at once can miss it (1 of 60 here). ``wait_s`` waits this much longer."""
 
 
-class _Dds:
-    """One participant in ``ROS_DOMAIN_ID`` and the topics a node uses (made on first use)."""
+TYPE_CHECK_S = 0.5
+"""How often a node looks at the endpoints other participants announce, for type mismatches."""
 
-    def __init__(self) -> None:
+
+class _Dds:
+    """One participant in ``ROS_DOMAIN_ID``, the topics a node uses (made on first use), and
+    the other side's endpoints on them: ``peers`` is ``publications`` (what a reader hears)
+    or ``subscriptions`` (what a writer serves)."""
+
+    def __init__(self, peers: str) -> None:
+        from cyclonedds.builtin import (
+            BuiltinDataReader,
+            BuiltinTopicDcpsPublication,
+            BuiltinTopicDcpsSubscription,
+        )
         from cyclonedds.domain import DomainParticipant
 
         from respike.stream.ros2 import domain_id
 
         self.participant = DomainParticipant(domain_id())
+        builtin = (
+            BuiltinTopicDcpsPublication if peers == "publications" else BuiltinTopicDcpsSubscription
+        )
+        self._peers = BuiltinDataReader(self.participant, builtin)
+        self._peer_kind = peers[:-1]
+        self._types: dict[str, str] = {}
+        self._next_check = 0.0
 
     def topic(self, name: str, data_type: type) -> Any:
         from cyclonedds.topic import Topic
 
         from respike.stream.ros2 import dds_topic
 
+        self._types[dds_topic(name)] = data_type.__idl_typename__  # type: ignore[attr-defined]
         return Topic(self.participant, dds_topic(name), data_type)
+
+    def check_types(self, bad: _Counted) -> None:
+        """Count and log (once) each endpoint of another participant on one of our topics
+        whose type differs from ours: DDS never matches the two, so nothing would flow."""
+        if time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + TYPE_CHECK_S
+        from respike.stream.ros2 import ros_type_name
+
+        for endpoint in self._peers.take(N=64):
+            ours = self._types.get(getattr(endpoint, "topic_name", ""))
+            if ours is None or endpoint.type_name == ours:
+                continue
+            bad(
+                "type",
+                f"a {self._peer_kind} on {endpoint.topic_name[2:]} uses "
+                f"{ros_type_name(endpoint.type_name)}, not {ros_type_name(ours)}: DDS does not "
+                "match them, so nothing passes between them",
+            )
 
 
 class _Counted:
@@ -98,7 +136,7 @@ class Ros2In(Node[Ros2InParams]):
     outputs = ("frames", "events")
 
     def start(self) -> None:
-        self._dds = _Dds()
+        self._dds = _Dds("publications")
         self._bad = _Counted(self.name)
         self._decoders: dict[tuple[str, int, int], Any] = {}
         self._reader: Any = None
@@ -124,6 +162,7 @@ class Ros2In(Node[Ros2InParams]):
 
         if self._reader is None:
             self._subscribe()
+        self._dds.check_types(self._bad)
         self._waitset.wait(duration(milliseconds=50))
         for sample in self._reader.take(N=64):
             if not getattr(sample, "sample_info", None) or not sample.sample_info.valid_data:
@@ -216,11 +255,12 @@ class Ros2Out(Node[Ros2OutParams]):
     Params = Ros2OutParams
     inputs = ("frames", "residual", "events", "predictions")
     optional_inputs = frozenset(inputs)
+    tick_interval = TYPE_CHECK_S
 
     def start(self) -> None:
         from respike.recorders.ros_codecs import Evt3Encoder
 
-        self._dds = _Dds()
+        self._dds = _Dds("subscriptions")
         self._writers: dict[str, Any] = {}
         self._bad = _Counted(self.name)
         self._evt3 = Evt3Encoder()
@@ -263,6 +303,9 @@ class Ros2Out(Node[Ros2OutParams]):
             return
         self._writer(port, type(sample)).write(sample)
         self.sent[port] += 1
+
+    def tick(self) -> None:
+        self._dds.check_types(self._bad)
 
     def _event_packet(self, header: Any, message: Message) -> Any:
         """``event_camera_msgs/msg/EventPacket`` in evt3 (``time_base`` is undefined for evt3)."""

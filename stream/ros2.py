@@ -320,6 +320,15 @@ def dds_topic(name: str) -> str:
     return "rt/" + name.lstrip("/")
 
 
+def ros_type_name(dds_type: str) -> str:
+    """The ROS name of a DDS type name (``std_msgs::msg::dds_::String_`` →
+    ``std_msgs/msg/String``); a name not made by ROS comes back as it is."""
+    parts = dds_type.split("::")
+    if len(parts) == 4 and parts[2] == "dds_" and parts[3].endswith("_"):
+        return f"{parts[0]}/{parts[1]}/{parts[3][:-1]}"
+    return dds_type
+
+
 def domain_id() -> int:
     """``ROS_DOMAIN_ID`` (0 when unset), as ROS 2 reads it."""
     value = os.environ.get("ROS_DOMAIN_ID", "0") or "0"
@@ -372,4 +381,5 @@ __all__ = [
     "dds_topic",
     "domain_id",
     "qos",
+    "ros_type_name",
 ]

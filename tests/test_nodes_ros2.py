@@ -302,3 +302,50 @@ def test_a_video_published_as_ros_images_gets_predictions_on_a_ros_topic(
     assert {r["label"] for r in received} <= outputs, "labels of the model, nothing else"
     assert all(r["topk"] and r["topk"][0][0] in outputs for r in received)
     assert [r["t"] for r in received] == sorted(r["t"] for r in received)
+
+
+def test_a_peer_of_another_type_on_the_topic_is_named_once(
+    domain: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DDS never matches a reader and a writer of different types: nothing would flow, and
+    without this check nothing would say why."""
+    import logging
+
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+
+    from respike.stream.ros2 import Prediction, String, qos
+
+    listen = MockIO(Ros2In, name="cam_in", params=Ros2In.Params(topic="/m/image"))
+    talk = MockIO(Ros2Out, name="pred_out", params=Ros2Out.Params(prefix="/m"))
+    talk.send("predictions", message(kinds.Prediction(label="wave"), t=1))  # std_msgs/String
+    participant = DomainParticipant(int(domain))  # another program on the robot
+    foreign = [
+        DataWriter(participant, Topic(participant, "rt/m/image", String), qos("default")),
+        DataReader(participant, Topic(participant, "rt/m/predictions", Prediction), qos("default")),
+    ]
+    with caplog.at_level(logging.WARNING):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            listen.node._bad.counts["type"] and talk.node._bad.counts["type"]
+        ):
+            listen.node.produce()
+            talk.node.tick()
+            time.sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line for line in lines if line.startswith("cam_in:")] == [
+        "cam_in: a publication on /m/image uses std_msgs/msg/String, not sensor_msgs/msg/Image: "
+        "DDS does not match them, so nothing passes between them (further ones are counted)"
+    ]
+    assert any(
+        line.startswith(
+            "pred_out: a subscription on /m/predictions uses respike_msgs/msg/Prediction"
+        )
+        for line in lines
+    )
+    assert listen.node.stats()["invalid"] == 1 and talk.node.stats()["invalid"] == 1
+    del foreign
+    listen.end()
+    talk.end()

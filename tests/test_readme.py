@@ -69,6 +69,8 @@ OUTPUTS = {
     TEACH: "mine.md",
     "respike calibrate actions --out actions-rule.pt": "actions-rule.pt",
     EXPORT_DORA: "dataflow.yml",
+    "respike ros2-interface --out ws/src/respike_msgs": "ws/src/respike_msgs/msg/Prediction.msg",
+    "respike run pipelines/foxglove.toml --set source.source=clip.mp4": "run.mcap",
 }
 
 
