@@ -67,7 +67,8 @@ class _Writer:
         self.out += data
 
     def octets(self, data: bytes | np.ndarray) -> None:
-        view = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1).data
+        array = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+        view = np.ascontiguousarray(array, dtype=np.uint8).reshape(-1).data
         self.pack("I", len(view))
         self.out += view
 

@@ -59,6 +59,12 @@ def test_image_bytes_equal_rosbags_and_decode_back(typestore) -> None:  # type: 
             data,
         )
         assert ours.serialize() == expected
+        assert (
+            Image(
+                Header(Time(12, 345), frame_id), height, width, "rgb8", 0, width * 3, data.tobytes()
+            ).serialize()
+            == expected
+        ), "bytes as well as arrays"
         back = Image.deserialize(expected)
         assert (back.height, back.width, back.encoding, back.step) == (
             height,
