@@ -44,9 +44,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import numpy.typing as npt
 from numba import types
@@ -176,6 +177,9 @@ class DvsEmulator:
     goes up by one. A frame time that does not increase, or that comes more than 2**30 µs
     (about 18 minutes) after the previous frame's, is rejected with ValueError: start a new
     stream (``state=None``) after such a gap.
+
+    ``threads`` > 1 splits each step over that many threads (bands of rows, then a parallel
+    radix sort), giving the same events; it pays on busy frames when the cores are free.
     """
 
     on_threshold: float = 0.2
@@ -188,6 +192,7 @@ class DvsEmulator:
     linear_below: float = 20.0
     channel_order: str = "bgr"
     seed: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         def number(name: str, low: float, high: float) -> None:
@@ -211,6 +216,10 @@ class DvsEmulator:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} is {value!r}; expected an integer >= 0")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int):
+            raise ValueError(f"threads is {self.threads!r}; expected an integer in [1, 64]")
+        if not 1 <= self.threads <= 64:
+            raise ValueError(f"threads is {self.threads!r}; expected an integer in [1, 64]")
         if self.channel_order not in CHANNEL_ORDERS:
             raise ValueError(
                 f"channel_order is {self.channel_order!r}; expected one of {CHANNEL_ORDERS}"
@@ -220,7 +229,9 @@ class DvsEmulator:
         self, frame: npt.NDArray[np.generic], t_us: int, state: DvsState | None = None
     ) -> tuple[EventArray, DvsState]:
         """Events between the previous frame and ``frame`` (taken at ``t_us``), and the new state."""
-        return self._step(frame, t_us, state, _run_numba)
+        if self.threads == 1:
+            return self._step(frame, t_us, state, _run_numba)
+        return self._step(frame, t_us, state, partial(_run_threaded, threads=self.threads))
 
     def reference(
         self, frame: npt.NDArray[np.generic], t_us: int, state: DvsState | None = None
@@ -279,7 +290,7 @@ class DvsEmulator:
                 f"frame time {t1} µs is not within (0, 2**30] µs after the previous frame's "
                 f"{state.t} µs; times must increase (start a new stream after a long gap)"
             )
-        levels = (_levels_numba if run is _run_numba else _levels_reference)(
+        levels = (_levels_reference if run is _run_reference else _levels_numba)(
             checked, self.channel_order
         )
         if state is None:
@@ -746,6 +757,193 @@ def _dvs_kernel(
 
 def _run_numba(step: _Step) -> StepResult:
     words, log_ref, last, total = _dvs_kernel(*step)
+    _check_event_count(total)
+    return words.view(EVENT_DTYPE), log_ref, last
+
+
+# --- the same step on several threads -----------------------------------------------------------
+
+
+@kernel
+def _band_crossings(lo, hi, levels, lut, log_ref, new_ref, c_on, c_off, leak, act_i, act_n, act_d1):
+    """Crossings of the pixels [lo, hi) (``lo`` a chunk boundary), their active list written
+    from index ``lo`` on; returns (active pixels, crossings)."""
+    log_now = np.empty(CHUNK, dtype=np.float32)
+    n_buf = np.empty(CHUNK, dtype=np.int32)
+    d1_buf = np.empty(CHUNK, dtype=np.float32)
+    count = lo
+    total = 0
+    for chunk in range(lo // CHUNK, (hi + CHUNK - 1) // CHUNK):
+        crossings = _chunk_crossings(
+            chunk, levels, lut, log_ref, new_ref, c_on, c_off, leak, log_now, n_buf, d1_buf
+        )
+        if crossings:
+            total += crossings
+            size = min(CHUNK, levels.shape[0] - chunk * CHUNK)
+            count = _compact(
+                chunk * CHUNK, n_buf[:size], d1_buf[:size], act_i, act_n, act_d1, count
+            )
+    return count - lo, total
+
+
+@kernel
+def _noise_keys(noise_index, noise_offset, noise_polarity, width, keys):
+    for j in range(noise_index.shape[0]):
+        index = noise_index[j]
+        y = index // width
+        x = index - y * width
+        keys[j] = (noise_offset[j] << 33) | (y << 17) | (x << 1) | np.int64(noise_polarity[j])
+
+
+@kernel
+def _count_digits(keys, shift, counts):
+    for j in range(keys.shape[0]):
+        counts[(keys[j] >> shift) & 255] += 1
+
+
+BANDS_PER_THREAD = 32
+"""Bands of rows per thread: events bunch up in a few rows, and small bands handed out as
+threads come free keep the threads equally busy."""
+
+
+PRANGE_ONLY = {
+    "prange": True,
+    "numpy": False,
+    "setitem": False,
+    "reduction": False,
+    "comprehension": False,
+    "inplace_binop": False,
+    "stencil": False,
+    "fusion": False,
+}
+"""Only the explicit ``prange`` loops run on threads: with a parallel chunk size of 1 (bands
+handed out one at a time), an implicit parallel array operation would be split per element."""
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", parallel=PRANGE_ONLY)  # type: ignore[call-overload]
+def _dvs_kernel_threaded(
+    levels,
+    old_levels,
+    lut,
+    log_ref,
+    c_on,
+    c_off,
+    leak,
+    last_event_t,
+    refractory,
+    t0,
+    t1,
+    width,
+    noise_index,
+    noise_offset,
+    noise_polarity,
+    parts,
+):
+    """:func:`_dvs_kernel` on ``parts`` threads: crossings and event keys per band of rows,
+    then a stable LSD radix sort whose passes count and scatter ``parts`` contiguous pieces of
+    the keys at once (each piece gets its own slots per digit, in piece order). Keys enter the
+    sort in the single-threaded order (band by band, then noise) and every pass is stable, so
+    the packets are identical."""
+    pixels = levels.shape[0]
+    dt = t1 - t0
+    chunks = (pixels + CHUNK - 1) // CHUNK
+    bands = max(1, min(chunks, BANDS_PER_THREAD * parts))
+    bounds = np.empty(bands + 1, dtype=np.int64)
+    for b in range(bands + 1):
+        bounds[b] = min(pixels, (chunks * b // bands) * CHUNK)
+    new_ref = np.empty(pixels, dtype=np.float32)
+    last = last_event_t.copy()
+    act_i = np.empty(pixels, dtype=np.int64)
+    act_n = np.empty(pixels, dtype=np.int32)
+    act_d1 = np.empty(pixels, dtype=np.float32)
+    band_count = np.zeros(bands, dtype=np.int64)
+    band_total = np.zeros(bands, dtype=np.int64)
+    for b in numba.prange(bands):
+        band_count[b], band_total[b] = _band_crossings(
+            bounds[b], bounds[b + 1], levels, lut, log_ref, new_ref, c_on, c_off, leak,
+            act_i, act_n, act_d1,
+        )  # fmt: skip
+    n_noise = noise_index.shape[0]
+    capacity = band_total.sum() + n_noise
+    if capacity > MAX_EVENTS:
+        return np.empty(0, dtype=np.int64), new_ref, last, capacity
+    words = np.empty(2 * capacity, dtype=np.int64)
+    keys = words[capacity:]
+    key_start = np.zeros(bands + 1, dtype=np.int64)
+    for b in range(bands):
+        key_start[b + 1] = key_start[b] + band_total[b]
+    made = np.zeros(bands, dtype=np.int64)
+    segment_counts = np.zeros((bands + 1, 256), dtype=np.int64)  # digit 0, per band and noise
+    for b in numba.prange(bands):
+        lo = bounds[b]
+        made[b] = _active_events(
+            act_i[lo:], act_n[lo:], act_d1[lo:], band_count[b], old_levels, lut, log_ref,
+            c_on, c_off, last, refractory, t0, dt, width, keys[key_start[b] :],
+        )  # fmt: skip
+        _count_digits(keys[key_start[b] : key_start[b] + made[b]], 33, segment_counts[b])
+    edges = np.zeros(bands + 2, dtype=np.int64)  # keys of band b, then noise: one segment each
+    for b in range(bands):  # close the gaps refractory suppression left (moves keys down)
+        m = edges[b]
+        if key_start[b] != m:
+            for j in range(made[b]):
+                keys[m + j] = keys[key_start[b] + j]
+        edges[b + 1] = m + made[b]
+    m = edges[bands]
+    _noise_keys(noise_index, noise_offset, noise_polarity, width, keys[m : m + n_noise])
+    _count_digits(keys[m : m + n_noise], 33, segment_counts[bands])
+    m += n_noise
+    edges[bands + 1] = m
+    # The first pass's pieces: runs of whole segments with about m / parts keys each (pieces
+    # of whole segments keep their digit counts; few pieces keep the threads' slots apart).
+    piece_edges = np.zeros(parts + 1, dtype=np.int64)
+    counts = np.zeros((parts, 256), dtype=np.int64)
+    g = 0
+    for p in range(parts):
+        target = m * (p + 1) // parts
+        while g < bands + 1 and (p == parts - 1 or edges[g + 1] <= target):
+            counts[p] += segment_counts[g]
+            g += 1
+        piece_edges[p + 1] = edges[g]
+    edges = piece_edges
+    passes = 1
+    while passes < 4 and (dt - 1) >> (8 * passes) > 0:
+        passes += 1
+    scratch = np.empty(m, dtype=np.int64)
+    src = keys[:m]
+    dst = scratch
+    if passes % 2 == 1:
+        scratch[:] = src
+        src, dst = scratch, keys[:m]
+    # Pass by pass: each piece counts its digits (the first pass's counts come from the
+    # bands), takes its own slots per digit in piece order, and scatters at once.
+    for d in range(passes):
+        shift = 33 + 8 * d
+        if d > 0:
+            for p in numba.prange(parts):
+                counts[p] = 0
+                _count_digits(src[edges[p] : edges[p + 1]], shift, counts[p])
+        slots = np.zeros((parts, 256), dtype=np.int64)
+        start = 0
+        for digit in range(256):
+            for p in range(parts):
+                slots[p, digit] = start
+                start += counts[p, digit]
+        if d < passes - 1:
+            for p in numba.prange(parts):
+                _radix_scatter(src[edges[p] : edges[p + 1]], dst, slots[p], shift)
+            src, dst = dst, src
+            for p in range(parts + 1):
+                edges[p] = m * p // parts
+        else:
+            for p in numba.prange(parts):
+                _radix_scatter_events(src[edges[p] : edges[p + 1]], words, slots[p], shift, t0)
+    return words[: 2 * m], new_ref, last, capacity
+
+
+def _run_threaded(step: _Step, threads: int) -> StepResult:
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    numba.set_parallel_chunksize(1)  # bands go to whichever thread is free: events bunch up
+    words, log_ref, last, total = _dvs_kernel_threaded(*step, threads)
     _check_event_count(total)
     return words.view(EVENT_DTYPE), log_ref, last
 

@@ -96,6 +96,7 @@ def _every_call() -> Iterator[tuple[Step, np.ndarray | None]]:
         DvsEmulator(),
         DvsEmulator(threshold_mismatch=0.05, refractory_us=100, leak_rate_hz=1.0),
         DvsEmulator(shot_noise_rate_hz=100.0),
+        DvsEmulator(threads=2),
     ]
     for frame in _frames():
         for settings in residuals:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,8 +67,11 @@ class ResidualNode(Node):
         leak_rate_hz: float = param(0.0, "DVS leak events per pixel per second")
         shot_noise_rate_hz: float = param(0.0, "DVS shot-noise events per pixel per second")
         seed: int = param(0, "seed of the emulator's randomness")
+        threads: int = param(0, "DVS emulation threads; 0 = the cores this node may use")
 
         def __post_init__(self) -> None:
+            if not 0 <= self.threads <= 64:
+                raise ValueError(f"threads {self.threads}; expected 0-64 (0: the node's cores)")
             if (self.width is None) != (self.height is None):
                 raise ValueError("give width and height together")
             if not (self.residuals or self.events or self.keyframes):
@@ -91,6 +95,7 @@ class ResidualNode(Node):
             shot_noise_rate_hz=p.shot_noise_rate_hz,
             channel_order="rgb",
             seed=p.seed,
+            threads=p.threads or min(64, len(os.sched_getaffinity(0))),
         )
         kernels = (self._residuals, self._emulator) if p.events else (self._residuals,)
         log.info("%s: numba kernels ready in %.2f s", self.name, warm_up(*kernels))

@@ -403,6 +403,36 @@ def test_bad_frames_are_rejected_with_a_message(frame: np.ndarray, message: str)
         DvsEmulator()(frame, 0)
 
 
+@pytest.mark.parametrize("dvs", [DvsEmulator(), ALL_OPTIONS], ids=["default", "all-options"])
+@pytest.mark.parametrize(
+    ("size", "frame_us"),
+    [
+        ((640, 480), FRAME_US),  # two radix passes (the common case)
+        ((333, 97), 200),  # one pass; a size that is no multiple of the kernel's chunks
+        ((64, 48), 100_000),  # three passes; fewer chunks than bands
+        ((7, 3), FRAME_US),  # one chunk
+    ],
+)
+def test_threads_give_the_events_of_one_thread(
+    dvs: DvsEmulator, size: tuple[int, int], frame_us: int, shared_data: Path
+) -> None:
+    """Bands of rows, then a parallel stable radix sort: the same packets and states."""
+    from dataclasses import replace
+
+    frames = [
+        cv2.resize(f, size)
+        for f in read_clip(shared_data / "videos" / "kinetics_arm_wrestling.mp4", 8)
+    ]
+    one, one_states = run(dvs, frames, frame_us=frame_us)
+    for threads in (2, 3):
+        many, many_states = run(replace(dvs, threads=threads), frames, frame_us=frame_us)
+        for i, (a, b) in enumerate(zip(one, many, strict=True)):
+            assert a.tobytes() == b.tobytes(), f"{threads} threads, frame {i}: packets differ"
+            assert np.array_equal(one_states[i].log_ref, many_states[i].log_ref)
+            assert np.array_equal(one_states[i].last_event_t, many_states[i].last_event_t)
+    assert sum(len(p) for p in one) > (0 if size == (7, 3) else 1000)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -417,6 +447,8 @@ def test_bad_frames_are_rejected_with_a_message(frame: np.ndarray, message: str)
         ({"seed": -3}, "seed is -3"),
         ({"channel_order": "bgra"}, "channel_order is 'bgra'"),
         ({"on_threshold": "0.2"}, "on_threshold is '0.2'"),
+        ({"threads": 0}, r"threads is 0; expected an integer in \[1, 64\]"),
+        ({"threads": True}, "threads is True"),
     ],
 )
 def test_settings_are_validated(kwargs: dict, message: str) -> None:
