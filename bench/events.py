@@ -6,16 +6,19 @@ timing) and fed, one frame at a time with fresh state, to:
 - DVS emulation with the default settings: respike's numba kernel, its numpy reference, and an
   OpenCV formulation of the same model (cvtColor, LUT, subtract, compare and findNonZero for the
   dense work, numpy for the per-event work); the same on the first frame repeated (no event:
-  the per-pixel floor of the cost); and with every option on (threshold mismatch, refractory
-  period, leak, shot noise), numba vs numpy only;
+  the per-pixel floor of the cost, beside a copy of each frame: the floor of any per-frame
+  work); and with every option on (threshold mismatch, refractory period, leak, shot noise),
+  numba vs numpy only; the default and every-option runs also on ``--threads`` threads
+  (``DvsEmulator(threads=...)``, whose packets are checked identical to one thread's);
 - ReSpike residuals, grey at frame size (the defaults) and RGB area-downsampled to 128x128
   (a model input): numba, numpy reference, OpenCV (cvtColor, resize INTER_AREA, subtract);
 - binning of the emulated event packets into (4, 2, 128, 128) counts: numba vs numpy.
 
-One thread everywhere (NUMBA_NUM_THREADS=1 and cv2.setNumThreads(1) are set here), best of
-``--repeat`` runs after one warm-up run (numpy reference: ``--numpy-repeat`` runs). Each rate is
-given by wall time and by the thread's CPU time, which is steadier on a machine shared with other
-work. First-call latency (import, first frames, warm_up()) is measured in fresh subprocesses,
+One thread everywhere but the threaded rows (BLAS and OpenMP pools of one thread,
+cv2.setNumThreads(1); numba's pool has the cores this process may use, for those rows only),
+best of ``--repeat`` runs after one warm-up run (numpy reference: ``--numpy-repeat`` runs).
+Each rate is given by wall time and by the process's CPU time (all its threads), which is
+steadier on a machine shared with other work. First-call latency (import, first frames, warm_up()) is measured in fresh subprocesses,
 first with an empty numba cache (compilation), then with that cache filled (cache load).
 
     python bench/events.py
@@ -26,10 +29,12 @@ from __future__ import annotations
 
 import os
 
-for _name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
+os.environ["NUMBA_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))  # the threaded rows' pool
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
@@ -139,14 +144,15 @@ class OpenCvResiduals:
 
 
 def timed(run: Callable[[], int], repeat: int) -> dict[str, float]:
-    """Best wall and thread-CPU seconds of ``repeat`` runs after one warm-up; and the count."""
+    """Best wall and process-CPU seconds (all threads) of ``repeat`` runs after one warm-up;
+    and the count."""
     count = run()
     wall = cpu = float("inf")
     for _ in range(repeat):
-        start_wall, start_cpu = time.perf_counter(), time.thread_time()
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
         count = run()
         wall = min(wall, time.perf_counter() - start_wall)
-        cpu = min(cpu, time.thread_time() - start_cpu)
+        cpu = min(cpu, time.process_time() - start_cpu)
     return {"wall_s": wall, "cpu_s": cpu, "events": count}
 
 
@@ -156,6 +162,13 @@ def dvs_run(step: Callable[..., Any], frames: list[np.ndarray], times: list[int]
         events, state = step(frame, t, state)
         count += events.shape[0]
     return count
+
+
+def copy_run(frames: list[np.ndarray]) -> int:
+    """The floor of any per-frame work: one copy of each frame into a new array."""
+    for frame in frames:
+        frame.copy()
+    return 0
 
 
 def opencv_dvs_run(frames: list[np.ndarray], times: list[int]) -> int:
@@ -179,12 +192,16 @@ def opencv_residual_run(frames: list[np.ndarray], size: tuple[int, int] | None, 
     return 0
 
 
-def agreement(frames: list[np.ndarray], times: list[int]) -> dict[str, Any]:
-    """How the OpenCV formulations' outputs compare with respike's on these frames."""
+def agreement(frames: list[np.ndarray], times: list[int], threads: int) -> dict[str, Any]:
+    """How the OpenCV formulations' outputs, and the threaded emulator's, compare with
+    respike's single-threaded ones on these frames."""
     dvs, state, cv_dvs, same = DvsEmulator(), None, OpenCvDvs(), True
+    threaded, threaded_state, same_threaded = DvsEmulator(threads=threads), None, True
     for frame, t in zip(frames, times, strict=True):
         events, state = dvs(frame, t, state)
         same = same and events.tobytes() == cv_dvs(frame, t).tobytes()
+        many, threaded_state = threaded(frame, t, threaded_state)
+        same_threaded = same_threaded and many.tobytes() == events.tobytes()
     diffs = {}
     for name, ours, theirs in (
         ("residual_grey", ResidualFrames(), OpenCvResiduals()),
@@ -199,7 +216,11 @@ def agreement(frames: list[np.ndarray], times: list[int]) -> dict[str, Any]:
             out, res_state = ours(frame, res_state)
             worst = max(worst, float(np.abs(out - theirs(frame)).max()))
         diffs[name] = worst
-    return {"opencv_dvs_identical_packets": same, "opencv_residual_max_abs_diff": diffs}
+    return {
+        "opencv_dvs_identical_packets": same,
+        "threaded_dvs_identical_packets": same_threaded,
+        "opencv_residual_max_abs_diff": diffs,
+    }
 
 
 FIRST_CALL = """
@@ -262,11 +283,15 @@ def bench_size(
         rows.append({"size": f"{size[0]}x{size[1]}", "stage": stage, "impl": impl, **result})
 
     dvs = DvsEmulator()
+    threaded = DvsEmulator(threads=args.threads)
+    many = f"numba {args.threads} threads"
     add("dvs", "numba", lambda: dvs_run(dvs, resized, times), args.repeat)
+    add("dvs", many, lambda: dvs_run(threaded, resized, times), args.repeat)
     add("dvs", "numpy", lambda: dvs_run(dvs.reference, resized, times), args.numpy_repeat)
     add("dvs", "opencv", lambda: opencv_dvs_run(resized, times), args.repeat)
     static = [resized[0]] * len(resized)
     add("dvs unchanged frames", "numba", lambda: dvs_run(dvs, static, times), args.repeat)
+    add("dvs unchanged frames", "copy floor", lambda: copy_run(static), args.repeat)
     add(
         "dvs unchanged frames",
         "numpy",
@@ -274,6 +299,8 @@ def bench_size(
         args.numpy_repeat,
     )
     add("dvs all options", "numba", lambda: dvs_run(ALL_OPTIONS, resized, times), args.repeat)
+    all_threaded = dataclasses.replace(ALL_OPTIONS, threads=args.threads)
+    add("dvs all options", many, lambda: dvs_run(all_threaded, resized, times), args.repeat)
     add(
         "dvs all options",
         "numpy",
@@ -380,6 +407,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="346x260,640x480,1280x720", help="WxH,WxH,...")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs, best kept")
     parser.add_argument("--numpy-repeat", type=int, default=1, help="timed runs of numpy")
+    parser.add_argument("--threads", type=int, default=2, help="threads of the threaded rows")
     parser.add_argument("--no-first-call", action="store_true", help="skip the subprocesses")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     args = parser.parse_args()
@@ -398,7 +426,7 @@ def main() -> None:
         "machine": machine(),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "agreement_640x480": agreement(
-            [cv2.resize(f, (640, 480)) for f in frames[:10]], times[:10]
+            [cv2.resize(f, (640, 480)) for f in frames[:10]], times[:10], args.threads
         ),
         "rows": rows,
     }

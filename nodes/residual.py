@@ -85,6 +85,9 @@ class ResidualNode(Node):
         from respike.events.warmup import warm_up
 
         p = self.params
+        threads = p.threads or min(64, len(os.sched_getaffinity(0)))
+        if threads > 1:  # idle emulator threads sleep rather than spin on the model's core
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self._residuals = fitted_residuals(p)
         self._emulator = DvsEmulator(
             on_threshold=p.on_threshold,
@@ -95,7 +98,7 @@ class ResidualNode(Node):
             shot_noise_rate_hz=p.shot_noise_rate_hz,
             channel_order="rgb",
             seed=p.seed,
-            threads=p.threads or min(64, len(os.sched_getaffinity(0))),
+            threads=threads,
         )
         kernels = (self._residuals, self._emulator) if p.events else (self._residuals,)
         log.info("%s: numba kernels ready in %.2f s", self.name, warm_up(*kernels))
