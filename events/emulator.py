@@ -98,7 +98,10 @@ class DvsState(NamedTuple):
     Arrays are flat (H * W,) in raster order. ``levels`` holds the previous frame's intensity
     levels (uint8 for uint8 frames, uint16 for float32 frames). ``last_event_t`` is empty when
     the refractory period is off; the threshold arrays have one element when there is no
-    mismatch. Steps never modify a state's arrays: each returns new ones.
+    mismatch. ``frame`` is a copy of the previous frame: a next frame equal to it gives no
+    events (without leak or noise, no crossing is pending after a step), so it is recognised
+    by one comparison and skips the per-pixel work. Steps never modify a state's arrays: each
+    returns new ones (or shares the unchanged ones).
     """
 
     log_ref: npt.NDArray[np.float32]
@@ -110,6 +113,7 @@ class DvsState(NamedTuple):
     frame_index: int
     frame_format: FrameFormat
     format_changes: int
+    frame: npt.NDArray[np.generic]
 
 
 class _Step(NamedTuple):
@@ -265,12 +269,17 @@ class DvsEmulator:
         return index, offset, polarity
 
     def _fresh(
-        self, levels: npt.NDArray[np.unsignedinteger], t_us: int, fmt: FrameFormat, changes: int
+        self,
+        levels: npt.NDArray[np.unsignedinteger],
+        t_us: int,
+        fmt: FrameFormat,
+        changes: int,
+        frame: npt.NDArray[np.generic],
     ) -> DvsState:
         lut = log_table(self.linear_below, 256 if levels.dtype == np.uint8 else LEVELS_U16 + 1)
         on, off = self._thresholds(levels.shape[0])
         last = np.full(levels.shape[0] if self.refractory_us else 0, NEVER, dtype=np.int64)
-        return DvsState(lut[levels], levels, last, on, off, t_us, 0, fmt, changes)
+        return DvsState(lut[levels], levels, last, on, off, t_us, 0, fmt, changes, frame.copy())
 
     def _step(
         self,
@@ -290,11 +299,13 @@ class DvsEmulator:
                 f"frame time {t1} µs is not within (0, 2**30] µs after the previous frame's "
                 f"{state.t} µs; times must increase (start a new stream after a long gap)"
             )
+        if state is not None and self._unchanged(checked, state):
+            return empty_events(0), state._replace(t=t1, frame_index=state.frame_index + 1)
         levels = (_levels_reference if run is _run_reference else _levels_numba)(
             checked, self.channel_order
         )
         if state is None:
-            return empty_events(0), self._fresh(levels, t1, fmt, format_changes)
+            return empty_events(0), self._fresh(levels, t1, fmt, format_changes, checked)
         dt = t1 - state.t
         frame_index = state.frame_index + 1
         noise = self._shot_noise(frame_index, dt, levels.shape[0])
@@ -326,8 +337,17 @@ class DvsEmulator:
             frame_index,
             fmt,
             format_changes,
+            checked.copy(),
         )
         return events, new_state
+
+    def _unchanged(self, frame: npt.NDArray[np.generic], state: DvsState) -> bool:
+        """``frame`` equals the state's and nothing but a change can give events."""
+        if self.leak_rate_hz or self.shot_noise_rate_hz:
+            return False
+        return bool(
+            _same_bytes(frame.reshape(-1).view(np.uint8), state.frame.reshape(-1).view(np.uint8))
+        )
 
 
 # --- intensity levels ---------------------------------------------------------------------------
@@ -394,6 +414,34 @@ def _levels_reference(
 
 
 # --- numba kernel -------------------------------------------------------------------------------
+
+
+@kernel
+def _same_words(a, b):
+    """Whether two uint64 arrays are equal, 32 words at a time (a vectorised compare)."""
+    n = a.shape[0]
+    full = n - n % 32
+    for start in range(0, full, 32):
+        differ = np.uint64(0)
+        for j in range(start, start + 32):
+            differ |= a[j] ^ b[j]
+        if differ:
+            return False
+    differ = np.uint64(0)
+    for j in range(full, n):
+        differ |= a[j] ^ b[j]
+    return differ == 0
+
+
+def _same_bytes(a: npt.NDArray[np.generic], b: npt.NDArray[np.generic]) -> bool:
+    """Whether two C-contiguous arrays hold the same bytes (compared as 64-bit words)."""
+    x, y = a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)
+    if x.shape != y.shape:
+        return False
+    whole = x.shape[0] - x.shape[0] % 8
+    if not _same_words(x[:whole].view(np.uint64), y[:whole].view(np.uint64)):
+        return False
+    return bool(np.array_equal(x[whole:], y[whole:]))
 
 
 @kernel(inline="always")

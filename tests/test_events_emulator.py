@@ -131,6 +131,28 @@ def test_first_frame_gives_no_events_and_initialises_the_reference(
     assert state.t == 123 and state.frame_index == 0
 
 
+def test_an_unchanged_frame_is_recognised_and_equals_the_full_step(shared_data: Path) -> None:
+    """A frame equal to the last one skips the per-pixel work; the full step on it would give
+    the same: no events and the same reference (no crossing is pending after a step)."""
+    frames = [
+        cv2.resize(f, (160, 120)) for f in read_clip(shared_data / "videos" / "carphone.mp4", 3)
+    ]
+    for dvs in (DvsEmulator(), DvsEmulator(threshold_mismatch=0.1, refractory_us=50_000, seed=3)):
+        _, states = run(dvs, frames)
+        last = states[-1]
+        same = frames[-1].copy()
+        skipped, fast = dvs(same, last.t + FRAME_US, last)
+        full, slow = dvs(same, last.t + FRAME_US, last._replace(frame=np.zeros_like(same)))
+        assert skipped.shape[0] == full.shape[0] == 0
+        assert fast.levels is last.levels, "the unchanged frame's state shares its arrays"
+        assert np.array_equal(fast.log_ref, slow.log_ref)
+        assert np.array_equal(fast.last_event_t, slow.last_event_t)
+        assert (fast.t, fast.frame_index) == (slow.t, slow.frame_index)
+        moved = same.copy()
+        moved[60, 80] ^= 0xFF
+        assert dvs(moved, fast.t + FRAME_US, fast)[0].shape[0] > 0, "one changed pixel is seen"
+
+
 def test_static_scene_gives_no_events_without_noise_or_leak(rng: np.random.Generator) -> None:
     frame = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     packets, _ = run(DvsEmulator(threshold_mismatch=0.1, refractory_us=10), [frame] * 5)
