@@ -42,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -735,8 +736,12 @@ def _dvs_kernel(
     noise_index,
     noise_offset,
     noise_polarity,
+    act_i,
+    act_n,
+    act_d1,
+    sort_scratch,
 ):
-    """One frame pair.
+    """One frame pair (``act_*`` and ``sort_scratch``: the caller's reused scratch arrays).
 
     1. Per chunk of pixels: log lookup (a scalar gather, which LLVM does not vectorise), then
        vectorised crossing counts and new references; the chunk's pixels with crossings are
@@ -755,9 +760,6 @@ def _dvs_kernel(
     log_now = np.empty(CHUNK, dtype=np.float32)
     n_buf = np.empty(CHUNK, dtype=np.int32)
     d1_buf = np.empty(CHUNK, dtype=np.float32)
-    act_i = np.empty(pixels, dtype=np.int64)
-    act_n = np.empty(pixels, dtype=np.int32)
-    act_d1 = np.empty(pixels, dtype=np.float32)
     count = 0
     total = 0
     for chunk in range((pixels + CHUNK - 1) // CHUNK):
@@ -800,12 +802,32 @@ def _dvs_kernel(
         x = index - y * width
         keys[m] = (noise_offset[j] << 33) | (y << 17) | (x << 1) | np.int64(noise_polarity[j])
         m += 1
-    _sort_into_words(words, m, capacity, np.empty(m, dtype=np.int64), t0, dt)
+    scratch = sort_scratch[:m] if sort_scratch.shape[0] >= m else np.empty(m, dtype=np.int64)
+    _sort_into_words(words, m, capacity, scratch, t0, dt)
     return words[: 2 * m], new_ref, last, capacity
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(pixels: int) -> tuple[np.ndarray, ...]:
+    """This thread's scratch arrays for steps of ``pixels`` pixels: the active-pixel lists and
+    the sort's buffer, reused from step to step (fresh ones would page-fault in on every
+    step, and on several threads at once those faults queue on the process's memory map)."""
+    arrays = getattr(_SCRATCH, "arrays", None)
+    if arrays is None or arrays[0].shape[0] != pixels:
+        arrays = (
+            np.empty(pixels, dtype=np.int64),
+            np.empty(pixels, dtype=np.int32),
+            np.empty(pixels, dtype=np.float32),
+            np.empty(4 * pixels, dtype=np.int64),
+        )
+        _SCRATCH.arrays = arrays
+    return arrays
+
+
 def _run_numba(step: _Step) -> StepResult:
-    words, log_ref, last, total = _dvs_kernel(*step)
+    words, log_ref, last, total = _dvs_kernel(*step, *_scratch(step.levels.shape[0]))
     _check_event_count(total)
     return words.view(EVENT_DTYPE), log_ref, last
 
@@ -886,6 +908,10 @@ def _dvs_kernel_threaded(
     noise_index,
     noise_offset,
     noise_polarity,
+    act_i,
+    act_n,
+    act_d1,
+    sort_scratch,
     parts,
 ):
     """:func:`_dvs_kernel` on ``parts`` threads: crossings and event keys per band of rows,
@@ -902,9 +928,6 @@ def _dvs_kernel_threaded(
         bounds[b] = min(pixels, (chunks * b // bands) * CHUNK)
     new_ref = np.empty(pixels, dtype=np.float32)
     last = last_event_t.copy()
-    act_i = np.empty(pixels, dtype=np.int64)
-    act_n = np.empty(pixels, dtype=np.int32)
-    act_d1 = np.empty(pixels, dtype=np.float32)
     band_count = np.zeros(bands, dtype=np.int64)
     band_total = np.zeros(bands, dtype=np.int64)
     for b in numba.prange(bands):
@@ -957,7 +980,7 @@ def _dvs_kernel_threaded(
     passes = 1
     while passes < 4 and (dt - 1) >> (8 * passes) > 0:
         passes += 1
-    scratch = np.empty(m, dtype=np.int64)
+    scratch = sort_scratch[:m] if sort_scratch.shape[0] >= m else np.empty(m, dtype=np.int64)
     src = keys[:m]
     dst = scratch
     if passes % 2 == 1:
@@ -992,7 +1015,9 @@ def _dvs_kernel_threaded(
 def _run_threaded(step: _Step, threads: int) -> StepResult:
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     numba.set_parallel_chunksize(1)  # bands go to whichever thread is free: events bunch up
-    words, log_ref, last, total = _dvs_kernel_threaded(*step, threads)
+    words, log_ref, last, total = _dvs_kernel_threaded(
+        *step, *_scratch(step.levels.shape[0]), threads
+    )
     _check_event_count(total)
     return words.view(EVENT_DTYPE), log_ref, last
 
