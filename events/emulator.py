@@ -346,9 +346,7 @@ class DvsEmulator:
         """``frame`` equals the state's and nothing but a change can give events."""
         if self.leak_rate_hz or self.shot_noise_rate_hz:
             return False
-        return bool(
-            _same_bytes(frame.reshape(-1).view(np.uint8), state.frame.reshape(-1).view(np.uint8))
-        )
+        return _same_bytes(frame, state.frame)
 
 
 # --- intensity levels ---------------------------------------------------------------------------

@@ -181,12 +181,14 @@ class FoxgloveNode(Node[FoxgloveParams]):
             import foxglove
 
             view = view_schema(message.kind, self.params.images)
-            self._channels[message.topic] = view and foxglove.Channel(
-                foxglove_topic(message.topic),
-                schema=view[0],
-                message_encoding=view[1],
-                context=self._context,
-            )
+            self._channels[message.topic] = None
+            if view is not None:
+                self._channels[message.topic] = foxglove.Channel(
+                    foxglove_topic(message.topic),
+                    schema=view[0],
+                    message_encoding=view[1],
+                    context=self._context,
+                )
         return self._channels[message.topic]
 
     def on_message(self, port: str, message: Message) -> None:

@@ -111,6 +111,14 @@ class _Counted:
         self.counts[cause] += 1
 
 
+def _check_qos(profile: str, depth: int) -> None:
+    """The QoS settings both node kinds take (checked without loading DDS)."""
+    if profile not in ("sensor_data", "default"):
+        raise ValueError(f"qos {profile!r}; expected sensor_data or default")
+    if depth < 0:
+        raise ValueError(f"depth {depth}; expected >= 0")
+
+
 @dataclass(frozen=True)
 class Ros2InParams:
     topic: str = param("/camera/image_raw", "ROS 2 topic to subscribe to")
@@ -120,12 +128,9 @@ class Ros2InParams:
     count: int = param(0, "messages to pass on before `end`; 0 = until stopped")
 
     def __post_init__(self) -> None:
-        if self.depth < 0:
-            raise ValueError(f"depth {self.depth}; expected >= 0")
+        _check_qos(self.qos, self.depth)
         if self.type not in ("image", "events"):
             raise ValueError(f"type {self.type!r}; expected image or events")
-        if self.qos not in ("sensor_data", "default"):
-            raise ValueError(f"qos {self.qos!r}; expected sensor_data or default")
 
 
 @register("ros2_in")
@@ -240,10 +245,7 @@ class Ros2OutParams:
     )
 
     def __post_init__(self) -> None:
-        if self.depth < 0:
-            raise ValueError(f"depth {self.depth}; expected >= 0")
-        if self.qos not in ("sensor_data", "default"):
-            raise ValueError(f"qos {self.qos!r}; expected sensor_data or default")
+        _check_qos(self.qos, self.depth)
         if self.predictions not in ("json", "typed"):
             raise ValueError(f"predictions {self.predictions!r}; expected json or typed")
 
