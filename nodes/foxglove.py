@@ -160,13 +160,20 @@ class FoxgloveNode(Node[FoxgloveParams]):
 
         self._context = foxglove.Context()
         self._clients = _Clients(self.name)
-        self._server = foxglove.start_server(
-            name=f"respike {self.name}",
-            host=self.params.host,
-            port=self.params.port,
-            context=self._context,
-            server_listener=cast("ServerListener", self._clients),
-        )
+        try:
+            self._server = foxglove.start_server(
+                name=f"respike {self.name}",
+                host=self.params.host,
+                port=self.params.port,
+                context=self._context,
+                server_listener=cast("ServerListener", self._clients),
+            )
+        except RuntimeError as exc:  # FoxgloveError: "Failed to bind port: ..."
+            raise OSError(
+                f"Foxglove cannot serve on {self.params.host}:{self.params.port}: "
+                f"{str(exc).removeprefix('FoxgloveError: ')}; pick another port, or port = 0 "
+                "for any free one"
+            ) from exc
         self.port = self._server.port
         log.info("%s: Foxglove WebSocket on ws://%s:%d", self.name, self.params.host, self.port)
         self._channels: dict[str, Any] = {}

@@ -160,6 +160,17 @@ def test_a_client_decodes_images_and_predictions_with_foxglove_schemas() -> None
     io.end()
 
 
+def test_a_port_in_use_is_named() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"Foxglove cannot serve on 127.0.0.1:{port}: .*in use"):
+            MockIO(FoxgloveNode, params=FoxgloveNode.Params(port=port))
+
+
 def test_raw_images_and_what_cannot_be_drawn(caplog: pytest.LogCaptureFixture) -> None:
     io = MockIO(FoxgloveNode, params=FoxgloveNode.Params(port=0, images="raw"))
     send_all(io, sample_messages(1))
