@@ -238,6 +238,7 @@ import numpy as np, pyarrow as pa
 from dora import Node
 
 node = Node()
+time.sleep(0.5)  # dora 1.1 can lose outputs sent while the receiver connects (SOURCE_GRACE_S)
 image = {"encoding": "bgr8", "width": 4, "height": 2}
 node.send_output("out", pa.array(["not", "pixels"]), image)
 node.send_output("out", pa.array(np.zeros(4 * 2 * 3, np.uint8)), image)
