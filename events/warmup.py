@@ -63,11 +63,11 @@ def _note_compiling(done: threading.Event) -> None:
 def _compiling() -> bool:
     from numba.core.dispatcher import Dispatcher
 
-    from respike.events import binning, emulator, frames, residual
+    from respike.events import binning, dvs_step, emulator, frames, key_sort, residual
 
     return any(
         isinstance(value, Dispatcher) and value.stats.cache_misses
-        for module in (binning, emulator, frames, residual)
+        for module in (binning, dvs_step, emulator, frames, key_sort, residual)
         for value in vars(module).values()
     )
 

@@ -7,7 +7,7 @@ import sys
 
 import numba
 
-from respike.events import binning, emulator, residual
+from respike.events import binning, dvs_step, emulator, residual
 from respike.events.warmup import warm_up
 
 
@@ -17,7 +17,8 @@ def test_warm_up_compiles_every_kernel() -> None:
     kernels = {
         "residual full": residual._residual_full_kernel,
         "residual area": residual._residual_area_kernel,
-        "dvs": emulator._dvs_kernel,
+        "dvs": dvs_step._dvs_kernel,
+        "dvs on threads": dvs_step._dvs_kernel_threaded,
         "levels 3 channels": emulator._levels3,
         "levels 1 channel": emulator._levels1,
         "binning": binning._bin_kernel,
