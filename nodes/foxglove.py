@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from respike.events.images import rgb_image
 from respike.nodes.base import Node, param, register
-from respike.nodes.viewer.images import encode_jpeg, event_image, residual_image
+from respike.nodes.viewer.images import IMAGE_KINDS, draw, encode_jpeg
 from respike.stream import kinds
 from respike.stream.messages import Message
 
@@ -32,9 +31,6 @@ if TYPE_CHECKING:
     from foxglove.websocket import ServerListener
 
 log = logging.getLogger(__name__)
-
-IMAGE_KINDS = ("frame", "residual", "events")
-"""Message kinds shown as images; predictions are shown as JSON."""
 
 IMAGE_FORMATS = ("jpeg", "raw")
 
@@ -62,15 +58,15 @@ def view_schema(kind: str, image_format: str = "jpeg") -> tuple[Any, str] | None
 
 
 def view_image(message: Message) -> np.ndarray:
-    """The RGB image of a frame, residual or event packet, as the viewer draws it."""
-    if message.kind == kinds.Frame.KIND:
-        return rgb_image(_array(message, "frame"))
-    if message.kind == kinds.Residual.KIND:
-        return residual_image(_array(message, "residual"))
+    """The RGB image of a frame, residual or event packet, drawn by the viewer's
+    :func:`~respike.nodes.viewer.images.draw` (each kind's array has the kind's name)."""
+    data: Any = _array(message, message.kind)
+    if message.kind != kinds.Events.KIND:
+        return draw(message.kind, data, {}, 0.0)
     meta = kinds.Events.read(message)
     if meta.width <= 0 or meta.height <= 0:
         raise ValueError(f"an event packet of sensor size {meta.width}x{meta.height}")
-    return event_image([_array(message, "events")], meta.width, meta.height)
+    return draw(message.kind, [data], {"width": meta.width, "height": meta.height}, 0.0)
 
 
 def view_bytes(
