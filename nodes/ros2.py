@@ -111,12 +111,20 @@ class _Counted:
         self.counts[cause] += 1
 
 
-def _check_qos(profile: str, depth: int) -> None:
+DURABILITY_HELP = (
+    "volatile, or transient_local: a subscriber that joins late still gets the last `depth` "
+    "samples (as ROS's latched topics; both sides must ask for it)"
+)
+
+
+def _check_qos(profile: str, depth: int, durability: str) -> None:
     """The QoS settings both node kinds take (checked without loading DDS)."""
     if profile not in ("sensor_data", "default"):
         raise ValueError(f"qos {profile!r}; expected sensor_data or default")
     if depth < 0:
         raise ValueError(f"depth {depth}; expected >= 0")
+    if durability not in ("volatile", "transient_local"):
+        raise ValueError(f"durability {durability!r}; expected volatile or transient_local")
 
 
 @dataclass(frozen=True)
@@ -125,10 +133,11 @@ class Ros2InParams:
     type: str = param("image", "image (sensor_msgs/msg/Image) or events (EventPacket)")
     qos: str = param("sensor_data", "sensor_data (best effort, last 5) or default (reliable)")
     depth: int = param(0, "history depth (samples kept until taken); 0 = the QoS profile's")
+    durability: str = param("volatile", DURABILITY_HELP)
     count: int = param(0, "messages to pass on before `end`; 0 = until stopped")
 
     def __post_init__(self) -> None:
-        _check_qos(self.qos, self.depth)
+        _check_qos(self.qos, self.depth, self.durability)
         if self.type not in ("image", "events"):
             raise ValueError(f"type {self.type!r}; expected image or events")
 
@@ -157,7 +166,7 @@ class Ros2In(Node[Ros2InParams]):
 
         data_type = Image if self.params.type == "image" else EventPacket
         topic = self._dds.topic(self.params.topic, data_type)
-        reader_qos = qos(self.params.qos, self.params.depth)
+        reader_qos = qos(self.params.qos, self.params.depth, self.params.durability)
         self._reader = DataReader(self._dds.participant, topic, qos=reader_qos)
         self._waitset = WaitSet(self._dds.participant)
         self._waitset.attach(ReadCondition(self._reader, SampleState.NotRead))
@@ -239,13 +248,14 @@ class Ros2OutParams:
     frame_id: str = param("camera", "header.frame_id of what is published")
     qos: str = param("default", "default (reliable, last 10) or sensor_data (best effort, last 5)")
     depth: int = param(0, "history depth (samples kept for late acks); 0 = the QoS profile's")
+    durability: str = param("volatile", DURABILITY_HELP)
     wait_s: float = param(0.0, "wait up to this long for a subscriber before the first sample")
     predictions: str = param(
         "json", "json (std_msgs/msg/String) or typed (respike_msgs/msg/Prediction)"
     )
 
     def __post_init__(self) -> None:
-        _check_qos(self.qos, self.depth)
+        _check_qos(self.qos, self.depth, self.durability)
         if self.predictions not in ("json", "typed"):
             raise ValueError(f"predictions {self.predictions!r}; expected json or typed")
 
@@ -277,7 +287,9 @@ class Ros2Out(Node[Ros2OutParams]):
 
             topic = self._dds.topic(f"{self.params.prefix.rstrip('/')}/{_TOPICS[port]}", data_type)
             writer = self._writers[port] = DataWriter(
-                self._dds.participant, topic, qos=qos(self.params.qos, self.params.depth)
+                self._dds.participant,
+                topic,
+                qos=qos(self.params.qos, self.params.depth, self.params.durability),
             )
             deadline = time.monotonic() + self.params.wait_s
             while (

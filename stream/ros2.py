@@ -338,9 +338,15 @@ def domain_id() -> int:
     return int(value)
 
 
-def qos(profile: str, depth: int = 0) -> Any:
+DURABILITIES = ("volatile", "transient_local")
+"""ROS 2's durability policies: ``transient_local`` writers keep their last ``depth`` samples
+for readers that join later (and ask for them), as latched topics do."""
+
+
+def qos(profile: str, depth: int = 0, durability: str = "volatile") -> Any:
     """Cyclone DDS QoS of a ROS 2 profile, ``sensor_data`` or ``default``, in XCDR1; ``depth``
-    > 0 replaces the profile's history depth (as a ROS node's ``depth`` argument does)."""
+    > 0 replaces the profile's history depth (as a ROS node's ``depth`` argument does), and
+    ``durability`` the profile's ``volatile``."""
     from cyclonedds.qos import Policy, Qos
     from cyclonedds.util import duration
 
@@ -355,8 +361,15 @@ def qos(profile: str, depth: int = 0) -> Any:
         raise ValueError(f"QoS profile {profile!r}; expected sensor_data or default")
     if depth < 0:
         raise ValueError(f"QoS depth {depth}; expected >= 0 (0: the profile's)")
+    if durability not in DURABILITIES:
+        raise ValueError(f"QoS durability {durability!r}; expected volatile or transient_local")
     history = Policy.History.KeepLast(depth or keep)
-    return Qos(reliability, history, Policy.Durability.Volatile, xcdr1)
+    if durability == "volatile":
+        return Qos(reliability, history, Policy.Durability.Volatile, xcdr1)
+    # Cyclone keeps a late joiner's samples by the durability service's history (default: the
+    # last one), not the writer's; rmw_cyclonedds sets it to the history, and so do we.
+    kept = Policy.DurabilityService(0, history, -1, -1, -1)
+    return Qos(reliability, history, Policy.Durability.TransientLocal, kept, xcdr1)
 
 
 ROS_TYPES: dict[str, type[IdlStruct]] = {

@@ -86,6 +86,32 @@ def test_ros2_out_writes_residuals_as_float_images_and_predictions_as_json(domai
     io.end()
 
 
+def test_a_late_transient_local_subscriber_gets_what_was_published_before_it(domain: str) -> None:
+    """With ``durability = "transient_local"`` on both sides the writer keeps its last ``depth``
+    samples for readers that join later: none is lost to discovery's timing."""
+    talk = MockIO(
+        Ros2Out, params=Ros2Out.Params(prefix="/late", depth=10, durability="transient_local")
+    )
+    for index in range(3):
+        frame = np.full((2, 4, 3), index, np.uint8)
+        talk.send("frames", message(kinds.Frame(index=index), t=index, arrays={"frame": frame}))
+    listen = MockIO(
+        Ros2In,
+        params=Ros2In.Params(
+            topic="/late/image", qos="default", depth=10, durability="transient_local", count=3
+        ),
+    )
+    deadline = time.monotonic() + 10
+    while listen.node.produce() is not None and time.monotonic() < deadline:
+        pass
+    frames = listen.published("frames")
+    assert [int(m.arrays["frame"][0, 0, 0]) for m in frames] == [0, 1, 2]
+    with pytest.raises(ValueError, match="durability 'latched'; expected volatile or"):
+        Ros2In.Params(durability="latched")
+    listen.end()
+    talk.end()
+
+
 def test_event_packets_and_typed_predictions_cross_dds(domain: str, shared_data: Path) -> None:
     """ros2_out → DDS → ros2_in: a real DVS Gesture recording's packets as evt3 come back event
     for event; typed predictions reach a respike_msgs/msg/Prediction reader."""
@@ -221,12 +247,12 @@ def test_640x480_images_at_30_hz_cross_between_processes_without_loss(
         f'[nodes.source]\nkind = "camera"\nparams = {{ source = "{clip}", loop = false }}\n'
         '[nodes.ros]\nkind = "ros2_out"\n'
         'inputs = { frames = { from = "source/frames", delivery = "lossless" } }\n'
-        'params = { prefix = "/cam", depth = 1000, wait_s = 60.0 }\n'
+        'params = { prefix = "/cam", depth = 1000, durability = "transient_local", wait_s = 60.0 }\n'
     )
     subscriber = tmp_path / "in.toml"
     subscriber.write_text(
         '[nodes.ros]\nkind = "ros2_in"\n'
-        'params = { topic = "/cam/image", qos = "default", depth = 1000, count = 90 }\n'
+        'params = { topic = "/cam/image", qos = "default", depth = 1000, durability = "transient_local", count = 90 }\n'
         '[nodes.print]\nkind = "jsonl"\n'
         'inputs = { in = { from = "ros/frames", delivery = "lossless" } }\n'
     )
@@ -261,12 +287,12 @@ def test_a_video_published_as_ros_images_gets_predictions_on_a_ros_topic(
         f'[nodes.source]\nkind = "camera"\nparams = {{ source = "{clip}", loop = false }}\n'
         '[nodes.ros]\nkind = "ros2_out"\n'
         'inputs = { frames = { from = "source/frames", delivery = "lossless" } }\n'
-        'params = { prefix = "/cam", depth = 1000, wait_s = 60.0 }\n'
+        'params = { prefix = "/cam", depth = 1000, durability = "transient_local", wait_s = 60.0 }\n'
     )
     model = tmp_path / "model.toml"
     model.write_text(
         '[nodes.ros]\nkind = "ros2_in"\n'
-        'params = { topic = "/cam/image", qos = "default", depth = 1000, count = 60 }\n'
+        'params = { topic = "/cam/image", qos = "default", depth = 1000, durability = "transient_local", count = 60 }\n'
         '[nodes.residual]\nkind = "residual"\n'
         'inputs = { frames = { from = "ros/frames", delivery = "lossless" } }\n'
         'params = { checkpoint = "actions" }\n'
@@ -276,13 +302,13 @@ def test_a_video_published_as_ros_images_gets_predictions_on_a_ros_topic(
         'params = { checkpoint = "actions" }\n'
         '[nodes.out]\nkind = "ros2_out"\n'
         'inputs = { predictions = { from = "model/predictions", delivery = "lossless" } }\n'
-        'params = { prefix = "/respike", depth = 1000, wait_s = 60.0 }\n'
+        'params = { prefix = "/respike", depth = 1000, durability = "transient_local", wait_s = 60.0 }\n'
     )
     participant = DomainParticipant(int(domain))
     from cyclonedds.topic import Topic
 
     topic = Topic(participant, dds_topic("/respike/predictions"), String)
-    reader = DataReader(participant, topic, qos=qos("default", 1000))
+    reader = DataReader(participant, topic, qos=qos("default", 1000, "transient_local"))
     env = {**os.environ, "ROS_DOMAIN_ID": domain}
     pipeline = start(model, env)
     source = start(camera, env)
