@@ -9,6 +9,11 @@ A message on the wire is a ZeroMQ multipart ``[topic, header, *buffers]``:
   shape]`` triple per buffer, and a small map of plain values;
 - ``buffers``: the raw memory of C-contiguous arrays, sent and received without copies.
 
+On one host (:mod:`respike.stream.shm`) the topic frame is ``\\0shm/`` + topic, the header
+adds ``pub`` (the publisher's instance) and, when the buffers lie in a shared-memory slot
+rather than in frames, ``slot``: ``[ring, pid, fd, ring bytes, offset, write index]``. Decoding
+turns either form back into the plain one (``Message.frames`` too, for recorders).
+
 Decoding validates everything before any array is built (version, kind, dtype allow-list,
 shape limits, byte counts) and raises :class:`MessageError` with a short ``cause`` that
 receivers count; nothing is ever unpickled. Decoded arrays are read-only views of the received
@@ -21,7 +26,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgpack
 import numpy as np
@@ -61,6 +66,22 @@ MAX_BUFFERS: Final = 16
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_BUFFER_BYTES: Final = 512 * 1024 * 1024
 MAX_TOPIC_BYTES: Final = 256
+
+SHM_TOPIC_PREFIX: Final = b"\x00shm/"
+"""Prefix of the wire topic of a same-host message, whose buffers may lie in shared memory; it
+matches no plain topic, so subscribers of either form get only their own."""
+
+ALIGN: Final = 64
+"""Buffers in a shared-memory slot start on 64-byte boundaries (aligned for SIMD kernels)."""
+
+
+class SharedBuffers(Protocol):
+    """Where a same-host message's buffers are read from (a subscriber's
+    :class:`respike.stream.shm.SharedIn`)."""
+
+    def publisher_seen(self, nonce: int) -> None: ...
+
+    def buffer(self, slot: Sequence[int], nbytes: int) -> Any: ...
 
 
 def now_us() -> int:
@@ -118,23 +139,23 @@ def dtype_name(dtype: np.dtype) -> str:
     return name
 
 
-def encode(
+def encode_parts(
     message: Message, *, seq: int, pt: int, source: str | None = None
-) -> list[bytes | memoryview]:
-    """Encode ``message`` into multipart frames; array memory is referenced, not copied.
+) -> tuple[dict[str, Any], list[memoryview]]:
+    """The header map and the buffers of ``message``; array memory is referenced, not copied.
 
     Non-contiguous arrays are made contiguous (one copy); everything else goes out as the
     array's own buffer, so the caller must not modify an array until it has been sent.
     """
     descriptors = []
-    buffers: list[bytes | memoryview] = []
+    buffers: list[memoryview] = []
     for name, array in message.arrays.items():
         array = np.asarray(array)
         wire_dtype = dtype_name(array.dtype)
         if not array.flags.c_contiguous:
             array = np.ascontiguousarray(array)
         descriptors.append([name, wire_dtype, list(array.shape)])
-        buffers.append(array.reshape(-1).view(np.uint8).data if array.size else b"")
+        buffers.append(array.reshape(-1).view(np.uint8).data if array.size else memoryview(b""))
     header = {
         "v": SCHEMA_VERSION,
         "kind": message.kind,
@@ -145,22 +166,46 @@ def encode(
         "bufs": descriptors,
         "meta": dict(message.meta),
     }
-    packed = msgpack.packb(header, use_bin_type=True)
-    return [message.topic.encode(), packed, *buffers]
+    return header, buffers
 
 
-def decode(frames: Sequence[Any]) -> Message:
+def encode(
+    message: Message, *, seq: int, pt: int, source: str | None = None
+) -> list[bytes | memoryview]:
+    """Encode ``message`` into multipart frames ``[topic, header, *buffers]`` (no copies)."""
+    header, buffers = encode_parts(message, seq=seq, pt=pt, source=source)
+    return [message.topic.encode(), pack_header(header), *buffers]
+
+
+def pack_header(header: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(header, use_bin_type=True)
+
+
+def slot_layout(nbytes: Sequence[int]) -> tuple[list[int], int]:
+    """Offsets of buffers of these sizes laid one after another at ``ALIGN`` boundaries in a
+    shared-memory slot, and the bytes they take. Publisher and subscriber both use it."""
+    offsets = []
+    end = 0
+    for size in nbytes:
+        offsets.append(end)
+        end += -(-size // ALIGN) * ALIGN
+    return offsets, end
+
+
+def decode(frames: Sequence[Any], shared: SharedBuffers | None = None) -> Message:
     """Validate and decode multipart ``frames`` (bytes, memoryviews or ``zmq.Frame``).
 
-    Arrays are read-only views of the frames' memory. Raises :class:`MessageError`.
+    Arrays are read-only views of the frames' memory, or of a shared-memory slot that
+    ``shared`` holds for as long as they live. Raises :class:`MessageError`.
     """
     if len(frames) < 2:
         raise MessageError("too-few-frames", f"got {len(frames)} frames; expected topic, header")
     topic_bytes = frame_bytes(frames[0])
     if len(topic_bytes) > MAX_TOPIC_BYTES:
         raise MessageError("bad-topic", f"topic of {len(topic_bytes)} bytes exceeds the limit")
+    same_host = bytes(topic_bytes[: len(SHM_TOPIC_PREFIX)]) == SHM_TOPIC_PREFIX
     try:
-        topic = bytes(topic_bytes).decode()
+        topic = bytes(topic_bytes[len(SHM_TOPIC_PREFIX) if same_host else 0 :]).decode()
     except UnicodeDecodeError as exc:
         raise MessageError("bad-topic", "topic is not UTF-8") from exc
     header_bytes = frame_bytes(frames[1])
@@ -168,17 +213,27 @@ def decode(frames: Sequence[Any]) -> Message:
         raise MessageError("header-too-large", f"{len(header_bytes)} bytes > {MAX_HEADER_BYTES}")
     header = _unpack_header(header_bytes)
     descriptors = header["bufs"]
-    if len(frames) - 2 != len(descriptors):
+    slot = _same_host_fields(header, shared) if same_host else None
+    buffers = (
+        _slot_buffers(descriptors, slot, shared)
+        if slot is not None and shared is not None
+        else [frame_bytes(frame) for frame in frames[2:]]
+    )
+    if len(buffers) != len(descriptors):
         raise MessageError(
             "buffer-count",
-            f"header lists {len(descriptors)} buffers but {len(frames) - 2} frames follow",
+            f"header lists {len(descriptors)} buffers but {len(buffers)} frames follow",
         )
     arrays = {}
-    for descriptor, frame in zip(descriptors, frames[2:], strict=True):
-        name, array = _decode_buffer(descriptor, frame_bytes(frame))
+    for descriptor, buffer in zip(descriptors, buffers, strict=True):
+        name, array = _decode_buffer(descriptor, buffer)
         if name in arrays:
             raise MessageError("bad-buffer", f"buffer name {name!r} appears twice")
         arrays[name] = array
+    if same_host:  # the plain form, as a recorder stores it
+        header.pop("pub", None)
+        header.pop("slot", None)
+        frames = [topic.encode(), pack_header(header), *buffers]
     return Message(
         topic=topic,
         kind=header["kind"],
@@ -190,6 +245,55 @@ def decode(frames: Sequence[Any]) -> Message:
         source=header["src"],
         frames=tuple(frames),
     )
+
+
+def _same_host_fields(header: dict[str, Any], shared: SharedBuffers | None) -> list[int] | None:
+    """Check ``pub`` and ``slot``; tell ``shared`` of the publisher; the slot if any."""
+    nonce = header.get("pub")
+    slot = header.get("slot")
+    if nonce is None and slot is None:
+        return None  # replayed recorded frames: inline, from no publisher's memory
+    if not isinstance(nonce, int) or isinstance(nonce, bool) or nonce < 0:
+        raise MessageError("bad-header", f"header field 'pub' is {nonce!r}; expected int >= 0")
+    if shared is not None:
+        shared.publisher_seen(nonce)
+    if slot is None:
+        return None
+    if not (
+        isinstance(slot, list)
+        and len(slot) == 6
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in slot)
+    ):
+        raise MessageError("bad-header", f"header field 'slot' is {slot!r}; expected 6 ints >= 0")
+    if shared is None:
+        raise MessageError("shm-unavailable", "buffers in shared memory, and none is mapped")
+    return [nonce, *slot]
+
+
+def _slot_buffers(
+    descriptors: list[Any], slot: list[int], shared: SharedBuffers
+) -> list[memoryview]:
+    """The buffers of a shared-memory slot, cut by the descriptors' sizes."""
+    sizes = []
+    for descriptor in descriptors:
+        if not (isinstance(descriptor, list) and len(descriptor) == 3):
+            raise MessageError(
+                "bad-buffer", f"descriptor {descriptor!r}; expected [name, dtype, shape]"
+            )
+        dtype, shape = DTYPES.get(descriptor[1]), descriptor[2]
+        if (
+            dtype is None
+            or not isinstance(shape, list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+        ):
+            raise MessageError("bad-buffer", f"descriptor {descriptor!r} names no buffer size")
+        size = math.prod(shape) * dtype.itemsize
+        if size > MAX_BUFFER_BYTES:
+            raise MessageError("too-large", f"buffer {descriptor[0]!r} of {size} bytes")
+        sizes.append(size)
+    offsets, total = slot_layout(sizes)
+    memory = memoryview(shared.buffer(slot, total)).cast("B")
+    return [memory[o : o + n] for o, n in zip(offsets, sizes, strict=True)]
 
 
 def frame_bytes(frame: Any) -> memoryview:

@@ -9,7 +9,9 @@ Delivery modes:
   ``XPUB_NODROP``, so when a subscriber's queue is full ``send`` waits (backpressure) instead of
   discarding; nothing is dropped and sequence numbers stay contiguous.
 
-Publishers bind, subscribers connect. Every received message goes through
+Publishers bind, subscribers connect. On ``ipc://`` endpoints (one host) arrays go through
+shared memory (:mod:`respike.stream.shm`) and ZeroMQ carries the header and the slot; delivery
+keeps its meaning. Every received message goes through
 :func:`respike.stream.messages.decode`; a bad one is counted by cause in :class:`InputHealth`,
 logged once per cause, and dropped, so input never raises out of :meth:`Subscriber.receive`.
 Sequence gaps are counted per topic.
@@ -27,7 +29,17 @@ from typing import Any
 
 import zmq
 
-from respike.stream.messages import Message, MessageError, decode, encode, now_us
+from respike.stream import shm
+from respike.stream.messages import (
+    SHM_TOPIC_PREFIX,
+    Message,
+    MessageError,
+    decode,
+    encode_parts,
+    frame_bytes,
+    now_us,
+    pack_header,
+)
 from respike.stream.security import Security, authorize_clients
 
 log = logging.getLogger(__name__)
@@ -130,12 +142,17 @@ class Publisher:
         self._seq: Counter[str] = Counter()
         self._subscriptions: Counter[bytes] = Counter()
         self.sent: Counter[str] = Counter()
+        self.shared = shm.SharedOut() if shm.enabled(endpoint) else None
+        """Same-host shared memory for arrays (``ipc://`` endpoints), else None."""
 
     def subscribers(self, topic: str) -> int:
         """How many subscriptions currently match ``topic`` (after reading pending notices)."""
         self._read_subscriptions()
         encoded = topic.encode()
-        return sum(n for prefix, n in self._subscriptions.items() if encoded.startswith(prefix))
+        return self._matching(encoded) + self._matching(SHM_TOPIC_PREFIX + encoded)
+
+    def _matching(self, wire_topic: bytes) -> int:
+        return sum(n for prefix, n in self._subscriptions.items() if wire_topic.startswith(prefix))
 
     def wait_for_subscribers(
         self, topic: str, count: int, timeout: float, stop: Callable[[], bool] = lambda: False
@@ -161,10 +178,51 @@ class Publisher:
         In lossless mode this blocks while a subscriber is full; ``stop`` is checked every
         100 ms so shutdown still works under backpressure (raises :class:`Stopped`).
         """
-        frames = encode(message, seq=self._seq[message.topic], pt=now_us(), source=self.source)
+        header, buffers = encode_parts(
+            message, seq=self._seq[message.topic], pt=now_us(), source=self.source
+        )
         self._seq[message.topic] += 1
-        self._send(frames, stop)
+        topic = message.topic.encode()
+        if self.shared is None:
+            self._send([topic, pack_header(header), *buffers], stop)
+        else:
+            self._send_same_host(topic, header, buffers, stop)
         self.sent[message.topic] += 1
+
+    def _send_same_host(
+        self,
+        topic: bytes,
+        header: dict[str, Any],
+        buffers: list[memoryview],
+        stop: Callable[[], bool],
+    ) -> None:
+        """Plain frames to plain subscribers; to same-host ones the header and a slot, or the
+        buffers inline while a slot is not possible (see :mod:`respike.stream.shm`)."""
+        assert self.shared is not None
+        self._read_subscriptions()  # readers announced since the last send count from now
+        same_host = self._matching(SHM_TOPIC_PREFIX + topic)
+        if self._matching(topic) or not same_host:
+            self._send([topic, pack_header(header), *buffers], stop)
+        if not same_host:
+            return
+        header["pub"] = self.shared.nonce
+        slot = None
+        if (
+            sum(len(b) for b in buffers) >= shm.MIN_SHARED_BYTES
+            and self.shared.readers(topic) == same_host
+        ):
+            slot = self.shared.place(
+                topic,
+                buffers,
+                wait=self.delivery is Delivery.LOSSLESS,
+                stop=stop,
+                refresh=self._read_subscriptions,
+            )
+        if slot is None:
+            self._send([SHM_TOPIC_PREFIX + topic, pack_header(header), *buffers], stop)
+        else:
+            header["slot"] = slot
+            self._send([SHM_TOPIC_PREFIX + topic, pack_header(header)], stop)
 
     def _send(self, frames: list[Any], stop: Callable[[], bool]) -> None:
         if self.delivery is Delivery.LIVE:
@@ -179,8 +237,18 @@ class Publisher:
                     raise Stopped("stopped while a lossless send was blocked") from None
 
     def send_raw(self, frames: list[Any], stop: Callable[[], bool] = lambda: False) -> None:
-        """Send already-encoded frames unchanged (replay of recorded bytes), with backpressure."""
-        self._send(frames, stop)
+        """Send already-encoded frames unchanged (replay of recorded bytes), with backpressure;
+        same-host subscribers get them inline under their form of the topic."""
+        if self.shared is None:
+            self._send(frames, stop)
+            return
+        self._read_subscriptions()
+        topic = bytes(frame_bytes(frames[0]))
+        same_host = self._matching(SHM_TOPIC_PREFIX + topic)
+        if self._matching(topic) or not same_host:
+            self._send(frames, stop)
+        if same_host:
+            self._send([SHM_TOPIC_PREFIX + topic, *frames[1:]], stop)
 
     @property
     def socket(self) -> zmq.Socket[Any]:
@@ -189,7 +257,8 @@ class Publisher:
         return self._socket
 
     def new_subscriptions(self) -> list[str]:
-        """Read pending (un)subscription notices; the topic prefixes subscribed since last time."""
+        """Read pending (un)subscription notices; the topic prefixes subscribed since last time
+        (in their plain form, whichever form the subscriber took)."""
         return self._read_subscriptions()
 
     def _read_subscriptions(self) -> list[str]:
@@ -199,15 +268,22 @@ class Publisher:
                 notice = self._socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return added
-            if notice[:1] == b"\x01":
-                self._subscriptions[notice[1:]] += 1
-                added.append(notice[1:].decode(errors="replace"))
-            elif notice[:1] == b"\x00" and self._subscriptions[notice[1:]] > 0:
-                self._subscriptions[notice[1:]] -= 1
+            subscribe, prefix = notice[:1] == b"\x01", notice[1:]
+            if prefix.startswith(shm.READER_PREFIX):
+                if self.shared is not None and notice[:1] in (b"\x00", b"\x01"):
+                    self.shared.notice(subscribe, prefix)
+            elif subscribe:
+                self._subscriptions[prefix] += 1
+                plain = prefix.removeprefix(SHM_TOPIC_PREFIX)
+                added.append(plain.decode(errors="replace"))
+            elif notice[:1] == b"\x00" and self._subscriptions[prefix] > 0:
+                self._subscriptions[prefix] -= 1
 
     def close(self, linger: float = 0.0) -> None:
         """Close the socket, waiting up to ``linger`` seconds for queued messages to leave."""
         self._socket.close(linger=int(linger * 1000))
+        if self.shared is not None:
+            self.shared.close()
 
 
 class Subscriber:
@@ -238,7 +314,10 @@ class Subscriber:
         self.socket.rcvhwm = max(2, queue) if self.delivery is Delivery.LIVE else LOSSLESS_HWM
         security.apply_client(self.socket)
         self.socket.connect(endpoint)
-        self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.shared = shm.SharedIn(topic) if shm.enabled(endpoint) else None
+        """Same-host shared memory for arrays (``ipc://`` endpoints), else None."""
+        self._wire_topic = (SHM_TOPIC_PREFIX if self.shared else b"") + topic.encode()
+        self.socket.setsockopt(zmq.SUBSCRIBE, self._wire_topic)
 
     def receive(self, timeout: float | None = None) -> list[Message]:
         """Messages that arrived, oldest first; waits up to ``timeout`` seconds for the first.
@@ -251,18 +330,31 @@ class Subscriber:
         limit = 256 if self.delivery is Delivery.LOSSLESS else None
         kept: deque[Message] = deque(maxlen=self.queue if limit is None else None)
         for frames in self._drain(limit):
+            if bytes(frame_bytes(frames[0])) != self._wire_topic:
+                continue  # a longer topic sharing our prefix
             try:
-                message = decode(frames)
+                message = decode(frames, self.shared)
             except MessageError as error:
                 self.health.reject(error)
-                continue
-            if message.topic != self.topic:  # a longer topic sharing our prefix
                 continue
             self.health.accept(message)
             if len(kept) == kept.maxlen:
                 self.health.dropped += 1
             kept.append(message)
+        if self.shared is not None:
+            self._announce()
         return list(kept)
+
+    def _announce(self) -> None:
+        """Subscribe this side's shared-memory table for the publisher just seen (and drop a
+        previous publisher's): the publisher learns of it in order with the data."""
+        assert self.shared is not None
+        for prefix in self.shared.withdraw:
+            self.socket.setsockopt(zmq.UNSUBSCRIBE, prefix)
+        for prefix in self.shared.announce:
+            self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.shared.withdraw.clear()
+        self.shared.announce.clear()
 
     def _drain(self, limit: int | None) -> Iterable[list[zmq.Frame]]:
         count = 0
@@ -275,3 +367,5 @@ class Subscriber:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+        if self.shared is not None:
+            self.shared.close()
