@@ -67,6 +67,11 @@ _TABLE_WORDS: Final = _HELD + MAX_HELD
 _WAIT_S: Final = (0.0, 0.00005, 0.0002, 0.001)
 """Sleeps of a lossless publisher waiting for a slot: a yield first, then longer."""
 
+HELD_WAIT_S: Final = 0.005
+"""How long a lossless publisher waits when every slot is held, not in flight: a subscriber
+works through a batch of messages in this time; a node that keeps them longer gets the next
+ones inline rather than stalling its source."""
+
 
 def enabled(endpoint: str) -> bool:
     """Whether messages on ``endpoint`` use shared memory: ``ipc://`` only, unless
@@ -93,8 +98,9 @@ class Ring:
         self.stride = STAMP_BYTES + slot_bytes
         self.size = slots * self.stride
         self.fd, self._map = _memfd(f"respike-ring-{index}", self.size)
-        self.bytes = np.frombuffer(self._map, np.uint8)
-        self.written = np.full(slots, -1, np.int64)
+        self.bytes = memoryview(self._map)
+        self._words = self.bytes.cast("q")
+        self.written = [-1] * slots
         """The write index each slot holds; -1: never written."""
         self.order = list(range(slots))
         """Slots oldest first: the next to reuse leads."""
@@ -103,7 +109,7 @@ class Ring:
         return slot * self.stride + STAMP_BYTES
 
     def stamp(self, slot: int, write: int) -> None:
-        self.bytes[slot * self.stride : slot * self.stride + 8].view(np.int64)[0] = write
+        self._words[slot * self.stride // 8] = write
 
     def close(self) -> None:
         """Close the descriptor; subscribers that mapped the ring keep its memory while their
@@ -191,9 +197,7 @@ class SharedOut:
         start = ring.payload_offset(slot)
         ring.stamp(slot, -1)
         for offset, buffer in zip(offsets, buffers, strict=True):
-            ring.bytes[start + offset : start + offset + len(buffer)] = np.frombuffer(
-                buffer, np.uint8
-            )
+            ring.bytes[start + offset : start + offset + len(buffer)] = buffer
         ring.stamp(slot, write)
         ring.written[slot] = write
         ring.order.remove(slot)
@@ -214,19 +218,21 @@ class SharedOut:
         stop: Callable[[], bool],
         refresh: Callable[[], object],
     ) -> int | None:
-        """The oldest slot no reader needs; while only messages in flight block them, a
-        lossless publisher waits (re-reading who is still there), else None."""
+        """The oldest slot no reader needs; a lossless publisher waits while messages are in
+        flight (re-reading who is still there) and ``HELD_WAIT_S`` while they are only held;
+        None when it gives up or need not wait."""
         attempt = 0
+        held_until = time.monotonic() + HELD_WAIT_S
         while True:
             readers = [r for r in self._readers.values() if r.topic == topic]
             in_flight = False
             for slot in ring.order:
-                written = int(ring.written[slot])
+                written = ring.written[slot]
                 states = {r.blocks(written) for r in readers} if written >= 0 else set()
                 if not states - {""}:
                     return slot
                 in_flight |= "flight" in states
-            if not (wait and in_flight) or stop():
+            if not wait or stop() or not (in_flight or time.monotonic() < held_until):
                 return None
             time.sleep(_WAIT_S[min(attempt, len(_WAIT_S) - 1)])
             attempt += 1
@@ -291,7 +297,10 @@ class SharedIn:
         """Subscriptions to add (this side's table) since last asked."""
         self.withdraw: list[bytes] = []
         """Subscriptions to drop (the table of a publisher gone) since last asked."""
+        self.from_slots = 0
+        """Messages whose buffers came from a slot."""
         self.copied = 0
+        """Of those, the ones copied out because ``MAX_HELD`` were held already."""
 
     def publisher_seen(self, nonce: int) -> None:
         """A message named its publisher: make a table for a publisher not seen before."""
@@ -334,6 +343,7 @@ class SharedIn:
                 table.release(entry)
             raise MessageError("shm-stamp", f"slot holds write {stamp}, header says {write}")
         table.saw(write)
+        self.from_slots += 1
         if entry is None:
             self.copied += 1
             return bytearray(shared[offset : offset + nbytes])
