@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from respike.models import (
@@ -52,7 +53,7 @@ from respike.models import (
 )
 from respike.models.checkpoint import resolve_checkpoint
 from respike.models.energy import r3d18_reference
-from respike.models.snn import SNNState, SpikingResNet
+from respike.models.snn import ConvBN, SNNState, SpikingResNet
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,19 +135,27 @@ def step_vs_convs(
 
 def capture_conv_inputs(
     snn: SpikingResNet, x: torch.Tensor, state: SNNState
-) -> list[tuple[nn.Conv2d, torch.Tensor]]:
-    """Every convolution of one SNN step with the input it received."""
-    pairs: list[tuple[nn.Conv2d, torch.Tensor]] = []
+) -> list[tuple[ConvBN, torch.Tensor]]:
+    """Every convolution of one SNN step (with its batch norm folded in, as inference runs
+    it) with the input it received."""
+    pairs: list[tuple[ConvBN, torch.Tensor]] = []
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        assert isinstance(module, nn.Conv2d)
+        assert isinstance(module, ConvBN)
         pairs.append((module, inputs[0].clone()))
 
-    handles = [m.register_forward_pre_hook(hook) for m in snn.modules() if isinstance(m, nn.Conv2d)]
+    handles = [m.register_forward_pre_hook(hook) for m in snn.modules() if isinstance(m, ConvBN)]
     snn.step(x, state)
     for h in handles:
         h.remove()
     return pairs
+
+
+def run_convs(pairs: list[tuple[ConvBN, torch.Tensor]]) -> None:
+    """The step's convolutions alone: the same folded weights, biases and inputs."""
+    for block, inp in pairs:
+        weight, bias = block.folded()
+        F.conv2d(inp, weight, bias, block.conv.stride, block.conv.padding)
 
 
 class Stepper:
@@ -187,8 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _, state = model.step(x, state)
 
         def convs() -> None:
-            for conv, inp in pairs:
-                conv(inp)
+            run_convs(pairs)
 
         def ann() -> None:
             model.encode_keyframe(frame)

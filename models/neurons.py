@@ -141,8 +141,36 @@ def lif_step(
     """
     if state is None:
         state = LIFBoxFeedForwardState(v=torch.zeros_like(x))
+    if not (torch.is_grad_enabled() or cell._forward_hooks or torch.compiler.is_compiling()):
+        return _lif_inference_step(cell, x, state)
     z, new_state = cell(x, state)
     return z, new_state
+
+
+def _lif_inference_step(
+    cell: LIFBoxCell, x: torch.Tensor, state: LIFBoxFeedForwardState
+) -> tuple[torch.Tensor, LIFBoxFeedForwardState]:
+    """The same step as Norse's (every surrogate spikes at ``v > v_th`` going forward) in four
+    tensor ops instead of a dozen and the module call: for inference, where nothing needs
+    gradients. Reset by value only, as :class:`LIFConfig` makes every cell."""
+    constants = cell.__dict__.get("_inference_constants")
+    if constants is None:
+        p = cell.p
+        if p.reset_method is not reset_value:
+            z, new_state = cell(x, state)
+            return z, new_state
+        constants = (
+            float(cell.dt * p.tau_mem_inv),
+            float(p.v_leak),
+            float(p.v_th),
+            float(p.v_reset),
+        )
+        cell.__dict__["_inference_constants"] = constants
+    leak, v_leak, v_th, v_reset = constants
+    drive = x - state.v if v_leak == 0.0 else x + v_leak - state.v
+    v = torch.add(state.v, drive, alpha=leak)
+    fired = v > v_th
+    return fired.to(x.dtype), LIFBoxFeedForwardState(v=v.masked_fill_(fired, v_reset))
 
 
 __all__ = [

@@ -107,3 +107,40 @@ def test_config_validation() -> None:
         SNNConfig(widths=(4, 8), blocks=(1,))
     with pytest.raises(ValueError, match="stem_stride"):
         SNNConfig(stem_stride=3)
+
+
+def test_inference_steps_fold_batch_norm_and_fuse_lif_with_the_same_spikes() -> None:
+    """Under no_grad a step folds each batch norm into its convolution and runs the LIF cells
+    in four ops: the spikes are those of the training-time path, also after new weights."""
+    torch.manual_seed(3)
+    snn = SpikingResNet(SNNConfig(), in_channels=2).eval()
+
+    def randomise() -> None:
+        with torch.no_grad():  # in place, as an optimiser step or load_state_dict changes them
+            for module in snn.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight.mul_(torch.empty_like(module.weight).uniform_(0.8, 1.25))
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    assert module.running_mean is not None and module.running_var is not None
+                    module.running_mean.uniform_(-0.2, 0.2)
+                    module.running_var.uniform_(0.5, 2.0)
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.uniform_(-0.1, 0.3)
+
+    inputs = [torch.rand(1, 2, 64, 64) * 3 for _ in range(12)]
+    for _ in range(2):  # the second round checks that the folded weights follow new ones
+        randomise()
+        slow_state = fast_state = None
+        fired = 0
+        for x in inputs:
+            with torch.enable_grad():
+                slow, slow_state = snn.step(x, slow_state)
+            with torch.no_grad():
+                fast, fast_state = snn.step(x, fast_state)
+            for a, b in zip(slow, fast, strict=True):
+                assert torch.equal(a, b)
+            fired += int(sum(f.sum() for f in fast))
+        assert fired > 1000, "a test of spikes needs spikes"
+        assert fast_state is not None and slow_state is not None
+        for a, b in zip(slow_state.cells, fast_state.cells, strict=True):
+            torch.testing.assert_close(a.v, b.v, rtol=1e-5, atol=1e-5)
