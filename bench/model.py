@@ -11,6 +11,9 @@ on ``--size`` px event frames, full-width ResNet-18 key-frame ANN at 112 px) or 
 - ``ann_keyframe``: one ANN pass on a key frame (the four stage features);
 - ``hybrid_step``: one full :meth:`HybridReSpike.step` (SNN, fusion against cached key-frame
   keys/values, head), mid-segment;
+- ``hybrid_arithmetic``: the part of a hybrid step spent inside its convolution, matmul and
+  attention kernels (their own time in torch's profiler, eager), and ``hybrid_ratio`` the
+  step over it (issue 18's target: at most 2x);
 
 each ``eager`` and, unless ``--no-compile``, through ``torch.compile`` (inductor, static shapes;
 compile time reported apart). ``ratio`` is SNN step / convolutions alone (target <= 1.5x with
@@ -158,6 +161,33 @@ def run_convs(pairs: list[tuple[ConvBN, torch.Tensor]]) -> None:
         F.conv2d(inp, weight, bias, block.conv.stride, block.conv.padding)
 
 
+ARITHMETIC_OPS = (
+    "aten::_slow_conv2d_forward",
+    "aten::mkldnn_convolution",
+    "aten::thnn_conv2d",
+    "aten::addmm",
+    "aten::mm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+)
+"""The kernels that do a step's convolutions, matmuls and attention: its arithmetic."""
+
+
+def arithmetic_ms(step: Callable[[], object], steps: int) -> float:
+    """Milliseconds per call that ``step`` spends inside :data:`ARITHMETIC_OPS` kernels (their
+    own time, from torch's profiler): what a step would cost with no other op and no Python."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    own_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ARITHMETIC_OPS)
+    return own_us / 1e3 / steps
+
+
 class Stepper:
     """Calls a step function repeatedly, carrying its state (as a stream does)."""
 
@@ -206,6 +236,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         eager["ann_keyframe"] = median_ms(lambda: model.ann(frame), args.steps, args.warmup)
         eager["keyframe_with_kv"] = median_ms(ann, args.steps, args.warmup)
         eager["hybrid_step"] = median_ms(Stepper(model.step, x, state), args.steps, args.warmup)
+        eager["hybrid_arithmetic"] = arithmetic_ms(Stepper(model.step, x, state), args.steps)
+        eager["hybrid_ratio"] = eager["hybrid_step"] / eager["hybrid_arithmetic"]
 
         if not args.no_compile:
             compiled = results["compiled"]
@@ -265,7 +297,15 @@ def print_table(results: dict[str, Any]) -> None:
         f"{cfg['threads']} thread, median of {cfg['steps']}"
     )
     print(f"{'ms':>22} {'eager':>9} {'compiled':>9}")
-    for key in ("snn_step", "snn_convs", "ratio", "ann_keyframe", "hybrid_step"):
+    for key in (
+        "snn_step",
+        "snn_convs",
+        "ratio",
+        "ann_keyframe",
+        "hybrid_step",
+        "hybrid_arithmetic",
+        "hybrid_ratio",
+    ):
         e = results["eager"].get(key)
         c = results["compiled"].get(key)
         fmt = (lambda v: f"{v:9.2f}x") if key == "ratio" else (lambda v: f"{v:9.2f} ")
