@@ -20,7 +20,11 @@ Codecs (``--codecs``), side by side over the same socket pattern (XPUB with ``XP
 high-water marks of 256 to SUB, as the lossless Publisher and Subscriber use):
 
 - ``respike``: :class:`respike.stream.sockets.Publisher` and ``Subscriber`` as they are, in
-  ``lossless`` mode: the wire codec with ``copy=False`` and ``np.frombuffer`` views;
+  ``lossless`` mode: the wire codec with ``copy=False`` and ``np.frombuffer`` views; on
+  ``ipc`` the arrays go through shared-memory slots (:mod:`respike.stream.shm`) and ZeroMQ
+  carries the header and the slot;
+- ``respike-zmq``: the same with ``shared_memory=False`` at both ends: every byte over ZeroMQ
+  (what ``respike`` was before issue 18, and what it still is over ``tcp``);
 - ``pickle``: ``pickle.dumps`` of a dict holding the header fields and the array, sent as one
   frame with plain pyzmq ``send``/``recv`` and ``pickle.loads`` on receipt (only here, for
   comparison: product code never pickles on the wire);
@@ -33,6 +37,36 @@ high-water marks of 256 to SUB, as the lossless Publisher and Subscriber use):
 - ``raw`` (optional, for diagnosis): bare pyzmq ``send_multipart(copy=False)`` of
   ``[topic, msgpack header, buffer]`` and ``recv_multipart(copy=False)`` plus ``np.frombuffer``,
   without the respike codec or socket wrappers: the floor the ``respike`` path could reach.
+
+Reference rows (optional, transport ``shm``: same-host shared memory instead of ZeroMQ, paired
+with ``shm`` as ``ros2`` is with ``dds``; the payload's raw bytes, viewed in place on receipt
+with ``np.frombuffer``; in ``bench/transport_references.py``):
+
+- ``floor``: the practical floor of shared memory between two Python processes: the sender
+  copies each payload (one numpy copy) into the next of 8 slots of an ``os.memfd_create``
+  ring that the receiver maps once through ``/proc/<pid>/fd/<fd>``, and writes a 24-byte
+  ``(slot, seq, pt)`` record to an AF_UNIX stream socket in the private folder; the receiver
+  answers each with an 8-byte ack, and the sender waits for acks instead of overwriting a
+  slot not yet acknowledged (at most 8 in flight, nothing dropped);
+- ``iceoryx2`` (``pip install iceoryx2``, the ``bench`` extra): an iceoryx2 0.10
+  publish-subscribe service of ``u8`` slices with the sequence number and publish time in a
+  user header: the sender loans a slice, copies the payload in and sends it, its publisher
+  retrying while the subscriber's buffer of 8 is full (no safe overflow,
+  ``BackpressureStrategy.RetryUntilDelivered``: nothing dropped), and notifies an event
+  service; the receiver sleeps in ``Listener.timed_wait``, then takes every waiting sample
+  and views its payload in place (``Slice.as_memory_view``). The services live under a
+  per-run root path and file prefix in the private folder, removed with ``/dev/shm``'s
+  files afterwards;
+- ``dora`` (dora-rs and dora-rs-cli, the ``bench`` extra): a two-node dataflow under
+  ``dora run`` (its own daemon and node processes, so the receiver process here is idle):
+  ``node.send_output`` of ``pyarrow.array`` of the payload's bytes with ``bench_seq`` (dora
+  reserves ``seq``) and ``pt`` in the metadata, ``event["value"].to_numpy(zero_copy_only=True)``
+  on receipt, into an input with ``queue_size: 10`` and ``queue_policy: backpressure`` (the
+  sender is held while 100 wait). The nodes write their statistics to files read back here;
+  the sender starts 0.5 s after the dataflow (dora 1.1 loses earlier outputs). zenoh
+  segments the run leaves in ``/dev/shm`` (seen now and then) are removed once unused.
+
+A reference codec whose package is missing reports an ``ImportError`` in its row's note.
 
 The ``pickle`` and ``raw`` senders wait for room with a blocking send (``SNDTIMEO``); the
 ``respike`` path waits however ``Publisher.send`` does. Each row also reports CPU time (user +
@@ -47,6 +81,8 @@ method; both use one ZeroMQ I/O thread and one BLAS/OpenMP thread. Sequence gaps
     python bench/transport.py --transports ipc --payloads frame --codecs respike,pickle,raw \\
         --modes full --seconds 2
     python bench/transport.py --payloads frame --codecs respike,ros2 --modes 30Hz --json
+    python bench/transport.py --transports ipc --payloads frame \\
+        --codecs respike,floor,iceoryx2,dora --seconds 3 --paced-seconds 4
 """
 
 from __future__ import annotations
@@ -65,11 +101,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Final
 
 import msgpack
 import numpy as np
 import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import transport_references as references
 
 from respike.events.types import EVENT_DTYPE, make_events
 from respike.stream.messages import Message, now_us
@@ -77,7 +118,7 @@ from respike.stream.sockets import Delivery, Publisher, Subscriber
 
 TRANSPORTS: Final = ("ipc", "tcp")
 PAYLOADS: Final = ("frame", "events")
-CODECS: Final = ("respike", "pickle", "raw", "ros2")
+CODECS: Final = ("respike", "respike-zmq", "pickle", "raw", "ros2", *references.CODECS)
 DDS_DOMAIN: Final = 231
 """ROS_DOMAIN_ID of the ``ros2`` runs (0-232), away from the default 0 of a robot's graph."""
 MODES: Final = ("30Hz", "full")
@@ -246,11 +287,21 @@ class _Stats:
 
 
 def _receive_respike(
-    context: zmq.Context, endpoint: str, topic: str, hwm: int, conn: Connection
+    context: zmq.Context,
+    endpoint: str,
+    topic: str,
+    hwm: int,
+    conn: Connection,
+    shared_memory: bool = True,
 ) -> _Stats:
     stats = _Stats()
     subscriber = Subscriber(
-        endpoint, topic, delivery=Delivery.LOSSLESS, context=context, name="bench"
+        endpoint,
+        topic,
+        delivery=Delivery.LOSSLESS,
+        context=context,
+        name="bench",
+        shared_memory=shared_memory,
     )
     if hwm != HWM:
         subscriber.socket.rcvhwm = hwm  # libzmq ≥ 4.3 applies this to the connected pipe too
@@ -357,8 +408,15 @@ def receiver_main(conn: Connection) -> None:
             codec, endpoint, topic = command["codec"], command["endpoint"], command["topic"]
             hwm = command["hwm"]
             set_socket_buffers(context, command["sockbuf"])
-            if codec == "respike":
-                stats = _receive_respike(context, endpoint, topic, hwm, conn)
+            if codec in references.RECEIVERS:
+                try:
+                    stats = references.RECEIVERS[codec](command, conn, _Stats())
+                except Exception as error:  # reported in the row; the next case still runs
+                    conn.send({"received": 0, "error": f"receiver {type(error).__name__}: {error}"})
+                    continue
+            elif codec in ("respike", "respike-zmq"):
+                shared = codec == "respike"
+                stats = _receive_respike(context, endpoint, topic, hwm, conn, shared)
             elif codec == "pickle":
                 stats = _receive_pickle(context, endpoint, hwm, conn)
             elif codec == "ros2":
@@ -433,7 +491,12 @@ def _send_respike(
     topic = f"bench/{case.payload}"
     kind = "frame" if case.payload == "frame" else "events"
     publisher = Publisher(
-        bind, source="bench", delivery=Delivery.LOSSLESS, context=context, hwm=case.hwm
+        bind,
+        source="bench",
+        delivery=Delivery.LOSSLESS,
+        context=context,
+        hwm=case.hwm,
+        shared_memory=case.codec == "respike",
     )
     try:
         _start_receiver(conn, case, publisher.endpoint, topic, array)
@@ -540,8 +603,9 @@ def _send_ros2(
 
 
 def _start_receiver(
-    conn: Connection, case: Case, endpoint: str, topic: str, array: np.ndarray
+    conn: Connection, case: Case, endpoint: str, topic: str, array: np.ndarray, **extra: Any
 ) -> None:
+    """Command the receiver process (``extra``: codec-specific fields) and wait until ready."""
     conn.send(
         {
             "codec": case.codec,
@@ -551,8 +615,14 @@ def _start_receiver(
             "hwm": case.hwm,
             "sockbuf": case.sockbuf,
         }
+        | extra
     )
-    if not conn.poll(RESULT_TIMEOUT_S) or conn.recv() != "ready":
+    if not conn.poll(RESULT_TIMEOUT_S):
+        raise TimeoutError("the receiver process did not answer")
+    reply = conn.recv()
+    if isinstance(reply, dict) and reply.get("error"):
+        raise RuntimeError(reply["error"])
+    if reply != "ready":
         raise TimeoutError("the receiver process did not answer")
 
 
@@ -564,11 +634,33 @@ def _await_summary(conn: Connection) -> dict[str, Any]:
     return summary
 
 
+def _send_reference(
+    case: Case, context: zmq.Context, bind: str, array: np.ndarray, conn: Connection
+) -> tuple[int, dict[str, Any]]:
+    """A reference codec's sender (transport_references), with ``bind`` its path prefix."""
+    harness = references.Harness(
+        start_receiver=lambda endpoint, topic, **extra: _start_receiver(
+            conn, case, endpoint, topic, array, **extra
+        ),
+        await_summary=lambda: _await_summary(conn),
+        pacer=lambda: _Pacer(case.seconds, case.rate),
+        workdir=bind,
+    )
+    try:
+        return references.SENDERS[case.codec](case, array, harness)
+    except (TimeoutError, EOFError, ImportError, OSError, RuntimeError):
+        raise
+    except Exception as error:  # a third-party library's own error: the row's note says it
+        raise RuntimeError(f"{type(error).__name__}: {error}") from error
+
+
 SENDERS: Final = {
     "respike": _send_respike,
+    "respike-zmq": _send_respike,
     "pickle": _send_pickle,
     "raw": _send_raw,
     "ros2": _send_ros2,
+    **dict.fromkeys(references.CODECS, _send_reference),
 }
 
 
@@ -578,16 +670,20 @@ def run_case(
     """Run one measurement against the receiver process behind ``conn``."""
     array = make_payload(case.payload)
     result = Result(case.transport, case.payload, case.codec, case.mode, array.nbytes)
-    bind = f"ipc://{ipc_dir}/{index}.sock" if case.transport == "ipc" else "tcp://127.0.0.1:*"
+    bind = {
+        "ipc": f"ipc://{ipc_dir}/{index}.sock",
+        references.TRANSPORT: f"{ipc_dir}/{index}",  # a path prefix for the case's own files
+    }.get(case.transport, "tcp://127.0.0.1:*")
     usage = Usage()
     try:
         result.sent, summary = SENDERS[case.codec](case, context, bind, array, conn)
-    except (TimeoutError, EOFError, zmq.ZMQError, ImportError) as error:
+    except (TimeoutError, EOFError, zmq.ZMQError, ImportError, OSError, RuntimeError) as error:
         result.error = f"{type(error).__name__}: {error}"
         return result
     result.tx_cpu_us, result.tx_faults = usage.per_message(result.sent)
     result.error = summary.pop("error", "")
     result.extra["checksum"] = summary.pop("checksum", 0)
+    result.extra |= summary.pop("extra", {})
     for key, value in summary.items():
         setattr(result, key, value)
     if result.received != result.sent:
@@ -598,7 +694,11 @@ def run_case(
 def plan(args: argparse.Namespace) -> list[Case]:
     """The measurements asked for, in the order they run."""
     cases = []
-    transports = [*args.transports, "dds"] if "ros2" in args.codecs else args.transports
+    transports = list(args.transports)
+    if "ros2" in args.codecs:
+        transports.append("dds")
+    if set(args.codecs) & set(references.CODECS):
+        transports.append(references.TRANSPORT)
     for transport in transports:
         for payload in args.payloads:
             for mode in args.modes:
@@ -607,6 +707,8 @@ def plan(args: argparse.Namespace) -> list[Case]:
                         codec == "ros2" and payload != "frame"
                     ):
                         continue  # ros2 goes over DDS only, with images
+                    if (codec in references.CODECS) != (transport == references.TRANSPORT):
+                        continue  # the references go over shared memory only
                     seconds, rate = (
                         (args.seconds, None) if mode == "full" else (args.paced_seconds, args.rate)
                     )
@@ -635,6 +737,8 @@ def machine() -> dict[str, Any]:
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
         "cyclonedds": _version("cyclonedds"),
+        "iceoryx2": _version("iceoryx2"),
+        "dora-rs": _version("dora-rs"),
     }
 
 
@@ -729,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
             if not args.json:
                 print(
-                    f"{case.transport:3} {case.payload:6} {case.codec:7} {case.mode:4} "
+                    f"{case.transport:3} {case.payload:6} {case.codec:8} {case.mode:4} "
                     f"{result.msgs_per_s:9,.0f} msg/s {result.mb_per_s:8,.0f} MB/s "
                     f"p50 {result.latency_p50_us:9,.0f} µs p99 {result.latency_p99_us:9,.0f} µs "
                     f"{result.error}",

@@ -122,6 +122,7 @@ class Publisher:
         security: Security | None = None,
         context: zmq.Context | None = None,
         hwm: int | None = None,
+        shared_memory: bool = True,
     ) -> None:
         security = security or Security()
         security.check(endpoint)
@@ -147,7 +148,7 @@ class Publisher:
         self._seq: Counter[str] = Counter()
         self._subscriptions: Counter[bytes] = Counter()
         self.sent: Counter[str] = Counter()
-        self.shared = shm.SharedOut() if shm.enabled(endpoint) else None
+        self.shared = shm.SharedOut() if shared_memory and shm.enabled(endpoint) else None
         """Same-host shared memory for arrays (``ipc://`` endpoints), else None."""
 
     def subscribers(self, topic: str) -> int:
@@ -316,6 +317,7 @@ class Subscriber:
         security: Security | None = None,
         context: zmq.Context | None = None,
         name: str | None = None,
+        shared_memory: bool = True,
     ) -> None:
         if queue < 1:
             raise ValueError(f"queue must be ≥ 1, got {queue}")
@@ -331,7 +333,7 @@ class Subscriber:
         self.socket.rcvhwm = max(2, queue) if self.delivery is Delivery.LIVE else LOSSLESS_HWM
         security.apply_client(self.socket)
         self.socket.connect(endpoint)
-        self.shared = shm.SharedIn(topic) if shm.enabled(endpoint) else None
+        self.shared = shm.SharedIn(topic) if shared_memory and shm.enabled(endpoint) else None
         """Same-host shared memory for arrays (``ipc://`` endpoints), else None."""
         self._wire_topic = (SHM_TOPIC_PREFIX if self.shared else b"") + topic.encode()
         self.socket.setsockopt(zmq.SUBSCRIBE, self._wire_topic)
