@@ -161,6 +161,8 @@ class SharedOut:
             path = f"/proc/{int(pid)}/fd/{int(fd)}"
             with open(path, "r+b") as file:
                 table_map = mmap.mmap(file.fileno(), _TABLE_WORDS * 8)
+        except FileNotFoundError:
+            return  # the subscriber has gone since; its unsubscription follows
         except (ValueError, OSError) as error:
             log.warning(
                 "a subscriber's shared-memory table is unusable (%s): sending inline", error
