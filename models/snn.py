@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -141,7 +141,7 @@ class ConvBN(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
         self.bn = nn.BatchNorm2d(out_ch)
-        self._folded_key: tuple[tuple[int, int], ...] = ()
+        self._folded_from: tuple[tuple[torch.Tensor, int, int], ...] = ()
         self._folded_weights: tuple[torch.Tensor, torch.Tensor] = (torch.empty(0), torch.empty(0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,33 +157,33 @@ class ConvBN(nn.Module):
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The convolution with the batch norm's running statistics folded in: one op instead
-        of two for inference. Cached until a weight or statistic changes: an optimiser step,
-        ``load_state_dict`` or ``.to()`` makes a new version or a new tensor (a change made
-        through ``.data`` makes neither, so it is not seen)."""
-        tensors = (
-            self.conv.weight,
-            self.bn.weight,
-            self.bn.bias,
-            self.bn.running_mean,
-            self.bn.running_var,
-        )
-        key = tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
-        if self._folded_key != key:
-            bn = self.bn
-            assert bn.running_mean is not None and bn.running_var is not None
-            scale = torch.rsqrt(bn.running_var + bn.eps)
-            if bn.weight is not None:
-                scale = scale * bn.weight
-            shift = -bn.running_mean * scale
-            if bn.bias is not None:
-                shift = shift + bn.bias
-            weight = self.conv.weight * scale.view(-1, 1, 1, 1)
-            self._folded_weights = (
-                weight.detach(),
-                shift.detach(),
-            )
-            self._folded_key = key
+        of two for inference. Cached until a weight or statistic changes: an optimiser step
+        or ``load_state_dict`` makes a new version, ``.to()`` new memory, and loading with
+        ``assign=True`` new tensors (a change made through ``.data`` makes none of these, so
+        it is not seen)."""
+        for tensor, memory, version in self._folded_from:  # the fast check, every step
+            if tensor.data_ptr() != memory or tensor._version != version:
+                break
+        else:
+            if self._folded_from:
+                return self._folded_weights
+        bn = self.bn
+        assert bn.running_mean is not None and bn.running_var is not None
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        weight = self.conv.weight * scale.view(-1, 1, 1, 1)
+        self._folded_weights = (weight.detach(), shift.detach())
+        sources = (self.conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        self._folded_from = tuple((t, t.data_ptr(), t._version) for t in sources if t is not None)
         return self._folded_weights
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._folded_from = ()  # ``assign=True`` puts new tensors in place of the old
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class PreActBlock(nn.Module):
