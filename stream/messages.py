@@ -231,9 +231,12 @@ def decode(frames: Sequence[Any], shared: SharedBuffers | None = None) -> Messag
             raise MessageError("bad-buffer", f"buffer name {name!r} appears twice")
         arrays[name] = array
     if same_host:  # the plain form, as a recorder stores it
-        header.pop("pub", None)
-        header.pop("slot", None)
-        frames = [topic.encode(), pack_header(header), *buffers]
+        if "pub" in header or "slot" in header:
+            header.pop("pub", None)
+            header.pop("slot", None)
+            frames = [topic.encode(), pack_header(header), *buffers]
+        else:
+            frames = [topic.encode(), *frames[1:]]
     return Message(
         topic=topic,
         kind=header["kind"],

@@ -5,7 +5,7 @@ in shared memory and ZeroMQ carries only the header and the slot; across hosts (
 nothing changes. The pieces, all in anonymous memory (``memfd``) so that no file is ever left
 behind, whoever dies:
 
-- a **ring** per publisher and topic: ``RING_SLOTS`` slots, each a 64-byte stamp (the write
+- a **ring** per publisher and topic: :func:`ring_slots` slots, each a 64-byte stamp (the write
   index it holds) and the payload. It grows (a new, larger ring) when a message does not fit.
   Subscribers map it through ``/proc/<pid>/fd/<fd>``, named in every header.
 - a **reader table** per subscriber: ``seen`` (the newest write index it received) and up to
@@ -34,6 +34,7 @@ import os
 import secrets
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -47,9 +48,21 @@ log = logging.getLogger(__name__)
 READER_PREFIX: Final = b"\x00reader/"
 """Prefix of the subscription that announces a reader table; it matches no message."""
 
-RING_SLOTS: Final = 8
-"""Slots per ring: how many messages of a topic may be in flight or held at once before the
-publisher waits (lossless) or sends inline (live)."""
+RING_BYTES: Final = 16 * 1024 * 1024
+"""Memory a ring may take; small messages get more slots (up to ``MAX_RING_SLOTS``)."""
+
+MIN_RING_SLOTS: Final = 8
+MAX_RING_SLOTS: Final = 64
+"""A lossless reader's pipeline depth is the ring's slots: a model node that batches what
+waited (DVS replay) needs about as many as ZeroMQ's queues held (2 x 32); 8 halved its batches
+and its rate."""
+
+
+def ring_slots(slot_bytes: int) -> int:
+    """Slots of a ring whose slots hold ``slot_bytes``: as many as ``RING_BYTES`` allow,
+    within ``MIN_RING_SLOTS``-``MAX_RING_SLOTS`` (16 for 640x480 frames, 64 for packets)."""
+    return max(MIN_RING_SLOTS, min(MAX_RING_SLOTS, RING_BYTES // slot_bytes))
+
 
 MAX_HELD: Final = 64
 """Messages a subscriber may hold at once per topic; beyond this it copies a message out."""
@@ -92,7 +105,8 @@ def _memfd(name: str, size: int) -> tuple[int, mmap.mmap]:
 class Ring:
     """One publisher's slots for one topic in a ``memfd``."""
 
-    def __init__(self, index: int, slot_bytes: int, slots: int = RING_SLOTS) -> None:
+    def __init__(self, index: int, slot_bytes: int) -> None:
+        slots = ring_slots(slot_bytes)
         self.index = index
         self.slot_bytes = slot_bytes
         self.stride = STAMP_BYTES + slot_bytes
@@ -146,13 +160,16 @@ class SharedOut:
         self._rings: dict[bytes, list[Ring]] = {}
         self._writes: dict[bytes, int] = {}
         self._readers: dict[bytes, _Reader] = {}
+        self._reader_counts: Counter[bytes] = Counter()
         self._ring_count = 0
         self.inline_fallbacks = 0
 
     def notice(self, subscribe: bool, prefix: bytes) -> None:
         """Take a reader announcement (``READER_PREFIX...``) or its end."""
         if not subscribe:
-            self._readers.pop(prefix, None)  # its mapping goes with its last reference
+            gone = self._readers.pop(prefix, None)  # its mapping goes with its last reference
+            if gone is not None:
+                self._reader_counts[gone.topic] -= 1
             return
         try:
             nonce, pid, fd, topic = prefix[len(READER_PREFIX) :].split(b"/", 3)
@@ -169,10 +186,13 @@ class SharedOut:
             )
             return
         table = np.frombuffer(table_map, np.int64)
+        if prefix not in self._readers:
+            self._reader_counts[topic] += 1
         self._readers[prefix] = _Reader(topic, table, self._writes.get(topic, 0) - 1)
 
     def readers(self, topic: bytes) -> int:
-        return sum(1 for reader in self._readers.values() if reader.topic == topic)
+        """How many subscribers of ``topic`` have announced a table this side could map."""
+        return self._reader_counts[topic]
 
     def place(
         self,
@@ -253,6 +273,7 @@ class SharedOut:
                 ring.close()
         self._rings.clear()
         self._readers.clear()
+        self._reader_counts.clear()
 
 
 class _Table:

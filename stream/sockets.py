@@ -61,6 +61,10 @@ ZERO_COPY_BYTES = 64 * 1024
 pyzmq's own ``copy_threshold``)."""
 
 
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+"""As plain ints: the enum arithmetic cost as much as the call, on every send."""
+
+
 class Delivery(StrEnum):
     LIVE = "live"
     LOSSLESS = "lossless"
@@ -147,6 +151,7 @@ class Publisher:
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._seq: Counter[str] = Counter()
         self._subscriptions: Counter[bytes] = Counter()
+        self._matches: dict[bytes, int] = {}
         self.sent: Counter[str] = Counter()
         self.shared = shm.SharedOut() if shared_memory and shm.enabled(endpoint) else None
         """Same-host shared memory for arrays (``ipc://`` endpoints), else None."""
@@ -158,7 +163,12 @@ class Publisher:
         return self._matching(encoded) + self._matching(SHM_TOPIC_PREFIX + encoded)
 
     def _matching(self, wire_topic: bytes) -> int:
-        return sum(n for prefix, n in self._subscriptions.items() if wire_topic.startswith(prefix))
+        """Subscriptions matching ``wire_topic``; counted once per change of subscriptions."""
+        count = self._matches.get(wire_topic)
+        if count is None:
+            count = sum(n for p, n in self._subscriptions.items() if wire_topic.startswith(p))
+            self._matches[wire_topic] = count
+        return count
 
     def wait_for_subscribers(
         self, topic: str, count: int, timeout: float, stop: Callable[[], bool] = lambda: False
@@ -211,12 +221,11 @@ class Publisher:
             self._send([topic, pack_header(header), *buffers], stop)
         if not same_host:
             return
-        header["pub"] = self.shared.nonce
+        announced = self.shared.readers(topic) == same_host
+        if not announced:  # tells the newcomers whose ring to announce a table for
+            header["pub"] = self.shared.nonce
         slot = None
-        if (
-            sum(len(b) for b in buffers) >= shm.MIN_SHARED_BYTES
-            and self.shared.readers(topic) == same_host
-        ):
+        if announced and sum(len(b) for b in buffers) >= shm.MIN_SHARED_BYTES:
             slot = self.shared.place(
                 topic,
                 buffers,
@@ -227,6 +236,7 @@ class Publisher:
         if slot is None:
             self._send([SHM_TOPIC_PREFIX + topic, pack_header(header), *buffers], stop)
         else:
+            header["pub"] = self.shared.nonce
             header["slot"] = slot
             self._send([SHM_TOPIC_PREFIX + topic, pack_header(header)], stop)
 
@@ -279,8 +289,9 @@ class Publisher:
 
     def _read_subscriptions(self) -> list[str]:
         added: list[str] = []
-        if not self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if not self._socket.getsockopt(_EVENTS) & _POLLIN:
             return added  # half the cost of a recv that raises Again, on every send
+        self._matches.clear()
         while True:
             try:
                 notice = self._socket.recv(zmq.NOBLOCK)
@@ -349,7 +360,7 @@ class Subscriber:
         limit = 256 if self.delivery is Delivery.LOSSLESS else None
         kept: deque[Message] = deque(maxlen=self.queue if limit is None else None)
         for frames in self._drain(limit):
-            if bytes(frame_bytes(frames[0])) != self._wire_topic:
+            if frame_bytes(frames[0]) != self._wire_topic:
                 continue  # a longer topic sharing our prefix
             try:
                 message = decode(frames, self.shared)

@@ -22,6 +22,8 @@ from respike.stream.messages import SHM_TOPIC_PREFIX, Message, MessageError, dec
 from respike.stream.sockets import Delivery, Publisher, Subscriber
 
 TOPIC = "cam/frames"
+SLOTS = shm.ring_slots(1 << 20)
+"""Slots of a ring of 640x480 frames (1 MiB slots)."""
 
 
 def frame(value: int) -> Message:
@@ -78,14 +80,14 @@ def test_held_messages_are_never_overwritten_and_the_rest_go_inline(endpoint: st
         receive(subscriber, 1)  # announces the table
         time.sleep(0.05)
         held = []
-        for i in range(1, 3 * shm.RING_SLOTS):
+        for i in range(1, 3 * SLOTS):
             publisher.send(frame(i))
             held += subscriber.receive(timeout=0.5)
-        held += receive(subscriber, 3 * shm.RING_SLOTS - 1 - len(held))
-        assert [int(m.arrays["frame"].max()) for m in held] == list(range(1, 3 * shm.RING_SLOTS))
-        assert [int(m.arrays["frame"].min()) for m in held] == list(range(1, 3 * shm.RING_SLOTS))
+        held += receive(subscriber, 3 * SLOTS - 1 - len(held))
+        assert [int(m.arrays["frame"].max()) for m in held] == list(range(1, 3 * SLOTS))
+        assert [int(m.arrays["frame"].min()) for m in held] == list(range(1, 3 * SLOTS))
         assert publisher.shared is not None
-        assert publisher.shared.inline_fallbacks >= 2 * shm.RING_SLOTS - 1
+        assert publisher.shared.inline_fallbacks >= 2 * SLOTS - 1
         held.clear()  # the node lets go: the slots are free again
         fallbacks = publisher.shared.inline_fallbacks
         for i in range(3):
@@ -184,7 +186,7 @@ def test_a_sigkilled_subscriber_holding_slots_leaves_nothing_locked_or_behind(
         assert publisher.wait_for_subscribers(TOPIC, 2, 20.0)
         assert publisher.shared is not None
         got = []
-        for i in range(2 * shm.RING_SLOTS):
+        for i in range(2 * SLOTS):
             publisher.send(frame(i))
             got += survivor.receive(timeout=1.0)
             assert child.stdout is not None
@@ -199,7 +201,7 @@ def test_a_sigkilled_subscriber_holding_slots_leaves_nothing_locked_or_behind(
             time.sleep(0.05)
         assert publisher.shared.readers(TOPIC.encode()) == 1, "the dead reader is dropped"
         fallbacks = publisher.shared.inline_fallbacks
-        for i in range(3 * shm.RING_SLOTS):  # lossless: would wait forever on a locked slot
+        for i in range(3 * SLOTS):  # lossless: would wait forever on a locked slot
             publisher.send(frame(100 + i))
             assert [int(m.arrays["frame"][0, 0, 0]) for m in receive(survivor, 1)] == [100 + i]
         assert publisher.shared.inline_fallbacks == fallbacks, "its slots are free again"
@@ -269,13 +271,13 @@ def test_a_live_publisher_never_waits_for_a_reader_that_holds_everything(endpoin
         publisher.send(frame(0))
         kept = receive(subscriber, 1)
         time.sleep(0.05)
-        for i in range(1, 4 * shm.RING_SLOTS):
+        for i in range(1, 4 * SLOTS):
             publisher.send(frame(i))
             kept += subscriber.receive(timeout=0.2)
         assert publisher.shared is not None
         # every frame past the ring went inline at once: a live send never waits for a slot
-        assert publisher.shared.inline_fallbacks >= 3 * shm.RING_SLOTS - 1
-        assert [int(m.arrays["frame"][0, 0, 0]) for m in kept][-1] == 4 * shm.RING_SLOTS - 1
+        assert publisher.shared.inline_fallbacks >= 3 * SLOTS - 1
+        assert [int(m.arrays["frame"][0, 0, 0]) for m in kept][-1] == 4 * SLOTS - 1
     finally:
         subscriber.close()
         publisher.close()
