@@ -71,6 +71,8 @@ MIN_SHARED_BYTES: Final = 16 * 1024
 """Messages with fewer array bytes go inline: a slot costs more than copying them."""
 
 MIN_SLOT_BYTES: Final = 64 * 1024
+MAX_SHARED_BYTES: Final = 64 * 1024 * 1024
+"""Messages with more array bytes go inline: a ring of such slots would be gigabytes."""
 STAMP_BYTES: Final = 64
 """Each slot starts with its write index (int64) in a cache line of its own."""
 

@@ -225,7 +225,7 @@ class Publisher:
         if not announced:  # tells the newcomers whose ring to announce a table for
             header["pub"] = self.shared.nonce
         slot = None
-        if announced and sum(len(b) for b in buffers) >= shm.MIN_SHARED_BYTES:
+        if announced and shm.MIN_SHARED_BYTES <= sum(map(len, buffers)) <= shm.MAX_SHARED_BYTES:
             slot = self.shared.place(
                 topic,
                 buffers,
