@@ -1,4 +1,5 @@
-"""The transport: message schema and codec, publisher/subscriber sockets, endpoint security.
+"""The transport: message schema and codec, publisher/subscriber sockets, same-host shared
+memory for their arrays, endpoint security.
 
 Light on purpose (numpy, pyzmq, msgpack; never torch): a camera node must start fast.
 """
