@@ -77,7 +77,9 @@ def test_a_source_waits_for_a_slow_starting_consumer_so_nothing_is_lost(ipc_dir:
         CounterSource,
         "src",
         CounterSource.Params(rate=200, count=100),
-        Wiring(output=source_out, ready={"sink": sink_out}),
+        # as the launcher wires a live source whose consumer keeps 128: a queue of 128 on the
+        # publisher's side too (with the default 2 a busy CI machine dropped 2 of 100)
+        Wiring(output=source_out, ready={"sink": sink_out}, hwm=128),
     )
     sink_thread, sink_code = run_in_thread(sink)
     source_thread, source_code = run_in_thread(source)
