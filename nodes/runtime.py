@@ -206,7 +206,7 @@ class NodeRunner:
             self._starting = False
         # What start() built (a model, its modules and tensors: ~200,000 objects) lives as
         # long as the node; left to the collector, every full collection walks it again
-        # (milliseconds a time, a third of a DVS replay's model time was such pauses).
+        # (milliseconds a time: a third of the model node's time on DVS replay in a profile).
         gc.freeze()
         code = 0
         try:

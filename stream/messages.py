@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgpack
 import numpy as np
@@ -214,22 +214,22 @@ def decode(frames: Sequence[Any], shared: SharedBuffers | None = None) -> Messag
     header = _unpack_header(header_bytes)
     descriptors = header["bufs"]
     slot = _same_host_fields(header, shared) if same_host else None
-    buffers = (
-        _slot_buffers(descriptors, slot, shared)
-        if slot is not None and shared is not None
-        else [frame_bytes(frame) for frame in frames[2:]]
-    )
-    if len(buffers) != len(descriptors):
-        raise MessageError(
-            "buffer-count",
-            f"header lists {len(descriptors)} buffers but {len(buffers)} frames follow",
-        )
+    if slot is not None and shared is not None:
+        specs = [_buffer_spec(d) for d in descriptors]
+        buffers = _slot_buffers(specs, slot, shared)
+    else:
+        buffers = [frame_bytes(frame) for frame in frames[2:]]
+        if len(buffers) != len(descriptors):
+            raise MessageError(
+                "buffer-count",
+                f"header lists {len(descriptors)} buffers but {len(buffers)} frames follow",
+            )
+        specs = [_buffer_spec(d) for d in descriptors]
     arrays = {}
-    for descriptor, buffer in zip(descriptors, buffers, strict=True):
-        name, array = _decode_buffer(descriptor, buffer)
-        if name in arrays:
-            raise MessageError("bad-buffer", f"buffer name {name!r} appears twice")
-        arrays[name] = array
+    for spec, buffer in zip(specs, buffers, strict=True):
+        if spec.name in arrays:
+            raise MessageError("bad-buffer", f"buffer name {spec.name!r} appears twice")
+        arrays[spec.name] = _array(spec, buffer)
     if same_host:  # the plain form, as a recorder stores it
         if "pub" in header or "slot" in header:
             header.pop("pub", None)
@@ -274,29 +274,12 @@ def _same_host_fields(header: dict[str, Any], shared: SharedBuffers | None) -> l
 
 
 def _slot_buffers(
-    descriptors: list[Any], slot: list[int], shared: SharedBuffers
+    specs: list[_BufferSpec], slot: list[int], shared: SharedBuffers
 ) -> list[memoryview]:
-    """The buffers of a shared-memory slot, cut by the descriptors' sizes."""
-    sizes = []
-    for descriptor in descriptors:
-        if not (isinstance(descriptor, list) and len(descriptor) == 3):
-            raise MessageError(
-                "bad-buffer", f"descriptor {descriptor!r}; expected [name, dtype, shape]"
-            )
-        dtype, shape = DTYPES.get(descriptor[1]), descriptor[2]
-        if (
-            dtype is None
-            or not isinstance(shape, list)
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
-        ):
-            raise MessageError("bad-buffer", f"descriptor {descriptor!r} names no buffer size")
-        size = math.prod(shape) * dtype.itemsize
-        if size > MAX_BUFFER_BYTES:
-            raise MessageError("too-large", f"buffer {descriptor[0]!r} of {size} bytes")
-        sizes.append(size)
-    offsets, total = slot_layout(sizes)
+    """The buffers of a shared-memory slot, cut at the sizes the descriptors give."""
+    offsets, total = slot_layout([spec.nbytes for spec in specs])
     memory = memoryview(shared.buffer(slot, total)).cast("B")
-    return [memory[o : o + n] for o, n in zip(offsets, sizes, strict=True)]
+    return [memory[o : o + spec.nbytes] for o, spec in zip(offsets, specs, strict=True)]
 
 
 def frame_bytes(frame: Any) -> memoryview:
@@ -344,7 +327,16 @@ def _unpack_header(data: memoryview) -> dict[str, Any]:
     return header
 
 
-def _decode_buffer(descriptor: Any, data: memoryview) -> tuple[str, np.ndarray]:
+class _BufferSpec(NamedTuple):
+    """A buffer descriptor, checked: its name, dtype, shape and size in bytes."""
+
+    name: str
+    dtype: np.dtype
+    shape: list[int]
+    nbytes: int
+
+
+def _buffer_spec(descriptor: Any) -> _BufferSpec:
     if not (isinstance(descriptor, list) and len(descriptor) == 3):
         raise MessageError(
             "bad-buffer", f"descriptor {descriptor!r}; expected [name, dtype, shape]"
@@ -362,13 +354,23 @@ def _decode_buffer(descriptor: Any, data: memoryview) -> tuple[str, np.ndarray]:
             "bad-shape",
             f"buffer {name!r} has shape {shape}; expected ≤ {MAX_NDIM} non-negative ints",
         )
-    expected = math.prod(shape) * dtype.itemsize
-    if expected > MAX_BUFFER_BYTES:
-        raise MessageError("too-large", f"buffer {name!r} of {expected} bytes > {MAX_BUFFER_BYTES}")
-    if len(data) != expected:
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_BUFFER_BYTES:
+        raise MessageError("too-large", f"buffer {name!r} of {nbytes} bytes > {MAX_BUFFER_BYTES}")
+    return _BufferSpec(name, dtype, shape, nbytes)
+
+
+def _array(spec: _BufferSpec, data: memoryview) -> np.ndarray:
+    """The read-only array ``spec`` describes, viewing ``data``."""
+    if len(data) != spec.nbytes:
         raise MessageError(
-            "byte-count", f"buffer {name!r} has {len(data)} bytes; shape {shape} needs {expected}"
+            "byte-count",
+            f"buffer {spec.name!r} has {len(data)} bytes; shape {spec.shape} needs {spec.nbytes}",
         )
-    array = np.frombuffer(data, dtype=dtype).reshape(shape) if expected else np.empty(shape, dtype)
+    array = (
+        np.frombuffer(data, dtype=spec.dtype).reshape(spec.shape)
+        if spec.nbytes
+        else np.empty(spec.shape, spec.dtype)
+    )
     array.flags.writeable = False
-    return name, array
+    return array

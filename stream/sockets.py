@@ -215,9 +215,8 @@ class Publisher:
         """Plain frames to plain subscribers; to same-host ones the header and a slot, or the
         buffers inline while a slot is not possible (see :mod:`respike.stream.shm`)."""
         assert self.shared is not None
-        self._read_subscriptions()  # readers announced since the last send count from now
-        same_host = self._matching(SHM_TOPIC_PREFIX + topic)
-        if self._matching(topic) or not same_host:
+        plain, same_host = self._audiences(topic)
+        if plain:
             self._send([topic, pack_header(header), *buffers], stop)
         if not same_host:
             return
@@ -239,6 +238,14 @@ class Publisher:
             header["pub"] = self.shared.nonce
             header["slot"] = slot
             self._send([SHM_TOPIC_PREFIX + topic, pack_header(header)], stop)
+
+    def _audiences(self, topic: bytes) -> tuple[bool, int]:
+        """Whether ``topic`` goes out in the plain form (to plain subscribers, or to nobody:
+        ZeroMQ drops it) and how many subscribers take the same-host form. Reads notices
+        first, so a reader announced since the last send counts from this one."""
+        self._read_subscriptions()
+        same_host = self._matching(SHM_TOPIC_PREFIX + topic)
+        return bool(self._matching(topic)) or not same_host, same_host
 
     def _send(self, frames: list[Any], stop: Callable[[], bool]) -> None:
         if self.delivery is Delivery.LIVE:
@@ -268,10 +275,9 @@ class Publisher:
         if self.shared is None:
             self._send(frames, stop)
             return
-        self._read_subscriptions()
         topic = bytes(frame_bytes(frames[0]))
-        same_host = self._matching(SHM_TOPIC_PREFIX + topic)
-        if self._matching(topic) or not same_host:
+        plain, same_host = self._audiences(topic)
+        if plain:
             self._send(frames, stop)
         if same_host:
             self._send([SHM_TOPIC_PREFIX + topic, *frames[1:]], stop)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,79 +45,78 @@ def endpoint(tmp_path: Path) -> str:
     return f"ipc://{tmp_path}/pub.sock"
 
 
+@pytest.fixture
+def pair(endpoint: str) -> Iterator[tuple[Publisher, Subscriber]]:
+    """A lossless publisher and one subscriber of ``TOPIC`` on it, connected."""
+    publisher = Publisher(endpoint, source="cam", delivery=Delivery.LOSSLESS)
+    subscriber = Subscriber(endpoint, TOPIC, delivery=Delivery.LOSSLESS)
+    try:
+        assert publisher.wait_for_subscribers(TOPIC, 1, 5.0)
+        yield publisher, subscriber
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
 def shm_files() -> set[str]:
     return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
-def test_frames_go_through_slots_once_the_reader_is_announced(endpoint: str) -> None:
-    publisher = Publisher(endpoint, source="cam", delivery=Delivery.LOSSLESS)
-    subscriber = Subscriber(endpoint, TOPIC, delivery=Delivery.LOSSLESS)
-    try:
-        assert publisher.wait_for_subscribers(TOPIC, 1, 5.0)
-        values = []
-        for i in range(40):
-            publisher.send(frame(i))
-            # a receiver that lets each message go, as a node does after on_message
-            values += [int(m.arrays["frame"][0, 0, 0]) for m in subscriber.receive(0.5)]
-        values += [
-            int(m.arrays["frame"][-1, -1, -1]) for m in receive(subscriber, 40 - len(values))
-        ]
-        assert values == list(range(40))
-        assert publisher.shared is not None and subscriber.shared is not None
-        assert publisher.shared.readers(TOPIC.encode()) == 1
-        assert publisher.shared.inline_fallbacks == 0, "after the first, every frame in a slot"
-        assert subscriber.health.gaps == 0 and not subscriber.health.invalid
-    finally:
-        subscriber.close()
-        publisher.close()
+def test_frames_go_through_slots_once_the_reader_is_announced(
+    pair: tuple[Publisher, Subscriber],
+) -> None:
+    publisher, subscriber = pair
+    values = []
+    for i in range(40):
+        publisher.send(frame(i))
+        # a receiver that lets each message go, as a node does after on_message
+        values += [int(m.arrays["frame"][0, 0, 0]) for m in subscriber.receive(0.5)]
+    values += [int(m.arrays["frame"][-1, -1, -1]) for m in receive(subscriber, 40 - len(values))]
+    assert values == list(range(40))
+    assert publisher.shared is not None and subscriber.shared is not None
+    assert publisher.shared.readers(TOPIC.encode()) == 1
+    assert publisher.shared.inline_fallbacks == 0, "after the first, every frame in a slot"
+    assert subscriber.health.gaps == 0 and not subscriber.health.invalid
 
 
-def test_held_messages_are_never_overwritten_and_the_rest_go_inline(endpoint: str) -> None:
-    publisher = Publisher(endpoint, source="cam", delivery=Delivery.LOSSLESS)
-    subscriber = Subscriber(endpoint, TOPIC, delivery=Delivery.LOSSLESS)
-    try:
-        assert publisher.wait_for_subscribers(TOPIC, 1, 5.0)
-        publisher.send(frame(0))
-        receive(subscriber, 1)  # announces the table
-        time.sleep(0.05)
-        held = []
-        for i in range(1, 3 * SLOTS):
-            publisher.send(frame(i))
-            held += subscriber.receive(timeout=0.5)
-        held += receive(subscriber, 3 * SLOTS - 1 - len(held))
-        assert [int(m.arrays["frame"].max()) for m in held] == list(range(1, 3 * SLOTS))
-        assert [int(m.arrays["frame"].min()) for m in held] == list(range(1, 3 * SLOTS))
-        assert publisher.shared is not None
-        assert publisher.shared.inline_fallbacks >= 2 * SLOTS - 1
-        held.clear()  # the node lets go: the slots are free again
-        fallbacks = publisher.shared.inline_fallbacks
-        for i in range(3):
-            publisher.send(frame(100 + i))
-            assert [int(m.arrays["frame"][0, 0, 0]) for m in receive(subscriber, 1)] == [100 + i]
-        assert publisher.shared.inline_fallbacks == fallbacks
-    finally:
-        subscriber.close()
-        publisher.close()
+def test_held_messages_are_never_overwritten_and_the_rest_go_inline(
+    pair: tuple[Publisher, Subscriber],
+) -> None:
+    publisher, subscriber = pair
+    publisher.send(frame(0))
+    receive(subscriber, 1)  # announces the table
+    time.sleep(0.05)
+    held = []
+    for i in range(1, 3 * SLOTS):
+        publisher.send(frame(i))
+        held += subscriber.receive(timeout=0.5)
+    held += receive(subscriber, 3 * SLOTS - 1 - len(held))
+    assert [int(m.arrays["frame"].max()) for m in held] == list(range(1, 3 * SLOTS))
+    assert [int(m.arrays["frame"].min()) for m in held] == list(range(1, 3 * SLOTS))
+    assert publisher.shared is not None
+    assert publisher.shared.inline_fallbacks >= 2 * SLOTS - 1
+    held.clear()  # the node lets go: the slots are free again
+    fallbacks = publisher.shared.inline_fallbacks
+    for i in range(3):
+        publisher.send(frame(100 + i))
+        assert [int(m.arrays["frame"][0, 0, 0]) for m in receive(subscriber, 1)] == [100 + i]
+    assert publisher.shared.inline_fallbacks == fallbacks
 
 
-def test_a_recorded_shared_memory_message_is_the_plain_message(endpoint: str) -> None:
-    publisher = Publisher(endpoint, source="cam", delivery=Delivery.LOSSLESS)
-    subscriber = Subscriber(endpoint, TOPIC, delivery=Delivery.LOSSLESS)
-    try:
-        assert publisher.wait_for_subscribers(TOPIC, 1, 5.0)
-        messages = []
-        for i in range(3):
-            publisher.send(frame(i))
-            messages += receive(subscriber, 1)
-        last = messages[-1]
-        assert publisher.shared is not None and publisher.shared.inline_fallbacks == 0
-        assert bytes(last.frames[0]) == TOPIC.encode()
-        again = decode([bytes(f) for f in last.frames])
-        assert (again.topic, again.seq, again.meta) == (TOPIC, 2, {"i": 2})
-        np.testing.assert_array_equal(again.arrays["frame"], last.arrays["frame"])
-    finally:
-        subscriber.close()
-        publisher.close()
+def test_a_recorded_shared_memory_message_is_the_plain_message(
+    pair: tuple[Publisher, Subscriber],
+) -> None:
+    publisher, subscriber = pair
+    messages = []
+    for i in range(3):
+        publisher.send(frame(i))
+        messages += receive(subscriber, 1)
+    last = messages[-1]
+    assert publisher.shared is not None and publisher.shared.inline_fallbacks == 0
+    assert bytes(last.frames[0]) == TOPIC.encode()
+    again = decode([bytes(f) for f in last.frames])
+    assert (again.topic, again.seq, again.meta) == (TOPIC, 2, {"i": 2})
+    np.testing.assert_array_equal(again.arrays["frame"], last.arrays["frame"])
 
 
 def test_tcp_is_unchanged_and_shared_memory_can_be_turned_off(
