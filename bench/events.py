@@ -156,8 +156,11 @@ def timed(run: Callable[[], int], repeat: int) -> dict[str, float]:
     return {"wall_s": wall, "cpu_s": cpu, "events": count}
 
 
-def dvs_run(step: Callable[..., Any], frames: list[np.ndarray], times: list[int]) -> int:
-    state, count = None, 0
+def dvs_run(
+    step: Callable[..., Any], frames: list[np.ndarray], times: list[int], state: Any = None
+) -> int:
+    """Events of the frames through ``step``, continuing ``state`` (None: a new stream)."""
+    count = 0
     for frame, t in zip(frames, times, strict=True):
         events, state = step(frame, t, state)
         count += events.shape[0]
@@ -289,13 +292,22 @@ def bench_size(
     add("dvs", many, lambda: dvs_run(threaded, resized, times), args.repeat)
     add("dvs", "numpy", lambda: dvs_run(dvs.reference, resized, times), args.numpy_repeat)
     add("dvs", "opencv", lambda: opencv_dvs_run(resized, times), args.repeat)
+    # Unchanged frames in a running stream: the stream starts on the frame before the timing.
     static = [resized[0]] * len(resized)
-    add("dvs unchanged frames", "numba", lambda: dvs_run(dvs, static, times), args.repeat)
+    before = times[0] - (times[1] - times[0])
+    running = dvs(static[0], before)[1]
+    running_reference = dvs.reference(static[0], before)[1]
+    add(
+        "dvs unchanged frames",
+        "numba",
+        lambda: dvs_run(dvs, static, times, running),
+        args.repeat,
+    )
     add("dvs unchanged frames", "copy floor", lambda: copy_run(static), args.repeat)
     add(
         "dvs unchanged frames",
         "numpy",
-        lambda: dvs_run(dvs.reference, static, times),
+        lambda: dvs_run(dvs.reference, static, times, running_reference),
         args.numpy_repeat,
     )
     add("dvs all options", "numba", lambda: dvs_run(ALL_OPTIONS, resized, times), args.repeat)

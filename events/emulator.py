@@ -391,29 +391,33 @@ def _levels_reference(
 
 
 @kernel
-def _same_words(a, b):
-    """Whether two uint64 arrays are equal, 4 KiB at a time (a vectorised compare with one
-    branch per block, so a difference early in a frame stops it soon)."""
+def _same_bytes_kernel(a, b):
+    """Whether two equally long uint8 arrays are equal: compared as 64-bit words, 4 KiB at a
+    time (a vectorised compare with one branch per block, so a difference early in a frame
+    stops it soon), then the last bytes."""
     n = a.shape[0]
-    full = n - n % 512
+    whole = n - n % 8
+    x = a[:whole].view(np.uint64)
+    y = b[:whole].view(np.uint64)
+    words = x.shape[0]
+    full = words - words % 512
     for start in range(0, full, 512):
         differ = np.uint64(0)
         for j in range(start, start + 512):
-            differ |= a[j] ^ b[j]
+            differ |= x[j] ^ y[j]
         if differ:
             return False
     differ = np.uint64(0)
-    for j in range(full, n):
-        differ |= a[j] ^ b[j]
+    for j in range(full, words):
+        differ |= x[j] ^ y[j]
+    for j in range(whole, n):
+        differ |= np.uint64(a[j] ^ b[j])
     return differ == 0
 
 
 def _same_bytes(a: npt.NDArray[np.generic], b: npt.NDArray[np.generic]) -> bool:
-    """Whether two C-contiguous arrays hold the same bytes (compared as 64-bit words)."""
+    """Whether two C-contiguous arrays hold the same bytes (one kernel call, about a copy's time)."""
     x, y = a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)
     if x.shape != y.shape:
         return False
-    whole = x.shape[0] - x.shape[0] % 8
-    if not _same_words(x[:whole].view(np.uint64), y[:whole].view(np.uint64)):
-        return False
-    return bool(np.array_equal(x[whole:], y[whole:]))
+    return bool(_same_bytes_kernel(x, y))

@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from respike.events.emulator import LOG_STEP, NEVER, DvsEmulator, DvsState, log_table
+from respike.events.emulator import (
+    LOG_STEP,
+    NEVER,
+    DvsEmulator,
+    DvsState,
+    _same_bytes,
+    log_table,
+)
 from respike.events.types import EVENT_DTYPE, validate_events
 
 from helpers import read_clip
@@ -151,6 +158,20 @@ def test_an_unchanged_frame_is_recognised_and_equals_the_full_step(shared_data: 
         moved = same.copy()
         moved[60, 80] ^= 0xFF
         assert dvs(moved, fast.t + FRAME_US, fast)[0].shape[0] > 0, "one changed pixel is seen"
+
+
+def test_the_unchanged_frame_compare_sees_a_change_in_any_byte(rng: np.random.Generator) -> None:
+    """Words, whole 4 KiB blocks and the last bytes: a flip anywhere is a difference."""
+    for size in (1, 7, 8, 9, 4096, 4103, 12_345):
+        a = rng.integers(0, 256, size, dtype=np.uint8)
+        assert _same_bytes(a, a.copy())
+        for where in {0, size // 2, size - 1}:
+            b = a.copy()
+            b[where] ^= 0x10
+            assert not _same_bytes(a, b), f"a flip at byte {where} of {size} is missed"
+    assert not _same_bytes(np.zeros(8, np.uint8), np.zeros(9, np.uint8))
+    floats = rng.random((5, 3), dtype=np.float32)
+    assert _same_bytes(floats, floats.copy())
 
 
 def test_static_scene_gives_no_events_without_noise_or_leak(rng: np.random.Generator) -> None:
