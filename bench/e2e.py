@@ -23,7 +23,10 @@ process subscribed to ``model/predictions`` in place of the ``jsonl`` node:
   from its stats) and CPU share of the process (``/proc/PID/stat``, all threads): busy well
   above CPU means the node was waiting for a core, not computing. A rate is
   *sustained* when nothing was lost or dropped and the camera achieved ≥ 98 % of it (its pacer
-  falls back when it cannot keep up).
+  falls back when it cannot keep up). The model node runs its compiled step where one is in
+  the cache (``respike compile-step CHECKPOINT`` first; ``--model-param compiled_step=off``
+  for eager steps, ``auto`` builds it in the background during the run): the node table says
+  how many of the window's steps ran compiled.
 - **DVS replay** (``--dvs``: every ``*.bs2`` recording of DVS Gesture in that folder, or
   ``--dvs-recordings``): ``dvs`` (``speed = 0``, looping, ``lossless`` to the model) → ``model``
   on the ``gestures-dvs`` checkpoint. After the first prediction and ``--warmup``, predictions
@@ -429,7 +432,10 @@ def node_rows(c: Collector, start: Snapshot, end: Snapshot) -> dict[str, dict[st
             "busy": busy,
             "cpu": (cpu_b - cpu_a) / span if cpu_a is not None and cpu_b is not None else None,
             **{k: after[k] - before[k] for k in after},
-            "dropped_steps": int(extra_b.get("dropped_steps", 0) - extra_a.get("dropped_steps", 0)),
+            **{
+                key: int(extra_b.get(key, 0) - extra_a.get(key, 0))
+                for key in ("dropped_steps", "steps", "compiled_steps")
+            },
             "errors": sum(b.stats.errors.values()) - sum(a.stats.errors.values()),
             "inputs": {
                 port: {
@@ -788,9 +794,12 @@ def print_tables(summary: dict[str, Any]) -> None:
             if name == "bench":
                 print(f"{name:>10} {'-':>6} {cpu:>6}")
                 continue
+            compiled = ""
+            if n.get("steps"):
+                compiled = f"  ({n.get('compiled_steps', 0)} of {n['steps']} steps compiled)"
             print(
                 f"{name:>10} {n['busy'] * 100:>5.0f}% {cpu:>6} {n['received']:>6} "
-                f"{n['dropped']:>7} {n['gaps']:>5}"
+                f"{n['dropped']:>7} {n['gaps']:>5}{compiled}"
             )
     if summary.get("dvs"):
         window = summary.get("dvs_window_us", 33_333)

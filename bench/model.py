@@ -14,6 +14,9 @@ on ``--size`` px event frames, full-width ResNet-18 key-frame ANN at 112 px) or 
 - ``hybrid_arithmetic``: the part of a hybrid step spent inside its convolution, matmul and
   attention kernels (their own time in torch's profiler, eager), and ``hybrid_ratio`` the
   step over it (issue 18's target: at most 2x);
+- ``compiled_step``: the hybrid step through its AOTInductor artifact
+  (:mod:`respike.models.compiled`, what the model node runs), built into the cache first when
+  it is not there (``build_s``), its load time, and its ratio to the same arithmetic;
 
 each ``eager`` and, unless ``--no-compile``, through ``torch.compile`` (inductor, static shapes;
 compile time reported apart). ``ratio`` is SNN step / convolutions alone (target <= 1.5x with
@@ -40,6 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,6 +54,7 @@ from respike.models import (
     Clip,
     HybridReSpike,
     InputSpec,
+    compiled,
     get_model,
     load_checkpoint,
     measure_energy,
@@ -68,7 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint", help="benchmark this checkpoint's model (path or shipped name)"
     )
-    parser.add_argument("--no-compile", action="store_true", help="eager only")
+    parser.add_argument("--no-compile", action="store_true", help="no torch.compile column")
+    parser.add_argument(
+        "--no-compiled-step", action="store_true", help="no AOTInductor compiled-step row"
+    )
+    parser.add_argument(
+        "--cache", type=Path, help="cache root of compiled steps (default: $RESPIKE_CACHE)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON summary")
     return parser.parse_args(argv)
 
@@ -200,6 +211,44 @@ class Stepper:
         _, self.state = self.fn(self.x, self.state)
 
 
+def compiled_step_times(
+    model: HybridReSpike, x: torch.Tensor, state: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The hybrid step through its AOTInductor artifact (:mod:`respike.models.compiled`): built
+    into ``--cache`` unless it is there (build seconds reported), loaded, timed as the eager
+    step is, and its ratio to the same arithmetic."""
+    if args.no_compiled_step:
+        return {}
+    cache = args.cache / "compiled-steps" if args.cache else None
+    result: dict[str, Any] = {"cached": compiled.artifact_path(model, cache).is_file()}
+    if not result["cached"]:
+        start = time.perf_counter()
+        compiled.build(model, cache)
+        result["build_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    step = compiled.load(model, cache)
+    result["load_s"] = time.perf_counter() - start
+    assert step is not None
+    model.use_steps(step)
+    try:
+        result["hybrid_step"] = median_ms(Stepper(model.step, x, state), args.steps, args.warmup)
+        with model.eager():
+            eager_logits, _ = model.step(x, state)
+        compiled_logits, _ = model.step(x, state)
+    finally:
+        model.use_steps(None)
+    assert step.calls > 0, "the timed steps ran the artifact"
+    result["max_logit_difference"] = float((compiled_logits - eager_logits).abs().max())
+    return result
+
+
+def add_compiled_ratio(results: dict[str, Any]) -> None:
+    """The compiled step over the eager step's arithmetic (the same kernels' own time)."""
+    step = results["compiled_step"]
+    if step:
+        step["hybrid_ratio"] = step["hybrid_step"] / results["eager"]["hybrid_arithmetic"]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -238,6 +287,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         eager["hybrid_step"] = median_ms(Stepper(model.step, x, state), args.steps, args.warmup)
         eager["hybrid_arithmetic"] = arithmetic_ms(Stepper(model.step, x, state), args.steps)
         eager["hybrid_ratio"] = eager["hybrid_step"] / eager["hybrid_arithmetic"]
+        results["compiled_step"] = compiled_step_times(model, x, state, args)
+        add_compiled_ratio(results)
 
         if not args.no_compile:
             compiled = results["compiled"]
@@ -315,6 +366,14 @@ def print_table(results: dict[str, Any]) -> None:
     if results["compile_s"]:
         times = ", ".join(f"{k} {v:.0f} s" for k, v in results["compile_s"].items())
         print(f"compile time: {times}")
+    step = results["compiled_step"]
+    if step:
+        built = f"built in {step['build_s']:.0f} s, " if "build_s" in step else "from the cache, "
+        print(
+            f"compiled step (AOTInductor, {built}loaded in {step['load_s'] * 1e3:.0f} ms): "
+            f"hybrid_step {step['hybrid_step']:.2f} ms, {step['hybrid_ratio']:.2f}x the "
+            f"arithmetic, logits within {step['max_logit_difference']:.1e} of eager"
+        )
     energy = results["energy"]
     pred = energy["per_prediction"]
     macs, acs = sum(pred["macs"].values()), sum(pred["acs"].values())

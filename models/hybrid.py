@@ -259,6 +259,12 @@ class HybridReSpike(nn.Module):
         else:
             self._step_fn = self._steps_impl
 
+    def use_steps(self, step_fn: StepFn | None) -> None:
+        """Run :meth:`step`/:meth:`steps` through ``step_fn`` (time-major ``x``, as
+        ``_steps_impl`` takes it), e.g. a :class:`~respike.models.compiled.CompiledStep`;
+        ``None`` goes back to the eager path. Training through :meth:`forward` is unaffected."""
+        self._step_fn = step_fn if step_fn is not None else self._steps_impl
+
     @contextlib.contextmanager
     def eager(self) -> Iterator[None]:
         """Inside the block :meth:`step` runs eagerly (module hooks fire); a compiled step stays."""

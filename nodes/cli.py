@@ -190,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--nir", type=Path, help="NIR file for the SNN branch")
     export.add_argument("--onnx", type=Path, help="ONNX file for the key-frame ANN branch")
 
+    compile_step = commands.add_parser(
+        "compile-step",
+        help="build a checkpoint's compiled step into the cache once (model nodes load it)",
+    )
+    compile_step.add_argument("checkpoint", help="checkpoint path or shipped name")
+
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in ("train", "eval", "calibrate", "teach"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -228,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _training(args.command, rest)
         if args.command == "export":
             return _export(args.checkpoint, args.nir, args.onnx)
+        if args.command == "compile-step":
+            from respike.models.compiled import main as compile_step_main
+
+            return compile_step_main([args.checkpoint])
     except (PipelineError, ParamError, KeyError, FileNotFoundError, ValueError) as exc:
         print(
             f"respike: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr

@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from respike.nodes.inference import (
 from respike.stream import kinds
 from respike.stream.messages import Message
 
+if TYPE_CHECKING:
+    from respike.models.compiled import StepCompiler
+
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +60,12 @@ class ModelNode(Node):
     @dataclass(frozen=True)
     class Params(PredictionParams, BatchParams):
         compile: bool = param(False, "torch.compile the step (costs seconds at start)")
+        compiled_step: str = param(
+            "auto",
+            "the step as an AOTInductor artifact cached on disk: auto (load it, or build it in "
+            "the background once), cached (load only), build (build at start), off; "
+            "RESPIKE_COMPILED_STEP replaces auto",
+        )
         reload: bool = param(
             True, "swap in the checkpoint when its file changes (a model taught while running)"
         )
@@ -78,6 +87,7 @@ class ModelNode(Node):
         self._checkpoint = str(resolve_checkpoint(self.params.checkpoint))
         watched = Path(self.params.watch) if self.params.watch else Path(self._checkpoint)
         self._watch = CheckpointWatch(watched)
+        self._compiler: StepCompiler | None = None
         self._load()
         self._inputs = StepInputs(self.spec)
         self._inputs.warm_up()
@@ -88,13 +98,22 @@ class ModelNode(Node):
 
     def _load(self) -> None:
         """Load the checkpoint and reset what depends on it (at start and on a swap)."""
+        from respike.models.compiled import StepCompiler
         from respike.models.energy import EnergyMeter
 
         self.model, classes, self.spec = load_model(
             dataclasses.replace(self.params, checkpoint=self._checkpoint)
         )
+        if self._compiler is not None:
+            self._compiler.close()
+        self._compiler = StepCompiler(
+            "off" if self.params.compile else self.params.compiled_step,
+            Path(self._checkpoint),
+            name=self.name,
+        )
         if self.params.compile:
             self.model.enable_compile()
+        self._compiler.attach(self.model)
         self._batch = 1 if self.params.compile else self.params.batch  # one graph per shape
         self._predictions = PredictionPublisher(
             self, classes, self.params.smoothing(), self.spec.keyframe_interval
@@ -113,6 +132,8 @@ class ModelNode(Node):
         (as at start). A file that cannot be loaded, or takes other inputs, is logged and the
         running model stays.
         """
+        assert self._compiler is not None
+        self._compiler.poll(self.model)
         if not (self.params.reload or self.params.watch) or not self._watch.changed():
             return
         from respike.models.checkpoint import read_checkpoint_info
@@ -199,9 +220,15 @@ class ModelNode(Node):
                 item.message, item_probs, compute_ms, self._energy.last["step"], item.keyframe_pj
             )
 
+    def finish(self) -> None:
+        if self._compiler is not None:
+            self._compiler.close()
+
     def stats(self) -> dict[str, float]:
+        compiled = self._compiler.step if self._compiler is not None else None
         return {
             "steps": float(self.steps),
+            "compiled_steps": float(compiled.calls if compiled is not None else 0),
             "steps_per_batch": self.steps / self.batches if self.batches else 0.0,
             "dropped_steps": float(self._aligner.dropped),
             "swaps": float(self.swaps),

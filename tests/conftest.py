@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("RESPIKE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
+# Model nodes in tests (and the pipelines they start) stay eager instead of building compiled
+# steps in the background; tests/test_models_compiled.py turns it back on where it is tested.
+os.environ.setdefault("RESPIKE_COMPILED_STEP", "off")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the fast tier first and the ``slow`` tier after it, in one ``python -m pytest``.

@@ -155,7 +155,11 @@ def assert_clean(command: str, output: str) -> None:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c != TEST_COMMAND])
 def test_readme_command_runs_as_written(command: str, workdir: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {
+        **os.environ,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "RESPIKE_CACHE": str(tmp_path / "cache"),  # compiled steps stay out of ~/.cache
+    }
     if command == INSTALL_AND_DEMO:  # a fresh machine: nothing in numba's cache yet
         env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")
     cwd = REPO_ROOT if command.startswith("python -m pip") else workdir
@@ -185,6 +189,9 @@ def test_readme_command_runs_as_written(command: str, workdir: Path, tmp_path: P
     assert result.returncode == 0, f"`{command}` exited {result.returncode}:\n{result.stderr}"
     if command in OUTPUTS:
         assert (workdir / OUTPUTS[command]).is_file(), f"`{command}` wrote no {OUTPUTS[command]}"
+    if command.startswith("respike compile-step"):
+        built = list((tmp_path / "cache" / "compiled-steps").glob("step-*.pt2"))
+        assert len(built) == 1, f"`{command}` built {built}"
     if command == "dora run dataflow.yml":  # the clip under dora: dora shows each node's output
         # Live queues (dora's queue_size, as the pipeline file's) may drop a step or two on a
         # busy machine, as under respike run; tests/test_nodes_dora.py checks with lossless

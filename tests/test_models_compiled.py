@@ -1,0 +1,159 @@
+"""Compiled steps: built once in the background, loaded from the cache, the eager step's numbers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from respike.models.checkpoint import load_checkpoint
+from respike.models.compiled import MODE_ENV, CompiledStep, StepCompiler, artifact_path
+from respike.models.hybrid import HybridReSpike
+from respike.nodes.model import ModelNode
+from respike.nodes.testing import MockIO
+from respike.stream.messages import Message
+
+pytestmark = pytest.mark.slow  # one AOTInductor build: 20-60 s
+
+
+def wait_for(compiler: StepCompiler, model: HybridReSpike, seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while compiler._build is not None:
+        assert time.monotonic() < deadline, "the background build did not finish"
+        compiler.poll(model)
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def built(
+    checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, Path]]:
+    """The tiny residual checkpoint and a cache root holding its compiled step, built by the
+    ``auto`` mode's background process."""
+    root = tmp_path_factory.mktemp("cache")
+    checkpoint = checkpoints["residual"]
+    model = load_checkpoint(checkpoint).model.eval()
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(MODE_ENV, raising=False)
+        compiler = StepCompiler("auto", checkpoint, cache=root / "compiled-steps")
+        compiler.attach(model)
+        assert compiler._build is not None, "nothing cached: auto starts a build"
+        wait_for(compiler, model)
+    assert isinstance(compiler.step, CompiledStep), (
+        (root / "compiled-steps").glob("*.log").__next__().read_text()
+    )
+    yield checkpoint, root
+
+
+def stream(model: HybridReSpike, seed: int, steps: int = 9) -> torch.Tensor:
+    """Logits of ``steps`` steps, a key frame every 2 (as the checkpoint's K)."""
+    spec = model.config.input_spec
+    gen = torch.Generator().manual_seed(seed)
+    state, logits = None, []
+    with torch.no_grad():
+        for i in range(steps):
+            if i % spec.keyframe_interval == 0:
+                state = model.set_keyframe(
+                    torch.rand(1, 3, *spec.keyframe_size, generator=gen), state
+                )
+            x = torch.rand(1, spec.snn_channels, *spec.snn_size, generator=gen) * 2 - 1
+            out, state = model.step(x, state)
+            logits.append(out)
+    return torch.cat(logits)
+
+
+def test_the_compiled_step_gives_the_eager_logits_and_loads_from_the_cache(
+    built: tuple[Path, Path],
+) -> None:
+    checkpoint, root = built
+    model = load_checkpoint(checkpoint).model.eval()
+    eager = stream(model, seed=5)
+    compiler = StepCompiler("cached", checkpoint, cache=root / "compiled-steps")
+    compiler.attach(model)
+    step = compiler.step
+    assert step is not None, "a second process loads the cached step without building"
+    compiled = stream(model, seed=5)
+    assert step.calls == 8 and step.eager_calls == 1, "all but a stream's first step compiled"
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    x = torch.zeros(1, 1, 32, 32)
+    with torch.no_grad():
+        _, state = model.step(x, model.set_keyframe(torch.zeros(1, 3, 32, 32)))
+        model.step(x, state)
+    assert (step.calls, step.eager_calls) == (9, 2)
+    with torch.enable_grad():
+        model.step(x, state)
+    assert (step.calls, step.eager_calls) == (9, 3), "with autograd on the step is eager"
+    several = torch.rand(1, 3, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        compiled_logits, compiled_state = model.steps(several, state)
+        with model.eager():
+            eager_logits, eager_state = model.steps(several, state)
+    assert step.calls == 12, "a few steps at once go through the artifact one by one"
+    torch.testing.assert_close(compiled_logits, eager_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(compiled_state.head, eager_state.head, rtol=1e-4, atol=1e-5)
+
+
+def test_changed_weights_never_load_a_stale_artifact(built: tuple[Path, Path]) -> None:
+    checkpoint, root = built
+    model = load_checkpoint(checkpoint).model.eval()
+    before = artifact_path(model, root)
+    with torch.no_grad():
+        model.head.bias.add_(0.5)
+    assert artifact_path(model, root) != before
+    compiler = StepCompiler("cached", checkpoint, cache=root / "compiled-steps")
+    compiler.attach(model)
+    assert compiler.step is None, "no artifact for these weights: the step stays eager"
+
+
+def test_the_model_node_runs_its_cached_compiled_step(
+    built: tuple[Path, Path], rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint, root = built
+    monkeypatch.setenv("RESPIKE_CACHE", str(root))
+    io = MockIO(
+        ModelNode,
+        "model",
+        ModelNode.Params(checkpoint=str(checkpoint), compiled_step="cached", alpha=1.0),
+    )
+    for i in range(4):
+        if i % 2 == 0:
+            frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            io.send("keyframes", Message("res/keyframes", "frame", i, {"frame": frame}))
+        residual = rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32)
+        io.send("steps", Message("res/residual", "residual", 1000 + i, {"residual": residual}))
+    assert len(io.outputs) == 4
+    assert io.node.stats()["compiled_steps"] == 3, "every step but the stream's first"
+
+
+def test_a_failed_build_is_logged_and_not_retried(
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv(MODE_ENV, raising=False)
+    model = load_checkpoint(checkpoints["residual"]).model.eval()
+    missing = tmp_path / "gone.pt"  # the build process cannot load it
+    compiler = StepCompiler("auto", missing, name="model-x", cache=tmp_path)
+    with caplog.at_level(logging.INFO):
+        compiler.attach(model)
+        wait_for(compiler, model, seconds=120)
+    assert compiler.step is None
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(failures) == 1 and "model-x" in failures[0] and "gone.pt" in failures[0], failures
+    again = StepCompiler("auto", missing, cache=tmp_path)
+    again.attach(model)
+    assert again._build is None, "a build that failed is not started again"
+
+
+def test_unknown_modes_are_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="compiled_step is 'fast'; expected one of auto"):
+        StepCompiler("fast", Path("x.pt"))
+    monkeypatch.setenv(MODE_ENV, "sometimes")
+    with pytest.raises(ValueError, match=f"{MODE_ENV} is 'sometimes'"):
+        StepCompiler("auto", Path("x.pt"))
