@@ -26,6 +26,7 @@ is what a model node uses: load, or build in the background.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -196,7 +197,26 @@ def build(model: HybridReSpike, cache: Path | None = None) -> Path:
     finally:
         partial.unlink(missing_ok=True)
         model.train(was_training)
+    prune(path.parent, keep=path)
     return path
+
+
+KEEP = 16
+"""Compiled steps kept in the cache (the most recently used; each is a few MB). Every model a
+Teach panel fits gets its own, so the cache would otherwise grow without bound."""
+
+
+def prune(cache: Path, *, keep: Path) -> None:
+    """Remove all but the :data:`KEEP` most recently used packages of ``cache`` (and their logs
+    and failure notes), never ``keep``."""
+    packages = sorted(
+        (p for p in cache.glob("step-*.pt2") if p != keep and ".partial" not in p.name),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in packages[KEEP - 1 :]:
+        for part in (old, old.with_suffix(".log"), old.with_suffix(".failed")):
+            part.unlink(missing_ok=True)
 
 
 LOOP_UP_TO = 16
@@ -325,8 +345,9 @@ class StepCompiler:
             try:
                 build(model, self.cache)
             except Exception as error:  # a compiler's error of any kind: eager still works
-                self.cache.mkdir(parents=True, exist_ok=True)
-                failed.write_text(f"{type(error).__name__}: {error}\n")
+                with contextlib.suppress(OSError):
+                    self.cache.mkdir(parents=True, exist_ok=True)
+                    failed.write_text(f"{type(error).__name__}: {error}\n")
                 log.warning(
                     "%s: eager steps: building the compiled step failed: %s",
                     self._name,
@@ -359,7 +380,8 @@ class StepCompiler:
             self._install(model)
             return
         reason = _last_line(self._path.with_suffix(".log"))
-        self._path.with_suffix(".failed").write_text(reason + "\n")
+        with contextlib.suppress(OSError):  # not remembered: the next start tries again
+            self._path.with_suffix(".failed").write_text(reason + "\n")
         log.warning("%s: eager steps: building the compiled step failed: %s", self._name, reason)
 
     def close(self) -> None:
@@ -371,29 +393,39 @@ class StepCompiler:
 
     def _install(self, model: HybridReSpike) -> None:
         assert self._path is not None
-        self.step = CompiledStep(model, self._path)
+        try:
+            self.step = CompiledStep(model, self._path)
+            self._path.touch()  # used now: pruning keeps the most recently used
+        except (OSError, RuntimeError) as error:  # pruned by another process, or damaged
+            log.warning("%s: eager steps: cannot load %s: %s", self._name, self._path, error)
+            return
         model.use_steps(self.step)
         log.info("%s: compiled step %s", self._name, self._path.name)
 
     def _start_build(self) -> None:
         assert self._path is not None
-        self.cache.mkdir(parents=True, exist_ok=True)
-        with self._path.with_suffix(".log").open("wb") as out:
-            self._build = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", __name__, str(self.checkpoint)),
-                    *("--cache", str(self.cache), "--low-priority"),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its compiler workers go with it on close
-            )
+        log_file = self._path.with_suffix(".log")
+        try:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            with log_file.open("wb") as out:
+                self._build = subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", __name__, str(self.checkpoint)),
+                        *("--cache", str(self.cache), "--low-priority"),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its compiler workers go with it on close
+                )
+        except OSError as error:  # e.g. a read-only cache folder: eager steps still work
+            log.warning("%s: eager steps: cannot build in %s: %s", self._name, self.cache, error)
+            return
         log.info(
             "%s: eager steps while the compiled step is built in the background "
             "(once per model, about a minute at low priority; log %s)",
             self._name,
-            self._path.with_suffix(".log"),
+            log_file,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,14 @@ import pytest
 import torch
 
 from respike.models.checkpoint import load_checkpoint
-from respike.models.compiled import MODE_ENV, CompiledStep, StepCompiler, artifact_path
+from respike.models.compiled import (
+    KEEP,
+    MODE_ENV,
+    CompiledStep,
+    StepCompiler,
+    artifact_path,
+    prune,
+)
 from respike.models.hybrid import HybridReSpike
 from respike.nodes.model import ModelNode
 from respike.nodes.testing import MockIO
@@ -157,3 +165,30 @@ def test_unknown_modes_are_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(MODE_ENV, "sometimes")
     with pytest.raises(ValueError, match=f"{MODE_ENV} is 'sometimes'"):
         StepCompiler("auto", Path("x.pt"))
+
+
+def test_the_cache_keeps_the_most_recently_used_steps(tmp_path: Path) -> None:
+    packages = [tmp_path / f"step-{i:02d}.pt2" for i in range(KEEP + 4)]
+    for age, package in enumerate(reversed(packages)):
+        package.write_bytes(b"x")
+        package.with_suffix(".log").write_text("built")
+        os.utime(package, (1e9 - age, 1e9 - age))  # packages[0] is the oldest
+    prune(tmp_path, keep=packages[0])
+    kept = sorted(tmp_path.glob("*.pt2"))
+    assert kept == sorted([packages[0], *packages[-(KEEP - 1) :]]), "the newest, and the one in use"
+    assert sorted(tmp_path.glob("*.log")) == [p.with_suffix(".log") for p in kept]
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_step_eager(
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv(MODE_ENV, raising=False)
+    model = load_checkpoint(checkpoints["residual"]).model.eval()
+    (tmp_path / "a-file").write_text("not a folder")
+    compiler = StepCompiler("auto", checkpoints["residual"], cache=tmp_path / "a-file" / "steps")
+    compiler.attach(model)
+    assert compiler._build is None and compiler.step is None
+    assert any("cannot build in" in r.getMessage() for r in caplog.records)
