@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,6 +182,13 @@ def build(model: HybridReSpike, cache: Path | None = None) -> Path:
     example = step_example(model)
     path = (cache or cache_folder()) / f"step-{artifact_digest(model, example)}.pt2"
     path.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(path.with_suffix(".lock")):
+        _compile(model, example, path)
+    prune(path.parent, keep=path)
+    return path
+
+
+def _compile(model: HybridReSpike, example: StepExample, path: Path) -> None:
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
     was_training = model.training
     model.eval()
@@ -197,8 +204,62 @@ def build(model: HybridReSpike, cache: Path | None = None) -> Path:
     finally:
         partial.unlink(missing_ok=True)
         model.train(was_training)
-    prune(path.parent, keep=path)
-    return path
+
+
+class BuildInProgress(RuntimeError):
+    """Another live process is building this package (its pid is ``owner``)."""
+
+    def __init__(self, owner: int) -> None:
+        super().__init__(f"being built by process {owner}")
+        self.owner = owner
+
+
+STALE_LOCK_S = 600.0
+"""A build lock older than this is taken as left by a build that died (or a reused pid)."""
+
+
+def lock_owner(lock: Path) -> int | None:
+    """The pid of the live process holding ``lock``, or None (a stale lock is removed)."""
+    try:
+        text, age = lock.read_text(), time.time() - lock.stat().st_mtime
+    except OSError:  # no lock (or no cache folder)
+        return None
+    try:
+        pid = int(text)
+        os.kill(pid, 0)
+    except PermissionError:  # alive, another user's
+        return pid
+    except (ValueError, ProcessLookupError):
+        lock.unlink(missing_ok=True)
+        return None
+    if age > STALE_LOCK_S:
+        lock.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+@contextlib.contextmanager
+def build_lock(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` while building (so two processes never build one package at once);
+    raises :class:`BuildInProgress` when a live process holds it. The pid is written first
+    and the lock made by one ``link``, so a reader never sees an empty lock."""
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    mine.write_text(str(os.getpid()))
+    try:
+        while True:
+            try:
+                os.link(mine, lock)
+                break
+            except FileExistsError:
+                owner = lock_owner(lock)
+                if owner is not None:
+                    raise BuildInProgress(owner) from None
+    finally:
+        mine.unlink(missing_ok=True)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 KEEP = 16
@@ -307,8 +368,11 @@ class StepCompiler:
     """Gives a node's model its compiled step as ``mode`` says (see :data:`MODES`).
 
     ``checkpoint`` is the file the model came from: a background build loads it in its own
-    process. A failed build is logged once with its reason and remembered in the cache (a
-    ``.failed`` file beside where the package would be), so later starts do not retry it.
+    process, which holds a lock in the cache so that nodes starting together build it once (the
+    others wait for the package). A node that stops leaves its build running to the end, for
+    the next start; a node that swaps models stops the old model's build. A failed build is
+    logged once with its reason and remembered in the cache (a ``.failed`` file beside where
+    the package would be), so later starts do not retry it.
     """
 
     def __init__(
@@ -327,6 +391,7 @@ class StepCompiler:
         self._name = name
         self._path: Path | None = None
         self._build: subprocess.Popen[bytes] | None = None
+        self._awaiting = False
 
     def attach(self, model: HybridReSpike) -> None:
         """Install the compiled step on ``model`` if there is one (building it as the mode says)."""
@@ -344,6 +409,10 @@ class StepCompiler:
         if not self._path.is_file() and self.mode == "build":
             try:
                 build(model, self.cache)
+            except BuildInProgress as busy:
+                self._awaiting = True
+                log.info("%s: eager steps while the compiled step is %s", self._name, busy)
+                return
             except Exception as error:  # a compiler's error of any kind: eager still works
                 with contextlib.suppress(OSError):
                     self.cache.mkdir(parents=True, exist_ok=True)
@@ -371,24 +440,45 @@ class StepCompiler:
             )
 
     def poll(self, model: HybridReSpike) -> None:
-        """Install the background build's result once it is done (call now and then)."""
-        if self._build is None or self._build.poll() is None:
+        """Install the background build's result once it is there (call now and then)."""
+        if self._build is not None:
+            if self._build.poll() is None:
+                return
+            build_process, self._build = self._build, None
+            if build_process.returncode != 0:
+                assert self._path is not None
+                reason = _last_line(self._path.with_suffix(".log"))
+                with contextlib.suppress(OSError):  # not remembered: the next start tries again
+                    self._path.with_suffix(".failed").write_text(reason + "\n")
+                log.warning(
+                    "%s: eager steps: building the compiled step failed: %s", self._name, reason
+                )
+                return
+            self._awaiting = True  # built, or another process was building it
+        if not self._awaiting:
             return
-        build_process, self._build = self._build, None
         assert self._path is not None
-        if build_process.returncode == 0 and self._path.is_file():
+        if self._path.is_file():
+            self._awaiting = False
             self._install(model)
-            return
-        reason = _last_line(self._path.with_suffix(".log"))
-        with contextlib.suppress(OSError):  # not remembered: the next start tries again
-            self._path.with_suffix(".failed").write_text(reason + "\n")
-        log.warning("%s: eager steps: building the compiled step failed: %s", self._name, reason)
+        elif lock_owner(self._path.with_suffix(".lock")) is None:  # that build died
+            self._awaiting = False
+            self._start_build()
 
-    def close(self) -> None:
-        """Stop a background build that is still running (its partial file is removed)."""
+    def close(self, *, keep_building: bool = False) -> None:
+        """Stop a background build that is still running (its partial file is removed), or
+        with ``keep_building`` let it finish on its own for the next start."""
         if self._build is not None and self._build.poll() is None:
-            os.killpg(self._build.pid, signal.SIGTERM)
-            self._build.wait()
+            if keep_building:
+                log.info(
+                    "%s: the compiled step's build goes on in the background (process %d) "
+                    "for the next start",
+                    self._name,
+                    self._build.pid,
+                )
+            else:
+                os.killpg(self._build.pid, signal.SIGTERM)
+                self._build.wait()
         self._build = None
 
     def _install(self, model: HybridReSpike) -> None:
@@ -404,6 +494,11 @@ class StepCompiler:
 
     def _start_build(self) -> None:
         assert self._path is not None
+        owner = lock_owner(self._path.with_suffix(".lock"))
+        if owner is not None:
+            self._awaiting = True
+            log.info("%s: eager steps while process %d builds the compiled step", self._name, owner)
+            return
         log_file = self._path.with_suffix(".log")
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
@@ -468,7 +563,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = load_checkpoint(resolve_checkpoint(args.checkpoint)).model.eval()
     torch.set_num_threads(1)
     begin = time.perf_counter()
-    path = build(model, args.cache)
+    try:
+        path = build(model, args.cache)
+    except BuildInProgress as busy:
+        print(f"already {busy}; it goes to {args.cache or cache_folder()} when done")
+        return 0
     print(f"{path} ({time.perf_counter() - begin:.0f} s)")
     return 0
 

@@ -222,7 +222,7 @@ class ModelNode(Node):
 
     def finish(self) -> None:
         if self._compiler is not None:
-            self._compiler.close()
+            self._compiler.close(keep_building=True)  # the next start finds the package
 
     def stats(self) -> dict[str, float]:
         compiled = self._compiler.step if self._compiler is not None else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,12 @@ from respike.models.checkpoint import load_checkpoint
 from respike.models.compiled import (
     KEEP,
     MODE_ENV,
+    BuildInProgress,
     CompiledStep,
     StepCompiler,
     artifact_path,
+    build_lock,
+    lock_owner,
     prune,
 )
 from respike.models.hybrid import HybridReSpike
@@ -203,3 +208,65 @@ def test_a_cache_that_cannot_be_written_leaves_the_step_eager(
     compiler.attach(model)
     assert compiler._build is None and compiler.step is None
     assert any("cannot build in" in r.getMessage() for r in caplog.records)
+
+
+def test_one_build_at_a_time_and_stale_locks_are_taken_over(tmp_path: Path) -> None:
+    lock = tmp_path / "step-x.lock"
+    with build_lock(lock):
+        assert lock_owner(lock) == os.getpid()
+        with pytest.raises(BuildInProgress, match=f"process {os.getpid()}"), build_lock(lock):
+            pass
+    assert not lock.exists(), "released"
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    for left in (gone.stdout.strip(), "not a pid"):  # a dead builder's lock, a damaged one
+        lock.write_text(left)
+        with build_lock(lock):
+            assert lock_owner(lock) == os.getpid()
+    lock.write_text(str(os.getpid()))
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    assert lock_owner(lock) is None, "a lock older than any build is stale"
+
+
+def test_a_node_waits_for_a_build_another_process_holds(
+    built: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checkpoint, root = built
+    monkeypatch.delenv(MODE_ENV, raising=False)
+    model = load_checkpoint(checkpoint).model.eval()
+    package = artifact_path(model, tmp_path)
+    builder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        package.with_suffix(".lock").write_text(str(builder.pid))
+        compiler = StepCompiler("auto", checkpoint, cache=tmp_path)
+        compiler.attach(model)
+        assert compiler._build is None and compiler.step is None, "no second build"
+        compiler.poll(model)
+        assert compiler.step is None, "nothing to load yet"
+        shutil.copy(artifact_path(model, root / "compiled-steps"), package)  # the other's result
+        compiler.poll(model)
+        assert isinstance(compiler.step, CompiledStep)
+    finally:
+        builder.kill()
+        builder.wait()
+
+
+def test_a_stopping_node_leaves_its_build_running_and_a_swap_stops_it(tmp_path: Path) -> None:
+    compiler = StepCompiler("auto", tmp_path / "x.pt", cache=tmp_path)
+    for keep in (True, False):
+        build = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+        )
+        compiler._build = build
+        compiler.close(keep_building=keep)
+        try:
+            assert (build.poll() is None) == keep
+        finally:
+            build.kill()
+            build.wait()
