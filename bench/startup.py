@@ -31,13 +31,13 @@ from typing import Any
 FIRST_PREDICTION_TIMEOUT_S = 300.0
 
 
-def first_prediction_s(source: Path | None, cache: Path) -> float:
+def first_prediction_s(source: Path | None, cache: Path, compiled_step: str = "auto") -> float:
     """Seconds from starting the demo to its first prediction; the demo is then stopped."""
     command = ["respike", "demo", "--no-viewer", "--json"]
     if source is not None:
         command += ["--source", str(source)]
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache / "numba"), "RESPIKE_CACHE": str(cache)}
-    env.pop("RESPIKE_COMPILED_STEP", None)
+    env["RESPIKE_COMPILED_STEP"] = compiled_step
     begin = time.monotonic()
     demo = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
@@ -68,16 +68,16 @@ def wait_for_builds(cache: Path, timeout: float = 300.0) -> bool:
     return any(steps.glob("step-*.pt2"))
 
 
-def run(rounds: int, source: Path | None) -> dict[str, Any]:
+def run(rounds: int, source: Path | None, compiled_step: str = "auto") -> dict[str, Any]:
     results: list[dict[str, float]] = []
     for _ in range(rounds):
         cache = Path(tempfile.mkdtemp(prefix="rs-cache-"))
         try:
             load_cold = os.getloadavg()[0]
-            cold = first_prediction_s(source, cache)
+            cold = first_prediction_s(source, cache, compiled_step)
             built = wait_for_builds(cache)
             load_warm = os.getloadavg()[0]
-            warm = first_prediction_s(source, cache)
+            warm = first_prediction_s(source, cache, compiled_step)
         finally:
             shutil.rmtree(cache, ignore_errors=True)
         results.append(
@@ -95,6 +95,7 @@ def run(rounds: int, source: Path | None) -> dict[str, Any]:
         "cold_s_median": statistics.median(r["cold_s"] for r in results),
         "warm_s_median": statistics.median(r["warm_s"] for r in results),
         "cpus": os.cpu_count(),
+        "compiled_step": compiled_step,
     }
 
 
@@ -104,13 +105,16 @@ def main() -> None:
         "--input", type=Path, help="demo source (video or recording); default: synthetic"
     )
     parser.add_argument("--rounds", type=int, default=3, help="cold + warm start pairs")
+    parser.add_argument(
+        "--compiled-step", default="auto", help="the model node's compiled_step (auto, off, ...)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    summary = run(args.rounds, args.input)
+    summary = run(args.rounds, args.input, args.compiled_step)
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"source: {summary['source']}")
+    print(f"source: {summary['source']}, compiled_step {summary['compiled_step']}")
     for i, r in enumerate(summary["rounds"], start=1):
         print(
             f"round {i}: cold {r['cold_s']:.1f} s (load {r['load_cold']:.2f}), "
