@@ -151,9 +151,11 @@ def artifact_digest(model: HybridReSpike, example: StepExample) -> str:
     return digest.hexdigest()[:32]
 
 
-def artifact_path(model: HybridReSpike, cache: Path | None = None) -> Path:
+def artifact_path(
+    model: HybridReSpike, cache: Path | None = None, example: StepExample | None = None
+) -> Path:
     """The package file of ``model``'s compiled step in ``cache`` (built or not)."""
-    example = step_example(model)
+    example = example or step_example(model)
     return (cache or cache_folder()) / f"step-{artifact_digest(model, example)}.pt2"
 
 
@@ -176,11 +178,11 @@ class _ExportedStep(torch.nn.Module):
 def build(model: HybridReSpike, cache: Path | None = None) -> Path:
     """Export and compile ``model``'s step into the cache (tens of seconds); returns the file.
 
-    Written under a temporary name and renamed, so a reader never sees half a package and two
-    builders of the same model do not clash.
+    Written under a temporary name and renamed, so a reader never sees half a package; a lock
+    makes one process build it at a time (another raises :class:`BuildInProgress`).
     """
     example = step_example(model)
-    path = (cache or cache_folder()) / f"step-{artifact_digest(model, example)}.pt2"
+    path = artifact_path(model, cache, example)
     path.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(path.with_suffix(".lock")):
         _compile(model, example, path)
@@ -312,9 +314,11 @@ class CompiledStep:
     ``calls`` counts the steps the artifact ran, ``eager_calls`` the calls that ran eagerly.
     """
 
-    def __init__(self, model: HybridReSpike, path: Path) -> None:
+    def __init__(
+        self, model: HybridReSpike, path: Path, example: StepExample | None = None
+    ) -> None:
         self._model = model
-        self._example = example = step_example(model)
+        self._example = example = example or step_example(model)
         self._inputs = [(t.shape, t.dtype) for t in example.inputs()]
         head = example.state.head
         assert head is not None  # step_example checks it
@@ -366,10 +370,11 @@ class CompiledStep:
 
 def load(model: HybridReSpike, cache: Path | None = None) -> CompiledStep | None:
     """``model``'s compiled step from the cache, or None when none was built for it."""
-    path = artifact_path(model, cache)
+    example = step_example(model)
+    path = artifact_path(model, cache, example)
     if not path.is_file():
         return None
-    return CompiledStep(model, path)
+    return CompiledStep(model, path, example)
 
 
 MODES = ("auto", "cached", "build", "off")
@@ -407,6 +412,7 @@ class StepCompiler:
         self.step: CompiledStep | None = None
         self._name = name
         self._path: Path | None = None
+        self._example: StepExample | None = None
         self._build: subprocess.Popen[bytes] | None = None
         self._awaiting = False
 
@@ -415,7 +421,8 @@ class StepCompiler:
         if self.mode == "off":
             return
         try:
-            self._path = artifact_path(model, self.cache)
+            self._example = step_example(model)
+            self._path = artifact_path(model, self.cache, self._example)
         except ValueError as error:
             log.info("%s: eager steps: %s", self._name, error)
             return
@@ -501,7 +508,7 @@ class StepCompiler:
     def _install(self, model: HybridReSpike) -> None:
         assert self._path is not None
         try:
-            self.step = CompiledStep(model, self._path)
+            self.step = CompiledStep(model, self._path, self._example)
             self._path.touch()  # used now: pruning keeps the most recently used
         except (OSError, RuntimeError) as error:  # pruned by another process, or damaged
             log.warning("%s: eager steps: cannot load %s: %s", self._name, self._path, error)

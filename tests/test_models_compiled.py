@@ -74,6 +74,17 @@ def built(
     yield checkpoint, root
 
 
+@pytest.fixture
+def auto_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` as a node would have it (the suite's conftest turns it off)."""
+    monkeypatch.delenv(MODE_ENV, raising=False)
+
+
+@pytest.fixture
+def tiny(checkpoints: dict[str, Path]) -> HybridReSpike:
+    return load_checkpoint(checkpoints["residual"]).model.eval()
+
+
 def stream(model: HybridReSpike, seed: int, steps: int = 9) -> torch.Tensor:
     """Logits of ``steps`` steps, a key frame every 2 (as the checkpoint's K)."""
     spec = model.config.input_spec
@@ -154,14 +165,11 @@ def test_the_model_node_runs_its_cached_compiled_step(
     assert io.node.stats()["compiled_steps"] == 3, "every step but the stream's first"
 
 
+@pytest.mark.usefixtures("auto_mode")
 def test_a_failed_build_is_logged_and_not_retried(
-    checkpoints: dict[str, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    tiny: HybridReSpike, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv(MODE_ENV, raising=False)
-    model = load_checkpoint(checkpoints["residual"]).model.eval()
+    model = tiny
     missing = tmp_path / "gone.pt"  # the build process cannot load it
     compiler = StepCompiler("auto", missing, name="model-x", cache=tmp_path)
     with caplog.at_level(logging.INFO):
@@ -195,17 +203,13 @@ def test_the_cache_keeps_the_most_recently_used_steps(tmp_path: Path) -> None:
     assert sorted(tmp_path.glob("*.log")) == [p.with_suffix(".log") for p in kept]
 
 
+@pytest.mark.usefixtures("auto_mode")
 def test_a_cache_that_cannot_be_written_leaves_the_step_eager(
-    checkpoints: dict[str, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    tiny: HybridReSpike, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv(MODE_ENV, raising=False)
-    model = load_checkpoint(checkpoints["residual"]).model.eval()
     (tmp_path / "a-file").write_text("not a folder")
-    compiler = StepCompiler("auto", checkpoints["residual"], cache=tmp_path / "a-file" / "steps")
-    compiler.attach(model)
+    compiler = StepCompiler("auto", tmp_path / "x.pt", cache=tmp_path / "a-file" / "steps")
+    compiler.attach(tiny)
     assert compiler._build is None and compiler.step is None
     assert any("cannot build in" in r.getMessage() for r in caplog.records)
 
@@ -232,13 +236,11 @@ def test_one_build_at_a_time_and_stale_locks_are_taken_over(tmp_path: Path) -> N
     assert lock_owner(lock) is None, "a lock older than any build is stale"
 
 
+@pytest.mark.usefixtures("auto_mode")
 def test_a_node_waits_for_a_build_another_process_holds(
-    built: tuple[Path, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    built: tuple[Path, Path], tmp_path: Path
 ) -> None:
     checkpoint, root = built
-    monkeypatch.delenv(MODE_ENV, raising=False)
     model = load_checkpoint(checkpoint).model.eval()
     package = artifact_path(model, tmp_path)
     builder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
