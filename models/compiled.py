@@ -332,15 +332,17 @@ class CompiledStep:
 
     def __call__(self, x: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
         steps = x.shape[0]
-        if not 1 <= steps <= LOOP_UP_TO or self._fitting_inputs(x[:1], state) is None:
+        inputs = self._fitting_inputs(x[:1], state) if 1 <= steps <= LOOP_UP_TO else None
+        if inputs is None:
             self.eager_calls += 1
             return self._model._steps_impl(x, state)
         logits = []
         for t in range(steps):
-            inputs = self._fitting_inputs(x[t : t + 1], state)
-            assert inputs is not None  # the state keeps its layout from step to step
+            if t > 0:
+                inputs = self._fitting_inputs(x[t : t + 1], state)
+                assert inputs is not None  # the state keeps its layout from step to step
             self.calls += 1
-            out = self._run(list(inputs))
+            out = self._run(inputs)  # a fresh list: the loader consumes it
             count = self._example.snn.count
             snn = self._example.snn.rebuild(out[1 : 1 + count])
             head = self._example.head.rebuild(out[1 + count :])
