@@ -117,6 +117,19 @@ DURABILITY_HELP = (
 )
 
 
+def _acknowledged(writer: Any, timeout_s: float) -> bool:
+    """Whether every matched reliable reader acknowledged all the writer wrote, waiting up to
+    ``timeout_s``. (cyclonedds 11.0's ``DataWriter.wait_for_acks`` raises AttributeError on a
+    timeout: it compares with ``Exception.DDS_RETCODE_TIMEOUT``; the call beneath is sound.)"""
+    from cyclonedds.core import DDSException
+    from cyclonedds.util import duration
+
+    code = writer._wait_for_acks(writer._ref, duration(seconds=timeout_s))
+    if code not in (0, DDSException.DDS_RETCODE_TIMEOUT):
+        raise DDSException(code, f"waiting for acks from {writer!r}")
+    return code == 0
+
+
 def _check_qos(profile: str, depth: int, durability: str) -> None:
     """The QoS settings both node kinds take (checked without loading DDS)."""
     if profile not in ("sensor_data", "default"):
@@ -250,6 +263,9 @@ class Ros2OutParams:
     depth: int = param(0, "history depth (samples kept for late acks); 0 = the QoS profile's")
     durability: str = param("volatile", DURABILITY_HELP)
     wait_s: float = param(0.0, "wait up to this long for a subscriber before the first sample")
+    linger_s: float = param(
+        5.0, "at the end, wait up to this long for reliable subscribers to acknowledge every sample"
+    )
     predictions: str = param(
         "json", "json (std_msgs/msg/String) or typed (respike_msgs/msg/Prediction)"
     )
@@ -258,6 +274,8 @@ class Ros2OutParams:
         _check_qos(self.qos, self.depth, self.durability)
         if self.predictions not in ("json", "typed"):
             raise ValueError(f"predictions {self.predictions!r}; expected json or typed")
+        if self.linger_s < 0:
+            raise ValueError(f"linger_s {self.linger_s}; expected >= 0")
 
 
 @register("ros2_out")
@@ -336,6 +354,20 @@ class Ros2Out(Node[Ros2OutParams]):
     def stats(self) -> dict[str, float]:
         counts = {f"sent_{port}": float(n) for port, n in self.sent.items()}
         return counts | {"invalid": float(sum(self._bad.counts.values()))}
+
+    def finish(self) -> None:
+        """A writer's samples die with it: a reliable reader still catching up (a slow one, or
+        one that joined late to a transient-local topic) would never get the last of them, as a
+        ZeroMQ socket closed without linger. So the end waits, bounded, for their acks."""
+        deadline = time.monotonic() + self.params.linger_s
+        for port, writer in self._writers.items():
+            if not _acknowledged(writer, max(0.0, deadline - time.monotonic())):
+                log.warning(
+                    "%s: %s: not every subscriber acknowledged within linger_s=%g s",
+                    self.name,
+                    port,
+                    self.params.linger_s,
+                )
 
 
 _TOPICS = {

@@ -236,6 +236,17 @@ def start(pipeline: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def ended(process: subprocess.Popen[str], timeout: float, waiting_for: str) -> tuple[str, str]:
+    """The process's output once it exits; one that does not is killed and the test fails
+    saying what it was waiting for, with its log (a hang is a finding, not a pytest timeout)."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+        pytest.fail(f"still running after {timeout} s, {waiting_for}; its log:\n{err[-2000:]}")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_640x480_images_at_30_hz_cross_between_processes_without_loss(
@@ -259,8 +270,8 @@ def test_640x480_images_at_30_hz_cross_between_processes_without_loss(
     env = {**os.environ, "ROS_DOMAIN_ID": domain}
     reader = start(subscriber, env)
     writer = start(publisher, env)
-    out, err = reader.communicate(timeout=200)
-    writer.wait(timeout=60)
+    out, err = ended(reader, 200, "waiting for 90 frames")
+    ended(writer, 60, "ros2_out lingering for acks")
     assert reader.returncode == 0 and writer.returncode == 0, err[-2000:]
     frames = [json.loads(line) for line in out.splitlines()]
     assert [f["meta"]["index"] for f in frames] == list(range(90)), "none lost, in order"
@@ -317,8 +328,8 @@ def test_a_video_published_as_ros_images_gets_predictions_on_a_ros_topic(
     while len(received) < 60 and time.monotonic() < deadline:
         received += [json.loads(s.data) for s in reader.take(N=64) if s.sample_info.valid_data]
         time.sleep(0.05)
-    _, err = pipeline.communicate(timeout=60)
-    source.wait(timeout=60)
+    _, err = ended(pipeline, 60, f"{len(received)} of 60 predictions out")
+    ended(source, 60, "ros2_out lingering for acks")
     assert pipeline.returncode == 0, err[-2000:]
     assert len(received) == 60, "a prediction per frame"
     from respike.models.checkpoint import read_checkpoint_info, resolve_checkpoint
@@ -328,6 +339,53 @@ def test_a_video_published_as_ros_images_gets_predictions_on_a_ros_topic(
     assert {r["label"] for r in received} <= outputs, "labels of the model, nothing else"
     assert all(r["topk"] and r["topk"][0][0] in outputs for r in received)
     assert [r["t"] for r in received] == sorted(r["t"] for r in received)
+
+
+PAUSED_SUBSCRIBER = """
+import sys, time
+from cyclonedds.domain import DomainParticipant
+from cyclonedds.sub import DataReader
+from cyclonedds.topic import Topic
+from respike.stream.ros2 import String, qos
+participant = DomainParticipant(int(sys.argv[1]))
+reader = DataReader(participant, Topic(participant, "rt/l/predictions", String), qos("default"))
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_ros2_out_lingers_at_the_end_for_reliable_subscribers_to_ack(
+    domain: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer's unacknowledged samples die with it, so the end waits for acks, bounded by
+    linger_s, and names a subscriber that never sends them (here one that is paused)."""
+    import logging
+    import signal
+
+    subscriber = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_SUBSCRIBER, domain], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert subscriber.stdout is not None and subscriber.stdout.readline() == "ready\n"
+        talk = MockIO(
+            Ros2Out, name="out", params=Ros2Out.Params(prefix="/l", wait_s=20.0, linger_s=1.5)
+        )
+        talk.send("predictions", message(kinds.Prediction(label="wave"), t=1))
+        subscriber.send_signal(signal.SIGSTOP)
+        for t in range(2, 6):
+            talk.send("predictions", message(kinds.Prediction(label="wave"), t=t))
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING):
+            talk.node.finish()
+        assert time.monotonic() - began >= 1.4, "waited for the acks"
+        assert (
+            "out: predictions: not every subscriber acknowledged within linger_s=1.5" in caplog.text
+        )
+    finally:
+        subscriber.send_signal(signal.SIGCONT)
+        subscriber.kill()
+        subscriber.wait()
 
 
 def test_a_peer_of_another_type_on_the_topic_is_named_once(
