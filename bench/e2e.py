@@ -307,9 +307,9 @@ class Collector:
             for name in self.stats
         }
         poller = zmq.Poller()
-        poller.register(predictions.socket, zmq.POLLIN)
-        for monitor in monitors.values():
-            poller.register(monitor.socket, zmq.POLLIN)
+        for subscriber in (predictions, *monitors.values()):
+            for pollable in subscriber.pollables:
+                poller.register(pollable, zmq.POLLIN)
         deadline = time.monotonic() + self.timeout
         try:
             while not self.done.is_set() and not self.launcher.stopping:

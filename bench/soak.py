@@ -145,7 +145,8 @@ class StatsListener:
                     subscribers[name] = Subscriber(
                         endpoint, f"{name}/stats", queue=1000, context=context
                     )
-                    poller.register(subscribers[name].socket, zmq.POLLIN)
+                    for pollable in subscribers[name].pollables:
+                        poller.register(pollable, zmq.POLLIN)
                     self.messages[name] = []
                 poller.poll(200)
                 for name, subscriber in subscribers.items():

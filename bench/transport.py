@@ -21,8 +21,11 @@ high-water marks of 256 to SUB, as the lossless Publisher and Subscriber use):
 
 - ``respike``: :class:`respike.stream.sockets.Publisher` and ``Subscriber`` as they are, in
   ``lossless`` mode: the wire codec with ``copy=False`` and ``np.frombuffer`` views; on
-  ``ipc`` the arrays go through shared-memory slots (:mod:`respike.stream.shm`) and ZeroMQ
-  carries the header and the slot;
+  ``ipc`` the arrays go through shared-memory slots (:mod:`respike.stream.shm`)
+  and each header reaches the subscriber by its direct connection (:mod:`respike.stream.direct`);
+- ``respike-shm-zmq``: the same with the headers over ZeroMQ (``RESPIKE_DIRECT=0`` at the
+  publisher), as a subscriber that cannot connect directly has them (and as ``respike`` was
+  before the direct path);
 - ``respike-zmq``: the same with ``shared_memory=False`` at both ends: every byte over ZeroMQ
   (what ``respike`` was before issue 18, and what it still is over ``tcp``);
 - ``pickle``: ``pickle.dumps`` of a dict holding the header fields and the array, sent as one
@@ -118,7 +121,15 @@ from respike.stream.sockets import Delivery, Publisher, Subscriber
 
 TRANSPORTS: Final = ("ipc", "tcp")
 PAYLOADS: Final = ("frame", "events")
-CODECS: Final = ("respike", "respike-zmq", "pickle", "raw", "ros2", *references.CODECS)
+CODECS: Final = (
+    "respike",
+    "respike-shm-zmq",
+    "respike-zmq",
+    "pickle",
+    "raw",
+    "ros2",
+    *references.CODECS,
+)
 DDS_DOMAIN: Final = 231
 """ROS_DOMAIN_ID of the ``ros2`` runs (0-232), away from the default 0 of a robot's graph."""
 MODES: Final = ("30Hz", "full")
@@ -414,8 +425,8 @@ def receiver_main(conn: Connection) -> None:
                 except Exception as error:  # reported in the row; the next case still runs
                     conn.send({"received": 0, "error": f"receiver {type(error).__name__}: {error}"})
                     continue
-            elif codec in ("respike", "respike-zmq"):
-                shared = codec == "respike"
+            elif codec in ("respike", "respike-shm-zmq", "respike-zmq"):
+                shared = codec != "respike-zmq"
                 stats = _receive_respike(context, endpoint, topic, hwm, conn, shared)
             elif codec == "pickle":
                 stats = _receive_pickle(context, endpoint, hwm, conn)
@@ -490,14 +501,21 @@ def _send_respike(
 ) -> tuple[int, dict[str, Any]]:
     topic = f"bench/{case.payload}"
     kind = "frame" if case.payload == "frame" else "events"
-    publisher = Publisher(
-        bind,
-        source="bench",
-        delivery=Delivery.LOSSLESS,
-        context=context,
-        hwm=case.hwm,
-        shared_memory=case.codec == "respike",
-    )
+    direct = os.environ.get("RESPIKE_DIRECT")
+    os.environ["RESPIKE_DIRECT"] = "0" if case.codec == "respike-shm-zmq" else "1"
+    try:
+        publisher = Publisher(
+            bind,
+            source="bench",
+            delivery=Delivery.LOSSLESS,
+            context=context,
+            hwm=case.hwm,
+            shared_memory=case.codec != "respike-zmq",
+        )
+    finally:
+        os.environ.pop("RESPIKE_DIRECT")
+        if direct is not None:
+            os.environ["RESPIKE_DIRECT"] = direct
     try:
         _start_receiver(conn, case, publisher.endpoint, topic, array)
         if not publisher.wait_for_subscribers(topic, 1, timeout=10.0):
@@ -656,6 +674,7 @@ def _send_reference(
 
 SENDERS: Final = {
     "respike": _send_respike,
+    "respike-shm-zmq": _send_respike,
     "respike-zmq": _send_respike,
     "pickle": _send_pickle,
     "raw": _send_raw,

@@ -259,12 +259,14 @@ class NodeRunner:
         next_note = time.monotonic() + 5.0
         poller = zmq.Poller()
         for monitor in waiting.values():
-            poller.register(monitor.socket, zmq.POLLIN)
+            for pollable in monitor.pollables:
+                poller.register(pollable, zmq.POLLIN)
         while waiting:
             for node, monitor in list(waiting.items()):
                 if monitor.receive():
                     del waiting[node]
-                    poller.unregister(monitor.socket)
+                    for pollable in monitor.pollables:
+                        poller.unregister(pollable)
             if not waiting:
                 break
             if self.stopping:
@@ -290,8 +292,9 @@ class NodeRunner:
         poller = zmq.Poller()
         by_socket = {}
         for port, subscriber in self.subscribers.items():
-            poller.register(subscriber.socket, zmq.POLLIN)
-            by_socket[subscriber.socket] = port
+            for pollable in subscriber.pollables:
+                poller.register(pollable, zmq.POLLIN)
+                by_socket[pollable] = port
         if self.publisher is not None:  # new subscribers to our stats get them at once
             poller.register(self.publisher.socket, zmq.POLLIN)
         data_ports = {
@@ -326,8 +329,7 @@ class NodeRunner:
                 stats_topic = f"{self.name}/{STATS_PORT}"
                 if any(stats_topic.startswith(p) for p in self.publisher.new_subscriptions()):
                     next_stats = time.monotonic()
-            for socket in ready:
-                port = by_socket[socket]
+            for port in dict.fromkeys(by_socket[pollable] for pollable in ready):
                 for message in self.subscribers[port].receive():
                     if message.end:
                         ended.add(port)

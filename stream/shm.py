@@ -165,32 +165,35 @@ class SharedOut:
         self._reader_counts: Counter[bytes] = Counter()
         self._ring_count = 0
         self.inline_fallbacks = 0
+        self.rings_made = 0
 
-    def notice(self, subscribe: bool, prefix: bytes) -> None:
-        """Take a reader announcement (``READER_PREFIX...``) or its end."""
+    def notice(self, subscribe: bool, prefix: bytes) -> bool:
+        """Take a reader announcement (``READER_PREFIX...``) or its end; whether a table was
+        taken (or dropped)."""
         if not subscribe:
             gone = self._readers.pop(prefix, None)  # its mapping goes with its last reference
             if gone is not None:
                 self._reader_counts[gone.topic] -= 1
-            return
+            return gone is not None
         try:
             nonce, pid, fd, topic = prefix[len(READER_PREFIX) :].split(b"/", 3)
             if int(nonce, 16) != self.nonce:
-                return  # a table made for an earlier publisher on this endpoint
+                return False  # a table made for an earlier publisher on this endpoint
             path = f"/proc/{int(pid)}/fd/{int(fd)}"
             with open(path, "r+b") as file:
                 table_map = mmap.mmap(file.fileno(), _TABLE_WORDS * 8)
         except FileNotFoundError:
-            return  # the subscriber has gone since; its unsubscription follows
+            return False  # the subscriber has gone since; its unsubscription follows
         except (ValueError, OSError) as error:
             log.warning(
                 "a subscriber's shared-memory table is unusable (%s): sending inline", error
             )
-            return
+            return False
         table = np.frombuffer(table_map, np.int64)
         if prefix not in self._readers:
             self._reader_counts[topic] += 1
         self._readers[prefix] = _Reader(topic, table, self._writes.get(topic, 0) - 1)
+        return True
 
     def readers(self, topic: bytes) -> int:
         """How many subscribers of ``topic`` have announced a table this side could map."""
@@ -204,15 +207,22 @@ class SharedOut:
         wait: bool,
         stop: Callable[[], bool],
         refresh: Callable[[], object],
+        add_ring_when_held: bool = False,
     ) -> list[int] | None:
         """Copy ``buffers`` into a free slot of ``topic``'s ring; returns the header's
-        ``slot`` field, or None when the message should go inline."""
+        ``slot`` field, or None when the message should go inline. With
+        ``add_ring_when_held``, slots that readers only hold (none in flight) make a new ring
+        rather than an inline message (direct readers take no large message inline)."""
         offsets, total = slot_layout([len(b) for b in buffers])
         rings = self._rings.setdefault(topic, [])
         if not rings or rings[-1].slot_bytes < total:
             self._grow(rings, total)
         ring = rings[-1]
-        slot = self._free_slot(topic, ring, wait, stop, refresh)
+        slot, in_flight = self._free_slot(topic, ring, wait, stop, refresh)
+        if slot is None and add_ring_when_held and not in_flight and not stop():
+            self._grow(rings, ring.slot_bytes)
+            ring = rings[-1]
+            slot = ring.order[0]
         if slot is None:
             self.inline_fallbacks += 1
             return None
@@ -233,6 +243,7 @@ class SharedOut:
         slot_bytes = max(MIN_SLOT_BYTES, 1 << (total - 1).bit_length())
         rings.append(Ring(self._ring_count, slot_bytes))
         self._ring_count += 1
+        self.rings_made += 1
 
     def _free_slot(
         self,
@@ -241,10 +252,10 @@ class SharedOut:
         wait: bool,
         stop: Callable[[], bool],
         refresh: Callable[[], object],
-    ) -> int | None:
+    ) -> tuple[int | None, bool]:
         """The oldest slot no reader needs; a lossless publisher waits while messages are in
         flight (re-reading who is still there) and ``HELD_WAIT_S`` while they are only held;
-        None when it gives up or need not wait."""
+        None when it gives up or need not wait, and whether a message was in flight then."""
         attempt = 0
         held_until = time.monotonic() + HELD_WAIT_S
         while True:
@@ -254,10 +265,10 @@ class SharedOut:
                 written = ring.written[slot]
                 states = {r.blocks(written) for r in readers} if written >= 0 else set()
                 if not states - {""}:
-                    return slot
+                    return slot, False
                 in_flight |= "flight" in states
             if not wait or stop() or not (in_flight or time.monotonic() < held_until):
-                return None
+                return None, in_flight
             time.sleep(_WAIT_S[min(attempt, len(_WAIT_S) - 1)])
             attempt += 1
             refresh()

@@ -10,8 +10,9 @@ Delivery modes:
   discarding; nothing is dropped and sequence numbers stay contiguous.
 
 Publishers bind, subscribers connect. On ``ipc://`` endpoints (one host) arrays go through
-shared memory (:mod:`respike.stream.shm`) and ZeroMQ carries the header and the slot; delivery
-keeps its meaning. Every received message goes through
+shared memory (:mod:`respike.stream.shm`), and the header and the slot reach each subscriber
+that could connect to its publisher directly (:mod:`respike.stream.direct`), the rest by ZeroMQ;
+delivery keeps its meaning. Poll all of a subscriber's :attr:`Subscriber.pollables`. Every received message goes through
 :func:`respike.stream.messages.decode`; a bad one is counted by cause in :class:`InputHealth`,
 logged once per cause, and dropped, so input never raises out of :meth:`Subscriber.receive`.
 Sequence gaps are counted per topic.
@@ -20,6 +21,7 @@ Sequence gaps are counted per topic.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -27,9 +29,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import msgpack
 import zmq
 
-from respike.stream import shm
+from respike.stream import direct, shm
 from respike.stream.messages import (
     SHM_TOPIC_PREFIX,
     Message,
@@ -155,12 +158,23 @@ class Publisher:
         self.sent: Counter[str] = Counter()
         self.shared = shm.SharedOut() if shared_memory and shm.enabled(endpoint) else None
         """Same-host shared memory for arrays (``ipc://`` endpoints), else None."""
+        self.direct = (
+            direct.DirectOut(self.shared.nonce, self.shared.notice, listen=direct.enabled())
+            if self.shared
+            else None
+        )
+        """Same-host readers connected directly, beside ZeroMQ; with :attr:`shared`."""
 
     def subscribers(self, topic: str) -> int:
-        """How many subscriptions currently match ``topic`` (after reading pending notices)."""
+        """How many subscribers currently take ``topic`` (after reading pending notices)."""
         self._read_subscriptions()
         encoded = topic.encode()
-        return self._matching(encoded) + self._matching(SHM_TOPIC_PREFIX + encoded)
+        count = self._matching(encoded) + self._matching(SHM_TOPIC_PREFIX + encoded)
+        if self.direct is not None:  # joining readers are still subscribed on ZeroMQ too
+            self._poll_direct(lambda: False)
+            readers = self.direct.readers(encoded)
+            count += len(readers) - self.direct.joining(encoded)
+        return count
 
     def _matching(self, wire_topic: bytes) -> int:
         """Subscriptions matching ``wire_topic``; counted once per change of subscriptions."""
@@ -208,36 +222,81 @@ class Publisher:
     def _send_same_host(
         self,
         topic: bytes,
-        header: dict[str, Any],
+        header: dict[str, Any] | bytes,
         buffers: list[memoryview],
         stop: Callable[[], bool],
+        plain_frames: list[Any] | None = None,
     ) -> None:
         """Plain frames to plain subscribers; to same-host ones the header and a slot, or the
-        buffers inline while a slot is not possible (see :mod:`respike.stream.shm`)."""
-        assert self.shared is not None
+        buffers inline while a slot is not possible (see :mod:`respike.stream.shm`), each
+        direct reader by its connection (see :mod:`respike.stream.direct`). A ``bytes``
+        header goes as it is, inline (replayed bytes that are not a header: readers judge)."""
+        assert self.shared is not None and self.direct is not None
         plain, same_host = self._audiences(topic)
-        if plain:
-            self._send([topic, pack_header(header), *buffers], stop)
-        if not same_host:
+        self._poll_direct(stop)  # after ZeroMQ's notices: see stream.direct on joining
+        readers = self.direct.readers(topic)
+        if plain and (self._matching(topic) or not readers):
+            if plain_frames is None:
+                assert isinstance(header, dict)
+                plain_frames = [topic, pack_header(header), *buffers]
+            self._send(plain_frames, stop)
+        if not same_host and not readers:
             return
-        announced = self.shared.readers(topic) == same_host
-        if not announced:  # tells the newcomers whose ring to announce a table for
-            header["pub"] = self.shared.nonce
+        joining = self.direct.joining(topic)
+        announced = same_host == self.shared.readers(topic) - len(readers) + joining
+        nbytes = sum(map(len, buffers))
         slot = None
-        if announced and shm.MIN_SHARED_BYTES <= sum(map(len, buffers)) <= shm.MAX_SHARED_BYTES:
+        if (
+            isinstance(header, dict)
+            and nbytes >= shm.MIN_SHARED_BYTES
+            and (readers or (same_host and announced and nbytes <= shm.MAX_SHARED_BYTES))
+        ):
             slot = self.shared.place(
                 topic,
                 buffers,
                 wait=self.delivery is Delivery.LOSSLESS,
                 stop=stop,
-                refresh=self._read_subscriptions,
+                refresh=self._refresh,
+                add_ring_when_held=bool(readers),
             )
-        if slot is None:
-            self._send([SHM_TOPIC_PREFIX + topic, pack_header(header), *buffers], stop)
+        if isinstance(header, bytes):
+            inline, slotted = header, b""
         else:
-            header["pub"] = self.shared.nonce
-            header["slot"] = slot
-            self._send([SHM_TOPIC_PREFIX + topic, pack_header(header)], stop)
+            if not announced:  # tells the newcomers which publisher this is
+                header["pub"] = self.shared.nonce
+            inline = pack_header(header)
+            slotted = b"" if slot is None else pack_header(header | self._slot_fields(slot))
+        if readers:
+            if slotted:
+                parts = direct.datagram(slotted, [])
+            elif nbytes < shm.MIN_SHARED_BYTES or not isinstance(header, dict):
+                parts = direct.datagram(inline, buffers)
+            else:  # live, with every slot in flight: these readers see a gap
+                self.direct.missed += len(readers)
+                parts = []
+            if parts:
+                self.direct.send(topic, parts, wait=self.delivery is Delivery.LOSSLESS, stop=stop)
+        if same_host and slotted and announced:
+            self._send([SHM_TOPIC_PREFIX + topic, slotted], stop)
+        elif same_host:
+            self._send([SHM_TOPIC_PREFIX + topic, inline, *buffers], stop)
+
+    def _slot_fields(self, slot: list[int]) -> dict[str, Any]:
+        assert self.shared is not None
+        return {"pub": self.shared.nonce, "slot": slot}
+
+    def _poll_direct(self, stop: Callable[[], bool]) -> None:
+        """Take direct readers' hellos, joins and ends; send each new one its switch marker
+        on ZeroMQ, before anything goes to it directly."""
+        assert self.direct is not None
+        for reader in self.direct.poll():
+            self._send([SHM_TOPIC_PREFIX + reader.topic, direct.SWITCH + reader.table], stop)
+
+    def _refresh(self) -> None:
+        """Learn of readers that went, while a lossless send waits for their slots."""
+        self._read_subscriptions()
+        if self.direct is not None:
+            self._poll_direct(lambda: False)
 
     def _audiences(self, topic: bytes) -> tuple[bool, int]:
         """Whether ``topic`` goes out in the plain form (to plain subscribers, or to nobody:
@@ -275,12 +334,16 @@ class Publisher:
         if self.shared is None:
             self._send(frames, stop)
             return
+        header: dict[str, Any] | bytes = bytes(frame_bytes(frames[1]))
+        try:
+            unpacked = msgpack.unpackb(header, raw=False)
+            if isinstance(unpacked, dict) and "pub" not in unpacked and "slot" not in unpacked:
+                header = unpacked
+        except Exception:  # not a header: it goes as it is, and the readers count it
+            pass
+        buffers = [frame_bytes(frame) for frame in frames[2:]]
         topic = bytes(frame_bytes(frames[0]))
-        plain, same_host = self._audiences(topic)
-        if plain:
-            self._send(frames, stop)
-        if same_host:
-            self._send([SHM_TOPIC_PREFIX + topic, *frames[1:]], stop)
+        self._send_same_host(topic, header, buffers, stop, plain_frames=frames)
 
     @property
     def socket(self) -> zmq.Socket[Any]:
@@ -317,6 +380,8 @@ class Publisher:
     def close(self, linger: float = 0.0) -> None:
         """Close the socket, waiting up to ``linger`` seconds for queued messages to leave."""
         self._socket.close(linger=int(linger * 1000))
+        if self.direct is not None:
+            self.direct.close()
         if self.shared is not None:
             self.shared.close()
 
@@ -352,56 +417,122 @@ class Subscriber:
         self.socket.connect(endpoint)
         self.shared = shm.SharedIn(topic) if shared_memory and shm.enabled(endpoint) else None
         """Same-host shared memory for arrays (``ipc://`` endpoints), else None."""
+        self.direct = direct.DirectIn(self.delivery is Delivery.LOSSLESS) if self.shared else None
+        """The direct connection to the publisher, with :attr:`shared`."""
         self._wire_topic = (SHM_TOPIC_PREFIX if self.shared else b"") + topic.encode()
         self.socket.setsockopt(zmq.SUBSCRIBE, self._wire_topic)
+        self._on_zeromq = True
+        self._poller = zmq.Poller()
+        for pollable in self.pollables:
+            self._poller.register(pollable, zmq.POLLIN)
+
+    @property
+    def pollables(self) -> tuple[Any, ...]:
+        """What to poll for this subscriber's input (a ``zmq.Poller`` takes each, and names each
+        so when ready): the ZeroMQ socket and, on one host, the direct connection's descriptor
+        (an ``int``)."""
+        return (self.socket,) if self.direct is None else (self.socket, self.direct.fileno())
 
     def receive(self, timeout: float | None = None) -> list[Message]:
         """Messages that arrived, oldest first; waits up to ``timeout`` seconds for the first.
 
         ``live`` keeps only the newest ``queue`` of everything pending; ``lossless`` returns
-        everything pending (at most 256 at a time).
+        everything pending (at most 256 at a time from each path).
         """
-        if timeout is not None and not self.socket.poll(int(timeout * 1000), zmq.POLLIN):
-            return []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left < 0 or not self._poller.poll(max(0, math.ceil(left * 1000))):
+                    return []
+            kept = self._take()
+            if kept or deadline is None:
+                return kept
+
+    def _take(self) -> list[Message]:
+        """What arrived (a switch marker, bad messages, or datagrams held until the switch
+        may make it nothing)."""
         limit = 256 if self.delivery is Delivery.LOSSLESS else None
         kept: deque[Message] = deque(maxlen=self.queue if limit is None else None)
-        for frames in self._drain(limit):
-            if frame_bytes(frames[0]) != self._wire_topic:
-                continue  # a longer topic sharing our prefix
-            try:
-                message = decode(frames, self.shared)
-            except MessageError as error:
-                self.health.reject(error)
-                continue
+        for message in self._arrivals(limit or 1 << 30):
             self.health.accept(message)
             if len(kept) == kept.maxlen:
                 self.health.dropped += 1
             kept.append(message)
         if self.shared is not None:
-            self._announce()
+            self._follow_publisher()
         return list(kept)
 
-    def _announce(self) -> None:
-        """Subscribe this side's shared-memory table for the publisher just seen (and drop a
-        previous publisher's): the publisher learns of it in order with the data."""
-        assert self.shared is not None
+    def _arrivals(self, limit: int) -> Iterable[Message]:
+        """Valid messages from ZeroMQ, then from the direct connection, in order (see
+        :mod:`respike.stream.direct` on joining); bad ones are counted."""
+        link = self.direct
+        for frames in self._drain(limit):
+            if frame_bytes(frames[0]) != self._wire_topic:
+                continue  # a longer topic sharing our prefix
+            if link is not None:
+                if link.switched:
+                    continue  # a copy of what comes directly
+                if len(frames) == 2 and direct.is_switch(frame_bytes(frames[1])):
+                    link.switch(frame_bytes(frames[1]))  # this reader's, or another's
+                    continue
+            message = self._decoded(frames)
+            if message is not None:
+                yield message
+        if link is None:
+            return
+        for data in link.datagrams(limit):
+            try:
+                header, buffers = direct.split(data)
+            except MessageError as error:
+                self.health.reject(error)
+                continue
+            message = self._decoded([self._wire_topic, header, *buffers])
+            if message is not None:
+                yield message
+
+    def _decoded(self, frames: list[Any]) -> Message | None:
+        try:
+            return decode(frames, self.shared)
+        except MessageError as error:
+            self.health.reject(error)
+            return None
+
+    def _follow_publisher(self) -> None:
+        """Connect directly to a publisher just seen, or announce this side's table to it on
+        ZeroMQ when that fails; leave ZeroMQ once joined; come back when the publisher goes."""
+        assert self.shared is not None and self.direct is not None
         for prefix in self.shared.withdraw:
             self.socket.setsockopt(zmq.UNSUBSCRIBE, prefix)
-        for prefix in self.shared.announce:
-            self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
         self.shared.withdraw.clear()
-        self.shared.announce.clear()
+        nonce, announcements = self.shared.nonce, self.shared.announce
+        fresh = bool(announcements) and self.direct.nonce != nonce
+        if fresh and nonce is not None and self.direct.connect(nonce, announcements[-1]):
+            announcements.clear()
+        if self.direct.refused:
+            announcements.append(self.direct.refused)
+            self.direct.refused = b""
+        for prefix in announcements:
+            self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        announcements.clear()
+        if self.direct.switched and self._on_zeromq:
+            self.direct.say_joined()
+            self.socket.setsockopt(zmq.UNSUBSCRIBE, self._wire_topic)
+            self._on_zeromq = False
+        elif not self.direct.active and not self._on_zeromq:
+            self.socket.setsockopt(zmq.SUBSCRIBE, self._wire_topic)  # to hear the next one
+            self._on_zeromq = True
 
-    def _drain(self, limit: int | None) -> Iterable[list[zmq.Frame]]:
-        count = 0
-        while limit is None or count < limit:
+    def _drain(self, limit: int) -> Iterable[list[zmq.Frame]]:
+        for _ in range(limit):
             try:
                 yield self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            count += 1
 
     def close(self) -> None:
         self.socket.close(linger=0)
+        if self.direct is not None:
+            self.direct.close()
         if self.shared is not None:
             self.shared.close()

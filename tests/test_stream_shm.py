@@ -45,6 +45,15 @@ def endpoint(tmp_path: Path) -> str:
     return f"ipc://{tmp_path}/pub.sock"
 
 
+@pytest.fixture(params=["direct", "zeromq"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Headers by the direct connection, or by ZeroMQ (``RESPIKE_DIRECT=0``, as a reader that
+    cannot connect has them)."""
+    if request.param == "zeromq":
+        monkeypatch.setenv("RESPIKE_DIRECT", "0")
+    return str(request.param)
+
+
 @pytest.fixture
 def pair(endpoint: str) -> Iterator[tuple[Publisher, Subscriber]]:
     """A lossless publisher and one subscriber of ``TOPIC`` on it, connected."""
@@ -63,7 +72,7 @@ def shm_files() -> set[str]:
 
 
 def test_frames_go_through_slots_once_the_reader_is_announced(
-    pair: tuple[Publisher, Subscriber],
+    path: str, pair: tuple[Publisher, Subscriber]
 ) -> None:
     publisher, subscriber = pair
     values = []
@@ -77,11 +86,15 @@ def test_frames_go_through_slots_once_the_reader_is_announced(
     assert publisher.shared.readers(TOPIC.encode()) == 1
     assert publisher.shared.inline_fallbacks == 0, "after the first, every frame in a slot"
     assert subscriber.health.gaps == 0 and not subscriber.health.invalid
+    assert publisher.direct is not None
+    assert len(publisher.direct.readers(TOPIC.encode())) == (path == "direct")
 
 
-def test_held_messages_are_never_overwritten_and_the_rest_go_inline(
-    pair: tuple[Publisher, Subscriber],
+def test_held_messages_are_never_overwritten_and_the_rest_go_around(
+    path: str, pair: tuple[Publisher, Subscriber]
 ) -> None:
+    """Slots a node holds are never reused: the next messages go inline by ZeroMQ, or through
+    a new ring to a direct reader (which takes no large message inline)."""
     publisher, subscriber = pair
     publisher.send(frame(0))
     receive(subscriber, 1)  # announces the table
@@ -94,13 +107,17 @@ def test_held_messages_are_never_overwritten_and_the_rest_go_inline(
     assert [int(m.arrays["frame"].max()) for m in held] == list(range(1, 3 * SLOTS))
     assert [int(m.arrays["frame"].min()) for m in held] == list(range(1, 3 * SLOTS))
     assert publisher.shared is not None
-    assert publisher.shared.inline_fallbacks >= 2 * SLOTS - 1
+    if path == "zeromq":
+        assert publisher.shared.inline_fallbacks >= 2 * SLOTS - 1
+    else:
+        assert publisher.shared.inline_fallbacks == 0
+        assert publisher.shared.rings_made == 3, "a ring per ring-full held"
     held.clear()  # the node lets go: the slots are free again
-    fallbacks = publisher.shared.inline_fallbacks
+    fallbacks, rings = publisher.shared.inline_fallbacks, publisher.shared.rings_made
     for i in range(3):
         publisher.send(frame(100 + i))
         assert [int(m.arrays["frame"][0, 0, 0]) for m in receive(subscriber, 1)] == [100 + i]
-    assert publisher.shared.inline_fallbacks == fallbacks
+    assert (publisher.shared.inline_fallbacks, publisher.shared.rings_made) == (fallbacks, rings)
 
 
 def test_a_recorded_shared_memory_message_is_the_plain_message(
@@ -174,7 +191,7 @@ CHILD_SUBSCRIBER = textwrap.dedent(
 
 @pytest.mark.timeout(60)
 def test_a_sigkilled_subscriber_holding_slots_leaves_nothing_locked_or_behind(
-    endpoint: str,
+    path: str, endpoint: str
 ) -> None:
     before = shm_files()
     publisher = Publisher(endpoint, source="cam", delivery=Delivery.LOSSLESS)
@@ -234,7 +251,7 @@ CHILD_PUBLISHER = textwrap.dedent(
 
 @pytest.mark.timeout(90)
 def test_held_arrays_outlive_a_sigkilled_publisher_and_its_successor_is_read(
-    endpoint: str,
+    path: str, endpoint: str
 ) -> None:
     before = shm_files()
     subscriber = Subscriber(endpoint, TOPIC, delivery=Delivery.LOSSLESS)
@@ -263,7 +280,9 @@ def test_held_arrays_outlive_a_sigkilled_publisher_and_its_successor_is_read(
     assert shm_files() == before
 
 
-def test_a_live_publisher_never_waits_for_a_reader_that_holds_everything(endpoint: str) -> None:
+def test_a_live_publisher_never_waits_for_a_reader_that_holds_everything(
+    path: str, endpoint: str
+) -> None:
     publisher = Publisher(endpoint, source="cam", delivery=Delivery.LIVE, hwm=64)
     subscriber = Subscriber(endpoint, TOPIC, delivery=Delivery.LIVE, queue=64)
     try:
@@ -275,8 +294,12 @@ def test_a_live_publisher_never_waits_for_a_reader_that_holds_everything(endpoin
             publisher.send(frame(i))
             kept += subscriber.receive(timeout=0.2)
         assert publisher.shared is not None
-        # every frame past the ring went inline at once: a live send never waits for a slot
-        assert publisher.shared.inline_fallbacks >= 3 * SLOTS - 1
+        # every frame past the ring went inline or to a new ring at once: a live send never
+        # waits for a slot
+        if path == "zeromq":
+            assert publisher.shared.inline_fallbacks >= 3 * SLOTS - 1
+        else:
+            assert publisher.shared.rings_made == 4
         assert [int(m.arrays["frame"][0, 0, 0]) for m in kept][-1] == 4 * SLOTS - 1
     finally:
         subscriber.close()

@@ -27,11 +27,16 @@ def receive_until_end(subscriber: Subscriber, timeout: float = 60.0) -> list[Mes
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("path", ["direct", "zeromq"])
 @pytest.mark.parametrize("shape", ["16", "32768"], ids=["inline", "shared-memory"])
 def test_lossless_delivers_100k_messages_between_processes_without_gaps(
-    ipc_dir: Path, spawn, shape: str
+    ipc_dir: Path, spawn, shape: str, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """16 bytes go inline; 32 KiB go through shared-memory slots (after the first)."""
+    """16 bytes go inline; 32 KiB go through shared-memory slots (after the first); the
+    headers by the direct connection, or by ZeroMQ (``RESPIKE_DIRECT=0``, as a reader that
+    cannot connect has them)."""
+    if path == "zeromq":
+        monkeypatch.setenv("RESPIKE_DIRECT", "0")
     endpoint = f"ipc://{ipc_dir}/counter.sock"
     count = 100_000
     subscriber = Subscriber(endpoint, "counter/ticks", delivery=Delivery.LOSSLESS)
@@ -66,6 +71,7 @@ def test_lossless_delivers_100k_messages_between_processes_without_gaps(
                 data = message.arrays["data"]
                 if not data[0] == data[-1] == message.meta["i"] % 256:
                     wrong.append(message.seq)
+        switched = subscriber.direct is not None and subscriber.direct.switched
     finally:
         subscriber.close()
     assert ended, f"no `end` after 120 s; got {len(seqs)} messages"
@@ -78,6 +84,7 @@ def test_lossless_delivers_100k_messages_between_processes_without_gaps(
     assert shared is not None and shared.nonce is not None, "the publisher was seen"
     slotted = shared.from_slots
     assert slotted == 0 if shape == "16" else slotted > 0.99 * count, f"{slotted} from slots"
+    assert switched == (path == "direct"), "the path the test is about"
 
 
 @pytest.mark.slow
