@@ -11,8 +11,8 @@ subscriptions, the plain form, tcp, and every reader that could not connect.
 Joining keeps the order and decodes each message once. The reader says ``hello`` (its
 shared-memory table) and stays subscribed on ZeroMQ. The publisher answers with a ``SWITCH``
 marker on ZeroMQ naming the reader and sends it every later message directly. The reader takes
-ZeroMQ's messages up to the marker, holds direct datagrams until then (a live reader does not
-wait: it switches at the first), drops ZeroMQ's copies after it undecoded, then says ``joined``
+ZeroMQ's messages up to the marker, holds direct datagrams until then (a live reader, or any
+reader of a live publisher, does not wait: it switches at the first), drops ZeroMQ's copies after it undecoded, then says ``joined``
 and unsubscribes. The publisher reads ZeroMQ's notices before the readers' datagrams, so it never
 sees the unsubscription of a reader it still counts as subscribed.
 
@@ -56,9 +56,12 @@ SEND_BUFFER_BYTES: Final = 1024 * 1024
 """Asked of each connection (Linux caps it at ``net.core.wmem_max``): a few hundred header-only
 datagrams in flight before a send would wait."""
 
-_PREAMBLE: Final = struct.Struct("<II")
-"""A data datagram starts with its header's length and its buffer count, then each buffer's
-length (``<Q``); the header follows, then the buffers, each at an ``ALIGN`` boundary."""
+_PREAMBLE: Final = struct.Struct("<III")
+"""A data datagram starts with its header's length, its buffer count and its flags, then each
+buffer's length (``<Q``); the header follows, then the buffers, each at an ``ALIGN`` boundary."""
+FROM_LIVE: Final = 1
+"""Flag: a live publisher sent it. Its switch marker may be dropped on ZeroMQ (a full live
+queue), so even a lossless reader switches at the first such datagram."""
 _SIZE: Final = struct.Struct("<Q")
 _PEER: Final = struct.Struct("3i")
 """``struct ucred``: pid, uid, gid."""
@@ -78,10 +81,11 @@ def address(nonce: int) -> bytes:
     return b"\0respike/" + f"{nonce:x}".encode()
 
 
-def datagram(header: bytes, buffers: Sequence[memoryview]) -> list[Any]:
+def datagram(header: bytes, buffers: Sequence[memoryview], flags: int = 0) -> list[Any]:
     """The pieces of one data datagram (gathered by one ``sendmsg``)."""
     sizes = [len(b) for b in buffers]
-    head = _PREAMBLE.pack(len(header), len(buffers)) + b"".join(_SIZE.pack(s) for s in sizes)
+    head = _PREAMBLE.pack(len(header), len(buffers), flags)
+    head += b"".join(_SIZE.pack(s) for s in sizes)
     parts: list[Any] = [head, header, _PADDING[: -(len(head) + len(header)) % ALIGN]]
     for buffer in buffers:
         parts += [buffer, _PADDING[: -len(buffer) % ALIGN]]
@@ -93,7 +97,7 @@ def split(data: bytes) -> tuple[memoryview, list[memoryview]]:
     view = memoryview(data)
     if len(view) < _PREAMBLE.size:
         raise MessageError("direct-datagram", f"{len(view)} bytes; expected a preamble")
-    header_bytes, count = _PREAMBLE.unpack_from(view)
+    header_bytes, count, _ = _PREAMBLE.unpack_from(view)
     end = _PREAMBLE.size + count * _SIZE.size
     if end > len(view):
         raise MessageError("direct-datagram", f"{count} buffer lengths overrun {len(view)} bytes")
@@ -258,6 +262,10 @@ class DirectOut:
             self._listener.close()
 
 
+def _flags(data: bytes) -> int:
+    return int(_PREAMBLE.unpack_from(data)[2]) if len(data) >= _PREAMBLE.size else 0
+
+
 def is_switch(header: Any) -> bool:
     """Whether a ZeroMQ message's header frame is a publisher's switch marker (for some reader):
     never a message."""
@@ -293,6 +301,9 @@ class DirectIn:
         announces it on ZeroMQ instead (once)."""
         self.switched = False
         """Everything from here on comes by the connection; ZeroMQ's copies are duplicates."""
+        self.zeromq_seq: int | None = None
+        """The last sequence number taken from ZeroMQ while connected: a reader that switches
+        without the marker drops direct copies of what ZeroMQ already gave it."""
         self._held: list[bytes] = []
 
     def fileno(self) -> int:
@@ -326,12 +337,28 @@ class DirectIn:
             self.connection.close()
         self.connection = None
         self.switched = False
+        self.zeromq_seq = None
         self._held = []
 
     def switch(self, header: Any) -> None:
         """Take a switch marker: when it names this reader, ZeroMQ's stream ends here."""
         if self.connection is not None and bytes(header[len(SWITCH) :]) == self.announcement:
             self.switched = True
+            self.zeromq_seq = None
+
+    def took_from_zeromq(self, seq: int) -> None:
+        if self.connection is not None:
+            self.zeromq_seq = seq
+
+    def is_copy(self, seq: int) -> bool:
+        """Whether a direct message repeats one ZeroMQ gave (only around a switch without the
+        marker: the marker's own order rules them out otherwise)."""
+        if self.zeromq_seq is None:
+            return False
+        if seq > self.zeromq_seq:
+            self.zeromq_seq = None  # past the overlap
+            return False
+        return True
 
     def datagrams(self, limit: int) -> Iterator[bytes]:
         """The datagrams to decode now, oldest first: those held until the switch, then up to
@@ -355,7 +382,7 @@ class DirectIn:
                     self.refused = self.announcement
                 self.disconnect()
                 return
-            self.switched |= not self.lossless
+            self.switched |= not self.lossless or _flags(data) & FROM_LIVE != 0
             if self.switched:
                 yield data
             else:

@@ -28,6 +28,7 @@ stores in order (``held`` before ``seen``), which this relies on.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import mmap
 import os
@@ -185,6 +186,8 @@ class SharedOut:
         except FileNotFoundError:
             return False  # the subscriber has gone since; its unsubscription follows
         except (ValueError, OSError) as error:
+            if getattr(error, "errno", None) == errno.ENXIO:
+                return False  # the number names a socket now: it closed at once; its end follows
             log.warning(
                 "a subscriber's shared-memory table is unusable (%s): sending inline", error
             )
@@ -217,15 +220,15 @@ class SharedOut:
         rings = self._rings.setdefault(topic, [])
         if not rings or rings[-1].slot_bytes < total:
             self._grow(rings, total)
-        ring = rings[-1]
-        slot, in_flight = self._free_slot(topic, ring, wait, stop, refresh)
-        if slot is None and add_ring_when_held and not in_flight and not stop():
-            self._grow(rings, ring.slot_bytes)
-            ring = rings[-1]
-            slot = ring.order[0]
-        if slot is None:
+        fitting = [ring for ring in rings if ring.slot_bytes >= total]
+        found, in_flight = self._free_slot(topic, fitting, wait, stop, refresh)
+        if found is None and add_ring_when_held and not in_flight and not stop():
+            self._grow(rings, rings[-1].slot_bytes)
+            found = rings[-1], rings[-1].order[0]
+        if found is None:
             self.inline_fallbacks += 1
             return None
+        ring, slot = found
         write = self._writes.get(topic, 0)
         self._writes[topic] = write + 1
         start = ring.payload_offset(slot)
@@ -248,25 +251,28 @@ class SharedOut:
     def _free_slot(
         self,
         topic: bytes,
-        ring: Ring,
+        rings: list[Ring],
         wait: bool,
         stop: Callable[[], bool],
         refresh: Callable[[], object],
-    ) -> tuple[int | None, bool]:
-        """The oldest slot no reader needs; a lossless publisher waits while messages are in
-        flight (re-reading who is still there) and ``HELD_WAIT_S`` while they are only held;
-        None when it gives up or need not wait, and whether a message was in flight then."""
+    ) -> tuple[tuple[Ring, int] | None, bool]:
+        """The oldest slot of ``rings`` no reader needs (rings added because slots were held
+        stay and are used again: a reader that keeps a window of messages would otherwise
+        make a ring every ring-full); a lossless publisher waits while messages are in flight
+        (re-reading who is still there) and ``HELD_WAIT_S`` while they are only held; None
+        when it gives up or need not wait, and whether a message was in flight then."""
         attempt = 0
         held_until = time.monotonic() + HELD_WAIT_S
         while True:
             readers = [r for r in self._readers.values() if r.topic == topic]
             in_flight = False
-            for slot in ring.order:
-                written = ring.written[slot]
-                states = {r.blocks(written) for r in readers} if written >= 0 else set()
-                if not states - {""}:
-                    return slot, False
-                in_flight |= "flight" in states
+            for ring in rings:
+                for slot in ring.order:
+                    written = ring.written[slot]
+                    states = {r.blocks(written) for r in readers} if written >= 0 else set()
+                    if not states - {""}:
+                        return (ring, slot), False
+                    in_flight |= "flight" in states
             if not wait or stop() or not (in_flight or time.monotonic() < held_until):
                 return None, in_flight
             time.sleep(_WAIT_S[min(attempt, len(_WAIT_S) - 1)])
@@ -274,8 +280,9 @@ class SharedOut:
             refresh()
 
     def _retire(self, rings: list[Ring], readers: list[_Reader]) -> None:
-        """Close outgrown rings once no reader may still need them."""
-        while len(rings) > 1 and all(
+        """Close outgrown rings (slots too small for the latest messages) once no reader may
+        still need them."""
+        while rings[0].slot_bytes < rings[-1].slot_bytes and all(
             not r.blocks(int(w)) for w in rings[0].written if w >= 0 for r in readers
         ):
             rings.pop(0).close()

@@ -11,8 +11,9 @@ Delivery modes:
 
 Publishers bind, subscribers connect. On ``ipc://`` endpoints (one host) arrays go through
 shared memory (:mod:`respike.stream.shm`), and the header and the slot reach each subscriber
-that could connect to its publisher directly (:mod:`respike.stream.direct`), the rest by ZeroMQ;
-delivery keeps its meaning. Poll all of a subscriber's :attr:`Subscriber.pollables`. Every received message goes through
+that could connect to its publisher directly (:mod:`respike.stream.direct`), the rest by
+ZeroMQ; delivery keeps its meaning. Poll all of a subscriber's :attr:`Subscriber.pollables`.
+Every received message goes through
 :func:`respike.stream.messages.decode`; a bad one is counted by cause in :class:`InputHealth`,
 logged once per cause, and dropped, so input never raises out of :meth:`Subscriber.receive`.
 Sequence gaps are counted per topic.
@@ -267,10 +268,11 @@ class Publisher:
             inline = pack_header(header)
             slotted = b"" if slot is None else pack_header(header | self._slot_fields(slot))
         if readers:
+            flags = direct.FROM_LIVE if self.delivery is Delivery.LIVE else 0
             if slotted:
-                parts = direct.datagram(slotted, [])
+                parts = direct.datagram(slotted, [], flags)
             elif nbytes < shm.MIN_SHARED_BYTES or not isinstance(header, dict):
-                parts = direct.datagram(inline, buffers)
+                parts = direct.datagram(inline, buffers, flags)
             else:  # live, with every slot in flight: these readers see a gap
                 self.direct.missed += len(readers)
                 parts = []
@@ -478,6 +480,8 @@ class Subscriber:
                     continue
             message = self._decoded(frames)
             if message is not None:
+                if link is not None:
+                    link.took_from_zeromq(message.seq)
                 yield message
         if link is None:
             return
@@ -488,7 +492,7 @@ class Subscriber:
                 self.health.reject(error)
                 continue
             message = self._decoded([self._wire_topic, header, *buffers])
-            if message is not None:
+            if message is not None and not link.is_copy(message.seq):
                 yield message
 
     def _decoded(self, frames: list[Any]) -> Message | None:
