@@ -128,7 +128,6 @@ class _Reader:
     """Its table's announcement (the key of its table in :class:`~respike.stream.shm.SharedOut`);
     empty until its ``hello``."""
     joining: bool = True
-    missed: int = 0
 
 
 @dataclass
@@ -145,6 +144,7 @@ class DirectOut:
     """Messages a live send left out for a reader that had no room (it sees a gap)."""
     _readers: dict[int, _Reader] = field(default_factory=dict)
     _by_topic: dict[bytes, list[_Reader]] = field(default_factory=dict)
+    _refused_users: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._poll = select.poll()
@@ -186,7 +186,11 @@ class DirectOut:
                 connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER.size)
             )
             if uid != os.geteuid():  # an abstract socket has no file permissions to say so
-                log.warning("refused a direct reader of another user (uid %d, pid %d)", uid, pid)
+                if uid not in self._refused_users:
+                    log.warning(
+                        "refused a direct reader of another user (uid %d, pid %d)", uid, pid
+                    )
+                    self._refused_users.add(uid)
                 connection.close()
                 continue
             connection.setblocking(False)
@@ -236,7 +240,6 @@ class DirectOut:
                     break
                 except BlockingIOError:
                     if not wait:
-                        reader.missed += 1
                         self.missed += 1
                         break
                     self._wait_writable(reader, stop)
