@@ -1,8 +1,8 @@
 """Same-host shared memory behind :class:`~respike.stream.sockets.Publisher` and ``Subscriber``.
 
 On an ``ipc://`` endpoint (one host) a publisher copies a message's arrays into a slot of a ring
-in shared memory and ZeroMQ carries only the header and the slot; across hosts (``tcp://``)
-nothing changes. The pieces, all in anonymous memory (``memfd``) so that no file is ever left
+in shared memory, and only the header and the slot travel (by ZeroMQ, or by a subscriber's
+direct connection); across hosts (``tcp://``) nothing changes. The pieces, all in anonymous memory (``memfd``) so that no file is ever left
 behind, whoever dies:
 
 - a **ring** per publisher and topic: :func:`ring_slots` slots, each a 64-byte stamp (the write
@@ -13,7 +13,9 @@ behind, whoever dies:
   subscriber writes it; the publisher maps it read-only in effect. A subscriber announces its
   table with a ZeroMQ subscription that matches no topic, ``\\0reader/<nonce>/<pid>/<fd>/TOPIC``,
   so the publisher learns of it in order with the data subscription, and of its end (even a
-  SIGKILL: the socket closes) by the matching unsubscription.
+  SIGKILL: the socket closes) by the matching unsubscription. A subscriber connected directly
+  (:mod:`respike.stream.direct`) gives the same announcement in its hello instead, and its
+  connection's end is the table's.
 
 A slot is reused only when every registered reader has received its message (``seen``) and
 does not hold it. Nothing is locked, so a dead peer cannot leave anything locked: a dead
@@ -21,8 +23,10 @@ subscriber's table is dropped with its unsubscription, and a dead publisher's ri
 mapped by subscribers until their arrays are freed. When no slot is free a ``live`` publisher
 sends the payload inline instead (never waiting); a ``lossless`` one waits for a slot whose
 message is still in flight, and sends inline when slots are only held (a node keeping many
-messages must not stall its source). The tables are written with plain stores: x86-64 keeps
-stores in order (``held`` before ``seen``), which this relies on.
+messages must not stall its source); for direct readers, which take no large message inline,
+slots only held make another ring of the same size, used again afterwards. The tables are
+written with plain stores: x86-64 keeps stores in order (``held`` before ``seen``), which this
+relies on.
 """
 
 from __future__ import annotations
