@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -64,6 +65,14 @@ LOSSLESS_LINGER_S = 30.0
 class _StopWhileStarting(BaseException):
     """Raised by the signal handler to abandon a node's ``start`` (a BaseException, so that
     ``except Exception`` in node code does not swallow it)."""
+
+
+def _quiet_stop_while_starting(unraisable: Any) -> None:
+    """``sys.unraisablehook`` while a node starts: a stop that lands in a C callback (numba's
+    cache notification, say) cannot propagate and would be printed as an ignored exception
+    with its traceback; ``stopping`` is set, so the node stops once ``start`` returns."""
+    if not isinstance(unraisable.exc_value, _StopWhileStarting):
+        sys.__unraisablehook__(unraisable)
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,7 @@ class NodeRunner:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
+            sys.unraisablehook = _quiet_stop_while_starting
         self._starting = True
         try:
             self.node.start()

@@ -144,3 +144,47 @@ def test_errors_in_a_node_are_counted_and_end_finishes_it(ipc_dir: Path) -> None
         thread.join(timeout=10)
         publisher.close()
         results.close()
+
+
+STOPPED_IN_A_CALLBACK = """
+import ctypes, os, signal, sys, time
+from dataclasses import dataclass
+from respike.nodes.base import Node
+from respike.nodes.runtime import NodeRunner, Wiring
+
+class Compiling(Node):
+    '''Its start goes through a C callback, as numba's cache notification does.'''
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    outputs = ("out",)
+
+    def start(self) -> None:
+        def callback() -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the launcher stops the pipeline now
+            time.sleep(0.05)
+        ctypes.CFUNCTYPE(None)(callback)()
+        print("start went on", flush=True)
+
+    def produce(self) -> float | None:
+        print("produced", flush=True)
+        return None
+
+sys.exit(NodeRunner(Compiling, "compiling", Compiling.Params(), Wiring()).run())
+"""
+
+
+def test_a_stop_during_start_inside_a_c_callback_prints_no_traceback() -> None:
+    """The stop cannot leave a C callback; it must neither print a traceback there nor be
+    lost: the node stops once its start returns, without producing."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPED_IN_A_CALLBACK], capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == "start went on\n", "stopped before the first output"
+    assert done.returncode == 0
