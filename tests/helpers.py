@@ -20,6 +20,16 @@ import numpy as np
 from respike.recorders.video import read_frames
 
 
+def receive_count(subscriber: Any, count: int, timeout: float = 10.0) -> list[Any]:
+    """Messages of a :class:`~respike.stream.sockets.Subscriber` until ``count`` came or
+    ``timeout`` seconds passed (then fewer: the test says what it expected)."""
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got += subscriber.receive(timeout=0.05)
+    return got
+
+
 def read_clip(path: Path, n_frames: int) -> list[np.ndarray]:
     """The first ``n_frames`` BGR uint8 frames of a video file."""
     return read_frames(path, n_frames)[0]

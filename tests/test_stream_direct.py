@@ -20,6 +20,8 @@ from respike.stream import direct
 from respike.stream.messages import SHM_TOPIC_PREFIX, Message, MessageError
 from respike.stream.sockets import Delivery, Publisher, Subscriber
 
+from helpers import receive_count
+
 TOPIC = "cam/frames"
 
 
@@ -27,14 +29,6 @@ def message(i: int, nbytes: int) -> Message:
     """Message ``i`` with ``nbytes`` of arrays holding ``i``: small ones go inline, the rest
     through slots."""
     return Message(TOPIC, "frame", t=i, arrays={"data": np.full(nbytes, i % 256, np.uint8)})
-
-
-def drain(subscriber: Subscriber, count: int, timeout: float = 10.0) -> list[Message]:
-    got: list[Message] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and time.monotonic() < deadline:
-        got += subscriber.receive(timeout=0.05)
-    return got
 
 
 def check_a_reader_stays_on_zeromq_with_slots(publisher: Publisher) -> None:
@@ -49,11 +43,11 @@ def check_a_reader_stays_on_zeromq_with_slots(publisher: Publisher) -> None:
         deadline = time.monotonic() + 10
         while publisher.shared.readers(TOPIC.encode()) == 0 and time.monotonic() < deadline:
             publisher.send(message(len(seqs), 100_000))
-            seqs += [m.seq for m in drain(reader, 1)]
+            seqs += [m.seq for m in receive_count(reader, 1)]
         slotted = reader.shared.from_slots
         for _ in range(10):
             publisher.send(message(len(seqs), 100_000))
-            seqs += [m.seq for m in drain(reader, 1)]
+            seqs += [m.seq for m in receive_count(reader, 1)]
         assert reader.direct is not None and not reader.direct.active
         assert seqs == list(range(len(seqs))) and reader.shared.from_slots - slotted == 10
     finally:
@@ -84,7 +78,7 @@ def test_joining_keeps_the_order_and_delivers_each_message_once(lossless: Publis
             for reader, into in zip(readers, got, strict=True):
                 into += reader.receive()
         for reader, into in zip(readers, got, strict=True):
-            into += drain(reader, 300 - len(into))
+            into += receive_count(reader, 300 - len(into))
             assert [m.seq for m in into] == list(range(300)), "once each, in order"
             assert [int(m.arrays["data"][-1]) for m in into] == [i % 256 for i in range(300)]
             assert not reader.health.invalid, "the other reader's switch is not a bad message"
@@ -108,8 +102,8 @@ def test_a_plain_subscriber_beside_a_direct_one_gets_everything(lossless: Publis
         for i in range(40):
             lossless.send(message(i, 100_000))
             seqs += [m.seq for m in fast.receive()]
-        assert [m.seq for m in drain(plain, 40)] == list(range(40))
-        assert seqs + [m.seq for m in drain(fast, 40 - len(seqs))] == list(range(40))
+        assert [m.seq for m in receive_count(plain, 40)] == list(range(40))
+        assert seqs + [m.seq for m in receive_count(fast, 40 - len(seqs))] == list(range(40))
         assert fast.direct is not None and fast.direct.switched
     finally:
         plain.close()
@@ -127,14 +121,14 @@ def test_a_live_publisher_never_waits_for_a_direct_reader_that_stopped_reading(
         assert publisher.wait_for_subscribers(TOPIC, 1, 5.0)
         for i in range(3):  # joins
             publisher.send(message(i, 64))
-            drain(reader, 1, timeout=1.0)
+            receive_count(reader, 1, timeout=1.0)
         assert reader.direct is not None and reader.direct.switched
         for i in range(3, 20_003):  # never read: a header-only datagram fills a connection
             publisher.send(message(i, 64))
         assert publisher.direct is not None and publisher.direct.missed > 0
-        assert len(drain(reader, 4, timeout=2.0)) == 4, "the newest that fitted"
+        assert len(receive_count(reader, 4, timeout=2.0)) == 4, "the newest that fitted"
         publisher.send(message(20_003, 64))
-        assert [m.seq for m in drain(reader, 1)] == [20_003]
+        assert [m.seq for m in receive_count(reader, 1)] == [20_003]
         assert reader.health.gaps == publisher.direct.missed, "what it missed, as a gap"
     finally:
         reader.close()
@@ -163,14 +157,14 @@ def test_garbage_on_a_direct_connection_is_counted_and_the_reader_goes_on(
     try:
         assert lossless.wait_for_subscribers(TOPIC, 1, 5.0)
         lossless.send(message(0, 64))
-        drain(reader, 1)
+        receive_count(reader, 1)
         lossless.send(message(1, 64))
-        drain(reader, 1)
+        receive_count(reader, 1)
         assert lossless.direct is not None
         (connection,) = [r.connection for r in lossless.direct.readers(TOPIC.encode())]
         connection.send(b"\x07garbage")
         lossless.send(message(2, 64))
-        assert [m.seq for m in drain(reader, 1)] == [2]
+        assert [m.seq for m in receive_count(reader, 1)] == [2]
         assert reader.health.invalid == {"direct-datagram": 1}
     finally:
         reader.close()

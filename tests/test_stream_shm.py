@@ -22,6 +22,8 @@ from respike.stream import shm
 from respike.stream.messages import SHM_TOPIC_PREFIX, Message, MessageError, decode, encode
 from respike.stream.sockets import Delivery, Publisher, Subscriber
 
+from helpers import receive_count
+
 TOPIC = "cam/frames"
 SLOTS = shm.ring_slots(1 << 20)
 """Slots of a ring of 640x480 frames (1 MiB slots)."""
@@ -30,14 +32,6 @@ SLOTS = shm.ring_slots(1 << 20)
 def frame(value: int) -> Message:
     array = np.full((480, 640, 3), value % 256, np.uint8)
     return Message(TOPIC, "frame", t=value, arrays={"frame": array}, meta={"i": value})
-
-
-def receive(subscriber: Subscriber, count: int, timeout: float = 10.0) -> list[Message]:
-    got: list[Message] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and time.monotonic() < deadline:
-        got += subscriber.receive(timeout=0.05)
-    return got
 
 
 @pytest.fixture
@@ -80,7 +74,9 @@ def test_frames_go_through_slots_once_the_reader_is_announced(
         publisher.send(frame(i))
         # a receiver that lets each message go, as a node does after on_message
         values += [int(m.arrays["frame"][0, 0, 0]) for m in subscriber.receive(0.5)]
-    values += [int(m.arrays["frame"][-1, -1, -1]) for m in receive(subscriber, 40 - len(values))]
+    values += [
+        int(m.arrays["frame"][-1, -1, -1]) for m in receive_count(subscriber, 40 - len(values))
+    ]
     assert values == list(range(40))
     assert publisher.shared is not None and subscriber.shared is not None
     assert publisher.shared.readers(TOPIC.encode()) == 1
@@ -97,13 +93,13 @@ def test_held_messages_are_never_overwritten_and_the_rest_go_around(
     a new ring to a direct reader (which takes no large message inline)."""
     publisher, subscriber = pair
     publisher.send(frame(0))
-    receive(subscriber, 1)  # announces the table
+    receive_count(subscriber, 1)  # announces the table
     time.sleep(0.05)
     held = []
     for i in range(1, 3 * SLOTS):
         publisher.send(frame(i))
         held += subscriber.receive(timeout=0.5)
-    held += receive(subscriber, 3 * SLOTS - 1 - len(held))
+    held += receive_count(subscriber, 3 * SLOTS - 1 - len(held))
     assert [int(m.arrays["frame"].max()) for m in held] == list(range(1, 3 * SLOTS))
     assert [int(m.arrays["frame"].min()) for m in held] == list(range(1, 3 * SLOTS))
     assert publisher.shared is not None
@@ -116,7 +112,7 @@ def test_held_messages_are_never_overwritten_and_the_rest_go_around(
     fallbacks, rings = publisher.shared.inline_fallbacks, publisher.shared.rings_made
     for i in range(3):
         publisher.send(frame(100 + i))
-        assert [int(m.arrays["frame"][0, 0, 0]) for m in receive(subscriber, 1)] == [100 + i]
+        assert [int(m.arrays["frame"][0, 0, 0]) for m in receive_count(subscriber, 1)] == [100 + i]
     assert (publisher.shared.inline_fallbacks, publisher.shared.rings_made) == (fallbacks, rings)
 
 
@@ -127,7 +123,7 @@ def test_a_recorded_shared_memory_message_is_the_plain_message(
     messages = []
     for i in range(3):
         publisher.send(frame(i))
-        messages += receive(subscriber, 1)
+        messages += receive_count(subscriber, 1)
     last = messages[-1]
     assert publisher.shared is not None and publisher.shared.inline_fallbacks == 0
     assert bytes(last.frames[0]) == TOPIC.encode()
@@ -220,7 +216,9 @@ def test_a_sigkilled_subscriber_holding_slots_leaves_nothing_locked_or_behind(
         fallbacks = publisher.shared.inline_fallbacks
         for i in range(3 * SLOTS):  # lossless: would wait forever on a locked slot
             publisher.send(frame(100 + i))
-            assert [int(m.arrays["frame"][0, 0, 0]) for m in receive(survivor, 1)] == [100 + i]
+            assert [int(m.arrays["frame"][0, 0, 0]) for m in receive_count(survivor, 1)] == [
+                100 + i
+            ]
         assert publisher.shared.inline_fallbacks == fallbacks, "its slots are free again"
     finally:
         if child.poll() is None:
@@ -259,7 +257,7 @@ def test_held_arrays_outlive_a_sigkilled_publisher_and_its_successor_is_read(
         first = subprocess.Popen(
             [sys.executable, "-c", CHILD_PUBLISHER, endpoint, "10"], stdout=subprocess.PIPE
         )
-        held = receive(subscriber, 12, timeout=30)
+        held = receive_count(subscriber, 12, timeout=30)
         assert [int(m.arrays["frame"][0, 0, 0]) for m in held] == list(range(10, 22))
         first.kill()
         first.wait(10)
@@ -268,7 +266,7 @@ def test_held_arrays_outlive_a_sigkilled_publisher_and_its_successor_is_read(
             [sys.executable, "-c", CHILD_PUBLISHER, endpoint, "50"], stdout=subprocess.PIPE
         )
         try:
-            later = receive(subscriber, 12, timeout=30)
+            later = receive_count(subscriber, 12, timeout=30)
             assert [int(m.arrays["frame"][-1, -1, -1]) for m in later] == list(range(50, 62))
         finally:
             second.kill()
@@ -288,7 +286,7 @@ def test_a_live_publisher_never_waits_for_a_reader_that_holds_everything(
     try:
         assert publisher.wait_for_subscribers(TOPIC, 1, 5.0)
         publisher.send(frame(0))
-        kept = receive(subscriber, 1)
+        kept = receive_count(subscriber, 1)
         time.sleep(0.05)
         for i in range(1, 4 * SLOTS):
             publisher.send(frame(i))
