@@ -66,6 +66,9 @@ _SIZE: Final = struct.Struct("<Q")
 _PEER: Final = struct.Struct("3i")
 """``struct ucred``: pid, uid, gid."""
 _PADDING: Final = bytes(ALIGN)
+MAX_DATAGRAM: Final = MAX_HEADER_BYTES + MIN_SHARED_BYTES + 64 * 1024
+"""The largest datagram a reader reads: arrays too small for a slot and a header at its limit
+(and room for the preamble)."""
 _POLL_WAIT_MS: Final = 100
 """A lossless send waiting for room wakes this often to check its stop condition."""
 
@@ -402,8 +405,3 @@ class DirectIn:
     def close(self) -> None:
         self.disconnect()
         self._epoll.close()
-
-
-MAX_DATAGRAM: Final = MAX_HEADER_BYTES + MIN_SHARED_BYTES + 64 * 1024
-"""The largest datagram a reader reads: arrays too small for a slot and a header at its limit
-(and room for the preamble)."""
