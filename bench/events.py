@@ -17,6 +17,7 @@ timing) and fed, one frame at a time with fresh state, to:
 One thread everywhere but the threaded rows (BLAS and OpenMP pools of one thread,
 cv2.setNumThreads(1); numba's pool has the cores this process may use, for those rows only),
 best of ``--repeat`` runs after one warm-up run (numpy reference: ``--numpy-repeat`` runs).
+The process's heap is set as a node's (``keep_freed_buffers``) unless ``--heap glibc``.
 Each rate is given by wall time and by the process's CPU time (all its threads), which is
 steadier on a machine shared with other work. First-call latency (import, first frames, warm_up()) is measured in fresh subprocesses,
 first with an empty numba cache (compilation), then with that cache filled (cache load).
@@ -53,6 +54,7 @@ from respike.events.binning import EventFrames  # noqa: E402
 from respike.events.emulator import DvsEmulator, grid_thresholds, log_table  # noqa: E402
 from respike.events.residual import ResidualFrames  # noqa: E402
 from respike.events.types import EventArray, empty_events  # noqa: E402
+from respike.nodes.runtime import keep_freed_buffers  # noqa: E402
 from respike.recorders.video import read_frames  # noqa: E402
 
 cv2.setNumThreads(1)
@@ -421,8 +423,16 @@ def main() -> None:
     parser.add_argument("--numpy-repeat", type=int, default=1, help="timed runs of numpy")
     parser.add_argument("--threads", type=int, default=2, help="threads of the threaded rows")
     parser.add_argument("--no-first-call", action="store_true", help="skip the subprocesses")
+    parser.add_argument(
+        "--heap",
+        choices=("node", "glibc"),
+        default="node",
+        help="node: the node runtime's heap setting (keep_freed_buffers); glibc: its defaults",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     args = parser.parse_args()
+    if args.heap == "node":
+        keep_freed_buffers()
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     frames, fps = read_frames(args.input, args.frames)
     times = [round(i * 1e6 / fps) for i in range(len(frames))]
@@ -435,6 +445,7 @@ def main() -> None:
         "input": str(args.input),
         "frames": len(frames),
         "video_fps": fps,
+        "heap": args.heap,
         "machine": machine(),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "agreement_640x480": agreement(
