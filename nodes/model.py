@@ -13,6 +13,10 @@ runtime calls once no more input is waiting: live, that is one message at a time
 replay as fast as possible, a burst), up to ``batch`` steps run in one SNN pass
 (:meth:`~respike.models.hybrid.HybridReSpike.steps_across`), so the per-step Python overhead
 of a small network is paid once per batch.
+
+On a still scene the node idles (:mod:`respike.models.idle`): after ``idle_after`` still steps
+it stops computing steps and repeats the last prediction until the input changes, and it
+reuses the ANN context of a key frame equal to the last one computed; its stats count both.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from respike.models.idle import (
+    SETTLE_STEPS,
+    STILL_BELOW,
+    IdleGate,
+    KeyframeReuse,
+    check_idle_settings,
+)
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     BatchParams,
@@ -72,6 +83,15 @@ class ModelNode(Node):
         watch: str = param(
             "", "switch to this checkpoint file whenever it is written (the viewer's Teach panel)"
         )
+        idle_below: float = param(
+            STILL_BELOW,
+            "inputs and key frames within this of zero change are still (negative: never idle)",
+        )
+        idle_after: int = param(SETTLE_STEPS, "still steps computed before the node idles")
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            check_idle_settings(self.idle_below, self.idle_after)
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -122,6 +142,11 @@ class ModelNode(Node):
         self._energy = EnergyMeter(self.model, self.params.energy_every)
         self._pending: StepQueue[_Ready] = StepQueue(self._batch, lambda item: len(item.steps))
         self._state: Any = None
+        self._gate = IdleGate(self.params.idle_below, self.params.idle_after)
+        self._keyframes = KeyframeReuse(self.params.idle_below)
+        self._context: Any = None  # the context of the segment the SNN state is in
+        self._held_segment: Any = None  # a segment that began on a held step
+        self._last_probs: np.ndarray | None = None
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
 
@@ -172,13 +197,15 @@ class ModelNode(Node):
         if port == "keyframes":
             if self.model.config.mode == "snn":
                 return
-            with self._torch.no_grad(), self._energy.measure("keyframe"):
-                context = self.model.encode_keyframe(
-                    keyframe_input(message, self.spec).to(self.params.device)
-                )
-            ready = self._aligner.add_context(
-                kinds.Frame.read(message).key_index, (context, self._energy.last["keyframe"])
-            )
+            frame = keyframe_input(message, self.spec).to(self.params.device)
+            kept = self._keyframes.lookup(frame)
+            if kept is None:
+                with self._torch.no_grad(), self._energy.measure("keyframe"):
+                    kept = (self.model.encode_keyframe(frame), self._energy.last["keyframe"])
+                self._keyframes.keep(frame, kept)
+            else:
+                kept = (kept[0], 0.0)  # no ANN pass for this one
+            ready = self._aligner.add_context(kinds.Frame.read(message).key_index, kept)
         else:
             ready = self._aligner.add_step(kinds.read_step(message).key_index, message)
         errors = []
@@ -193,9 +220,37 @@ class ModelNode(Node):
             raise errors[0]
 
     def flush(self) -> None:
-        """Run the waiting steps, at most ``batch`` at a time, and publish their predictions."""
+        """Run the waiting steps, at most ``batch`` at a time, and publish their predictions;
+        steps the idle gate holds repeat the last prediction instead."""
         for batch in self._pending.batches():
-            self._run(batch)
+            computed: list[_Ready] = []
+            for item in batch:
+                new_context = item.new_segment and item.context is not self._context
+                if self._gate.compute(item.steps, new_context) or self._last_probs is None:
+                    computed.append(self._resumed(item))
+                    continue
+                if computed:
+                    self._run(computed)
+                    computed = []
+                self._hold(item)
+            if computed:
+                self._run(computed)
+
+    def _resumed(self, item: _Ready) -> _Ready:
+        """``item``, starting the segment a held step began if it does not start its own."""
+        if self._held_segment is not None and not item.new_segment:
+            item = item._replace(context=self._held_segment, new_segment=True)
+        self._held_segment = None
+        if item.new_segment:
+            self._context = item.context
+        return item
+
+    def _hold(self, item: _Ready) -> None:
+        """Publish the last prediction again for a step not computed."""
+        assert self._last_probs is not None
+        if item.new_segment:
+            self._held_segment = item.context
+        self._predictions.publish(item.message, self._last_probs, 0.0, 0.0, item.keyframe_pj)
 
     def _run(self, batch: list[_Ready]) -> None:
         torch = self._torch
@@ -214,6 +269,7 @@ class ModelNode(Node):
         self.steps += offset
         self.batches += 1
         probs = torch.softmax(logits[0, ends].float(), dim=-1).cpu().numpy()
+        self._last_probs = probs[-1]
         compute_ms = (time.perf_counter() - begin) * 1000
         for item, item_probs in zip(batch, probs, strict=True):
             self._predictions.publish(
@@ -232,6 +288,8 @@ class ModelNode(Node):
             "steps_per_batch": self.steps / self.batches if self.batches else 0.0,
             "dropped_steps": float(self._aligner.dropped),
             "swaps": float(self.swaps),
+            "held_steps": float(self._gate.held),
+            "reused_keyframes": float(self._keyframes.reused),
         }
 
 

@@ -189,3 +189,59 @@ def test_energy_is_measured_every_nth_step_and_reused_between(
     assert energies[0] > 0
     assert energies[1:4] == [energies[0]] * 3, "steps between measures reuse the last one"
     assert energies[4] != energies[0], "step 4 is measured again (its spikes differ)"
+
+
+def test_a_still_scene_idles_after_its_settle_steps_and_wakes_on_change(
+    checkpoints: Path, rng: np.random.Generator
+) -> None:
+    """Still residuals: the first ``idle_after`` are computed as without idling, the rest
+    repeat the last prediction uncomputed; an unchanged key frame skips the ANN; the first
+    step with change is computed again."""
+    still_frame = keyframe(rng, 0)
+    script: list[tuple[str, Message]] = []
+    for i in range(12):
+        if i % 2 == 0:  # the fixture's checkpoint has K = 2
+            script.append(("keyframes", still_frame))
+        residual = np.zeros((1, 32, 32), np.float32)
+        residual[0, 0, 0] = 0.01  # sensor noise, below idle_below
+        script.append(("steps", Message("res/residual", "residual", i, {"residual": residual})))
+    moving = rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32)
+    script.append(("keyframes", keyframe(rng, 12)))
+    script.append(("steps", Message("res/residual", "residual", 12, {"residual": moving})))
+
+    def run(**params: float) -> MockIO:
+        io = MockIO(
+            ModelNode, "model", ModelNode.Params(checkpoint=str(checkpoints["residual"]), **params)
+        )  # type: ignore[arg-type]
+        for port, message in script:
+            io.send(port, message)
+        return io
+
+    idle, full = run(idle_after=4), run(idle_below=-1.0)
+    assert full.node.stats()["held_steps"] == 0 and full.node.stats()["steps"] == 13
+    stats = idle.node.stats()
+    assert stats["steps"] == 5 and stats["held_steps"] == 8, "4 still steps computed, 8 held"
+    assert stats["reused_keyframes"] == 5, "six equal key frames: one ANN pass"
+    probs = [m.arrays["probs"] for _, m in idle.outputs]
+    expected = [m.arrays["probs"] for _, m in full.outputs]
+    assert len(probs) == 13
+    for got, want in zip(probs[:4], expected[:4], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for got in probs[4:12]:
+        np.testing.assert_array_equal(got, probs[3])
+    assert not np.allclose(probs[12], probs[3]), "the moving step was computed"
+    assert all(m.meta["energy_uj"] == 0 for _, m in idle.outputs[4:12]), "held: no step energy"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"idle_after": 0}, r"idle_after is 0; expected an integer >= 1"),
+        ({"idle_below": "low"}, r"idle_below is 'low'; expected a number"),
+    ],
+)
+def test_bad_idle_settings_are_named(
+    checkpoints: Path, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelNode.Params(checkpoint=str(checkpoints["residual"]), **params)  # type: ignore[arg-type]
