@@ -44,6 +44,7 @@ from respike.models.evaluation import (
 )
 from respike.models.fusion import FusionConfig
 from respike.models.hybrid import MODES
+from respike.models.idle import SETTLE_STEPS, STILL_BELOW, check_idle_settings
 from respike.models.neurons import LIFConfig
 from respike.models.registry import list_models
 from respike.models.snn import SNNConfig
@@ -476,6 +477,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ablation", action="append", help="another checkpoint to compare (repeatable)"
     )
+    parser.add_argument(
+        "--idle",
+        nargs=2,
+        metavar=("STILL_BELOW", "SETTLE_STEPS"),
+        help="also stream the clips as the model node does with these idle settings "
+        f"(the node's defaults: {STILL_BELOW} {SETTLE_STEPS})",
+    )
     _add_flags(
         parser,
         [
@@ -490,7 +498,18 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     kwargs = _given(args, ("split", "seed", "clips", "batch_size", "energy_clips"))
-    report, about = evaluate_checkpoint(args.checkpoint, args.data, ood=args.ood, **kwargs)
+    idle = None
+    if args.idle is not None:
+        try:
+            idle = (float(args.idle[0]), int(args.idle[1]))
+        except ValueError:
+            raise ValueError(
+                f"--idle {' '.join(args.idle)}: expected a number and an integer"
+            ) from None
+        check_idle_settings(*idle)
+    report, about = evaluate_checkpoint(
+        args.checkpoint, args.data, ood=args.ood, idle=idle, **kwargs
+    )
     others: dict[str, Path] = {}
     if args.ablations:
         others.update(ablation_paths(Path(about["checkpoint"])))

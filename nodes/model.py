@@ -144,8 +144,6 @@ class ModelNode(Node):
         self._state: Any = None
         self._gate = IdleGate(self.params.idle_below, self.params.idle_after)
         self._keyframes = KeyframeReuse(self.params.idle_below)
-        self._context: Any = None  # the context of the segment the SNN state is in
-        self._held_segment: Any = None  # a segment that began on a held step
         self._last_probs: np.ndarray | None = None
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
@@ -225,32 +223,21 @@ class ModelNode(Node):
         for batch in self._pending.batches():
             computed: list[_Ready] = []
             for item in batch:
-                new_context = item.new_segment and item.context is not self._context
-                if self._gate.compute(item.steps, new_context) or self._last_probs is None:
-                    computed.append(self._resumed(item))
+                run, context, new_segment = self._gate.admit(
+                    item.steps, item.context, item.new_segment, self._last_probs is not None
+                )
+                if run:
+                    computed.append(item._replace(context=context, new_segment=new_segment))
                     continue
                 if computed:
                     self._run(computed)
                     computed = []
-                self._hold(item)
+                assert self._last_probs is not None  # repeat the last prediction
+                self._predictions.publish(
+                    item.message, self._last_probs, 0.0, 0.0, item.keyframe_pj
+                )
             if computed:
                 self._run(computed)
-
-    def _resumed(self, item: _Ready) -> _Ready:
-        """``item``, starting the segment a held step began if it does not start its own."""
-        if self._held_segment is not None and not item.new_segment:
-            item = item._replace(context=self._held_segment, new_segment=True)
-        self._held_segment = None
-        if item.new_segment:
-            self._context = item.context
-        return item
-
-    def _hold(self, item: _Ready) -> None:
-        """Publish the last prediction again for a step not computed."""
-        assert self._last_probs is not None
-        if item.new_segment:
-            self._held_segment = item.context
-        self._predictions.publish(item.message, self._last_probs, 0.0, 0.0, item.keyframe_pj)
 
     def _run(self, batch: list[_Ready]) -> None:
         torch = self._torch
