@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import inspect
 import json
 import sys
@@ -28,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from respike.events.inputs import InputSpec, KeyResidual, SNNInput, parse_size
+from respike.models.adaptive import AdaptiveSettings
 from respike.models.ann import ANNConfig
 from respike.models.checkpoint import resolve_checkpoint, save_checkpoint
 from respike.models.datasets import (
@@ -44,7 +46,6 @@ from respike.models.evaluation import (
 )
 from respike.models.fusion import FusionConfig
 from respike.models.hybrid import MODES
-from respike.models.idle import SETTLE_STEPS, STILL_BELOW, check_idle_settings
 from respike.models.neurons import LIFConfig
 from respike.models.registry import list_models
 from respike.models.snn import SNNConfig
@@ -478,11 +479,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--ablation", action="append", help="another checkpoint to compare (repeatable)"
     )
     parser.add_argument(
-        "--idle",
-        nargs=2,
-        metavar=("STILL_BELOW", "SETTLE_STEPS"),
-        help="also stream the clips as the model node does with these idle settings "
-        f"(the node's defaults: {STILL_BELOW} {SETTLE_STEPS})",
+        "--adaptive",
+        nargs="?",
+        const="",
+        metavar="NAME=VALUE,...",
+        help="also stream the clips as the model node does, its work following the scene, with "
+        "these settings (the rest the node's defaults: "
+        + ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(AdaptiveSettings))
+        + ")",
     )
     _add_flags(
         parser,
@@ -498,17 +502,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     kwargs = _given(args, ("split", "seed", "clips", "batch_size", "energy_clips"))
-    idle = None
-    if args.idle is not None:
-        try:
-            idle = (float(args.idle[0]), int(args.idle[1]))
-        except ValueError:
-            raise ValueError(
-                f"--idle {' '.join(args.idle)}: expected a number and an integer"
-            ) from None
-        check_idle_settings(*idle)
+    adaptive = None if args.adaptive is None else AdaptiveSettings.parse(args.adaptive)
     report, about = evaluate_checkpoint(
-        args.checkpoint, args.data, ood=args.ood, idle=idle, **kwargs
+        args.checkpoint, args.data, ood=args.ood, adaptive=adaptive, **kwargs
     )
     others: dict[str, Path] = {}
     if args.ablations:

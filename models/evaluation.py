@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from respike.models.adaptive import AdaptiveSettings, IdleGate, KeyframePolicy, stream_clip
 from respike.models.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from respike.models.datasets import ClipDataset, DataOptions, open_dataset
 from respike.models.energy import measure_energy, r3d18_reference
 from respike.models.hybrid import Clip, HybridReSpike
-from respike.models.idle import IdleGate, KeyframeReuse, stream_clip
 
 
 @dataclass(frozen=True)
@@ -246,9 +246,9 @@ def evaluate_rejection(
 
 
 @dataclass(frozen=True)
-class IdleReport:
-    """Clips streamed as the ``model`` node runs them with idling on (:mod:`respike.models.idle`),
-    next to the full computation of the same clips."""
+class AdaptiveReport:
+    """Clips streamed as the ``model`` node runs them, its work following the scene
+    (:mod:`respike.models.adaptive`), next to the full computation of the same clips."""
 
     accuracy: float | None
     full_accuracy: float | None
@@ -256,58 +256,54 @@ class IdleReport:
     """Clips whose prediction differs from the full computation's."""
     held_share: float
     """Share of the steps not computed."""
-    reused_keyframes_share: float
-    """Share of the key frames whose ANN pass was skipped."""
+    ann_passes_share: float
+    """ANN passes per key frame (1.0: the fixed schedule)."""
     clips: int
-    still_below: float
-    settle_steps: int
+    settings: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def evaluate_idle(
+def evaluate_adaptive(
     model: HybridReSpike,
     dataset: ClipDataset,
+    settings: AdaptiveSettings,
     *,
-    still_below: float,
-    settle_steps: int,
     class_names: Sequence[str] | None = None,
-) -> IdleReport:
-    """Stream every clip of ``dataset`` step by step with an idle gate and key-frame reuse
-    (fresh for each clip, as a node starting on it), and compare its clip predictions (the
-    mean of the segments' last logits, as :meth:`HybridReSpike.forward`) with the full
-    computation's."""
+) -> AdaptiveReport:
+    """Stream every clip of ``dataset`` step by step under ``settings`` (fresh for each clip,
+    as a node starting on it) and compare its clip predictions (the mean of the segments'
+    last logits, as :meth:`HybridReSpike.forward`) with the full computation's."""
     check_model_fits(model, dataset)
     names = tuple(class_names or dataset.class_names)
     mapping = label_map(dataset.class_names, names)
     was_training = model.training
     model.eval()
     k = model.keyframe_interval
-    correct = full_correct = labelled = changed = held = steps = reused = keyframes_seen = 0
+    correct = full_correct = labelled = changed = held = steps = passes = keyframes_seen = 0
     with torch.no_grad():
         for keyframes, clip_steps, label in DataLoader(dataset, batch_size=1, shuffle=False):
             full = int(model(Clip(keyframes, clip_steps)).logits[0].argmax())
-            gate, reuse = IdleGate(still_below, settle_steps), KeyframeReuse(still_below)
-            logits = stream_clip(model, keyframes[0], clip_steps[0], gate, reuse)
-            idle = int(logits[k - 1 :: k].mean(dim=0).argmax())
-            changed += int(idle != full)
+            gate, policy = IdleGate(settings), KeyframePolicy(settings)
+            logits = stream_clip(model, keyframes[0], clip_steps[0], gate, policy)
+            adaptive = int(logits[k - 1 :: k].mean(dim=0).argmax())
+            changed += int(adaptive != full)
             held, steps = held + gate.held, steps + len(logits)
-            reused, keyframes_seen = reused + reuse.reused, keyframes_seen + keyframes.shape[1]
+            passes, keyframes_seen = passes + policy.passes, keyframes_seen + keyframes.shape[1]
             if int(label) >= 0:
                 labelled += 1
-                correct += int(idle == mapping[int(label)])
+                correct += int(adaptive == mapping[int(label)])
                 full_correct += int(full == mapping[int(label)])
     model.train(was_training)
-    return IdleReport(
+    return AdaptiveReport(
         accuracy=correct / labelled if labelled else None,
         full_accuracy=full_correct / labelled if labelled else None,
         changed=changed,
         held_share=held / steps if steps else 0.0,
-        reused_keyframes_share=reused / keyframes_seen if keyframes_seen else 0.0,
+        ann_passes_share=passes / keyframes_seen if keyframes_seen else 0.0,
         clips=len(dataset),
-        still_below=still_below,
-        settle_steps=settle_steps,
+        settings=asdict(settings),
     )
 
 
@@ -435,7 +431,7 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     energy_clips: int = 8,
     ood: str | None = None,
-    idle: tuple[float, int] | None = None,
+    adaptive: AdaptiveSettings | None = None,
 ) -> tuple[EvalReport, dict[str, Any]]:
     """Load ``checkpoint`` (path or shipped name) and evaluate it on the ``data`` SPEC.
 
@@ -443,8 +439,8 @@ def evaluate_checkpoint(
     test split, i.e. test seeds and held-out backgrounds. Synthetic data is rendered like the
     checkpoint's training data (scene, framing, emulator settings, clip length). ``ood`` is a
     data SPEC holding none of the classes: its :class:`RejectionReport` goes in the description
-    as ``"ood"``. ``idle`` = (still_below, settle_steps) streams the clips with idling too:
-    its :class:`IdleReport` goes in the description as ``"idle"``. Returns the report and a
+    as ``"ood"``. ``adaptive`` streams the clips as the model node does with those settings
+    too: its :class:`AdaptiveReport` goes in the description as ``"adaptive"``. Returns the report and a
     description of what was evaluated.
     """
     path = resolve_checkpoint(checkpoint)
@@ -479,13 +475,9 @@ def evaluate_checkpoint(
             loaded.model, outside, loaded.class_names, batch_size=batch_size
         )
         about["ood"] = {"data": ood, **rejection.to_dict()}
-    if idle is not None:
-        about["idle"] = evaluate_idle(
-            loaded.model,
-            dataset,
-            still_below=idle[0],
-            settle_steps=idle[1],
-            class_names=loaded.class_names,
+    if adaptive is not None:
+        about["adaptive"] = evaluate_adaptive(
+            loaded.model, dataset, adaptive, class_names=loaded.class_names
         ).to_dict()
     return report, about
 
@@ -517,14 +509,13 @@ def format_report(
             f"{_pct(ood['clips_rejected'])} of {ood['clips']} clips, "
             f"{_pct(ood['steps_rejected'])} of {ood['steps']} steps"
         )
-    if "idle" in about:
-        idle = about["idle"]
+    if "adaptive" in about:
+        a = about["adaptive"]
         lines.append(
-            f"streamed with idling (still below {idle['still_below']}, after "
-            f"{idle['settle_steps']} steps): accuracy {_pct(idle['accuracy'])} against "
-            f"{_pct(idle['full_accuracy'])} computed in full, {idle['changed']} clips changed, "
-            f"{_pct(idle['held_share'])} of steps held, {_pct(idle['reused_keyframes_share'])} "
-            "of key frames reused"
+            f"streamed following the scene ({', '.join(f'{k}={v}' for k, v in a['settings'].items())}): "
+            f"accuracy {_pct(a['accuracy'])} against {_pct(a['full_accuracy'])} computed in "
+            f"full, {a['changed']} clips changed, {_pct(a['held_share'])} of steps held, "
+            f"{a['ann_passes_share']:.2f} ANN passes per key frame"
         )
     if report.per_class:
         width = max(len(n) for n in report.per_class)

@@ -306,6 +306,8 @@ class PredictionPublisher:
         compute_ms: float,
         energy_pj: float,
         keyframe_pj: float,
+        snn_steps: int | None = None,
+        ann_passes: int | None = None,
     ) -> None:
         prediction, self._rolling = roll(probs, self._rolling, self.classes, self.smoothing)
         meta = kinds.read_step(step)
@@ -325,6 +327,8 @@ class PredictionPublisher:
             state="changed" if prediction.changed else "steady",
             latency_ms={k: round(float(v), 3) for k, v in latency.items()},
             energy_uj=round(energy_uj, 3),
+            snn_steps=snn_steps,
+            ann_passes=ann_passes,
             truth=meta.action,
         )
         self.node.publish("predictions", published, step.t, {"probs": probs.astype(np.float32)})

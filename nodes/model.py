@@ -14,9 +14,11 @@ replay as fast as possible, a burst), up to ``batch`` steps run in one SNN pass
 (:meth:`~respike.models.hybrid.HybridReSpike.steps_across`), so the per-step Python overhead
 of a small network is paid once per batch.
 
-On a still scene the node idles (:mod:`respike.models.idle`): after ``idle_after`` still steps
-it stops computing steps and repeats the last prediction until the input changes, and it
-reuses the ANN context of a key frame equal to the last one computed; its stats count both.
+Its work follows the scene (:mod:`respike.models.adaptive`): after ``idle_after`` still steps
+it stops computing steps and repeats the last prediction until the input changes, and it runs
+the ANN on a key frame only when the frame changed, the prediction lost confidence or
+``keyframe_gap`` segments passed (``keyframe_gap = 1``: every key frame that is not still).
+Each prediction says how many SNN steps and ANN passes it took; the stats count them.
 """
 
 from __future__ import annotations
@@ -30,13 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from respike.models.idle import (
-    SETTLE_STEPS,
-    STILL_BELOW,
-    IdleGate,
-    KeyframeReuse,
-    check_idle_settings,
-)
+from respike.models.adaptive import AdaptiveSettings, IdleGate, KeyframePolicy
 from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     BatchParams,
@@ -84,14 +80,36 @@ class ModelNode(Node):
             "", "switch to this checkpoint file whenever it is written (the viewer's Teach panel)"
         )
         idle_below: float = param(
-            STILL_BELOW,
-            "inputs and key frames within this of zero change are still (negative: never idle)",
+            AdaptiveSettings.idle_below,
+            "inputs within this of zero are still, and key frames within a quarter of it "
+            "on average (negative: never idle)",
         )
-        idle_after: int = param(SETTLE_STEPS, "still steps computed before the node idles")
+        idle_after: int = param(AdaptiveSettings.idle_after, "still steps before the node idles")
+        keyframe_gap: int = param(
+            AdaptiveSettings.keyframe_gap,
+            "most segments between two ANN passes (1: a pass on every key frame not still)",
+        )
+        keyframe_change: float = param(
+            AdaptiveSettings.keyframe_change,
+            "mean change of a key frame (0-1 units) that calls for an ANN pass",
+        )
+        keyframe_confidence: float = param(
+            AdaptiveSettings.keyframe_confidence,
+            "a prediction less confident than this calls for an ANN pass",
+        )
 
         def __post_init__(self) -> None:
             super().__post_init__()
-            check_idle_settings(self.idle_below, self.idle_after)
+            self.adaptive()
+
+        def adaptive(self) -> AdaptiveSettings:
+            return AdaptiveSettings(
+                self.idle_below,
+                self.idle_after,
+                self.keyframe_gap,
+                self.keyframe_change,
+                self.keyframe_confidence,
+            )
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -138,15 +156,15 @@ class ModelNode(Node):
         self._predictions = PredictionPublisher(
             self, classes, self.params.smoothing(), self.spec.keyframe_interval
         )
-        self._aligner: KeyframeAligner[tuple[Any, float], Message] = KeyframeAligner()
+        self._aligner: KeyframeAligner[tuple[Any, float, int], Message] = KeyframeAligner()
         self._energy = EnergyMeter(self.model, self.params.energy_every)
         self._pending: StepQueue[_Ready] = StepQueue(self._batch, lambda item: len(item.steps))
         self._state: Any = None
-        self._gate = IdleGate(self.params.idle_below, self.params.idle_after)
-        self._keyframes = KeyframeReuse(self.params.idle_below)
+        self._gate = IdleGate(self.params.adaptive())
+        self._keyframes = KeyframePolicy(self.params.adaptive())
         self._last_probs: np.ndarray | None = None
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
-            self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
+            self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0, 0))
 
     def tick(self) -> None:
         """Swap in the checkpoint when its file changed; the pipeline keeps running.
@@ -196,21 +214,29 @@ class ModelNode(Node):
             if self.model.config.mode == "snn":
                 return
             frame = keyframe_input(message, self.spec).to(self.params.device)
-            kept = self._keyframes.lookup(frame)
+            confidence = None if self._last_probs is None else float(self._last_probs.max())
+            kept = self._keyframes.lookup(frame, confidence)
             if kept is None:
                 with self._torch.no_grad(), self._energy.measure("keyframe"):
-                    kept = (self.model.encode_keyframe(frame), self._energy.last["keyframe"])
+                    kept = (self.model.encode_keyframe(frame), self._energy.last["keyframe"], 1)
                 self._keyframes.keep(frame, kept)
             else:
-                kept = (kept[0], 0.0)  # no ANN pass for this one
+                kept = (kept[0], 0.0, 0)  # no ANN pass for this one
             ready = self._aligner.add_context(kinds.Frame.read(message).key_index, kept)
         else:
             ready = self._aligner.add_step(kinds.read_step(message).key_index, message)
         errors = []
-        for step, (context, keyframe_pj), new_segment in ready:
+        for step, (context, keyframe_pj, passes), new_segment in ready:
             try:  # a bad step is counted; the good ones released with it still run
                 self._pending.append(
-                    _Ready(step, self._inputs(step), context, keyframe_pj, new_segment)
+                    _Ready(
+                        step,
+                        self._inputs(step),
+                        context,
+                        keyframe_pj,
+                        new_segment,
+                        passes if new_segment else 0,
+                    )
                 )
             except ValueError as error:
                 errors.append(error)
@@ -234,7 +260,7 @@ class ModelNode(Node):
                     computed = []
                 assert self._last_probs is not None  # repeat the last prediction
                 self._predictions.publish(
-                    item.message, self._last_probs, 0.0, 0.0, item.keyframe_pj
+                    item.message, self._last_probs, 0.0, 0.0, item.keyframe_pj, 0, item.ann_passes
                 )
             if computed:
                 self._run(computed)
@@ -260,7 +286,13 @@ class ModelNode(Node):
         compute_ms = (time.perf_counter() - begin) * 1000
         for item, item_probs in zip(batch, probs, strict=True):
             self._predictions.publish(
-                item.message, item_probs, compute_ms, self._energy.last["step"], item.keyframe_pj
+                item.message,
+                item_probs,
+                compute_ms,
+                self._energy.last["step"],
+                item.keyframe_pj,
+                len(item.steps),
+                item.ann_passes,
             )
 
     def finish(self) -> None:
@@ -276,6 +308,7 @@ class ModelNode(Node):
             "dropped_steps": float(self._aligner.dropped),
             "swaps": float(self.swaps),
             "held_steps": float(self._gate.held),
+            "ann_passes": float(self._keyframes.passes),
             "reused_keyframes": float(self._keyframes.reused),
         }
 
@@ -288,3 +321,5 @@ class _Ready(NamedTuple):
     context: Any
     keyframe_pj: float
     new_segment: bool
+    ann_passes: int
+    """ANN passes to report with this step (its segment's, on its first step)."""

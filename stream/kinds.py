@@ -186,6 +186,11 @@ class Prediction(Meta):
     """Per stage, plus ``e2e``: capture to prediction."""
     energy_uj: float | None = None
     """Energy of this step, the key frame's share included (µJ)."""
+    snn_steps: int | None = None
+    """SNN steps computed for this prediction (0: held on a still scene)."""
+    ann_passes: int | None = None
+    """Key-frame ANN passes for this prediction (1 on the first step of a segment whose key
+    frame the ANN ran on, else 0)."""
     truth: str | None = None
     """The true action, when the source knows it."""
 

@@ -231,6 +231,10 @@ def test_a_still_scene_idles_after_its_settle_steps_and_wakes_on_change(
         np.testing.assert_array_equal(got, probs[3])
     assert not np.allclose(probs[12], probs[3]), "the moving step was computed"
     assert all(m.meta["energy_uj"] == 0 for _, m in idle.outputs[4:12]), "held: no step energy"
+    assert [m.meta["snn_steps"] for _, m in idle.outputs] == [1] * 4 + [0] * 8 + [1]
+    assert [m.meta["ann_passes"] for _, m in idle.outputs] == [1] + [0] * 11 + [1], (
+        "the first key frame and the moving one; the still ones reuse the first's context"
+    )
 
 
 @pytest.mark.parametrize(
@@ -238,6 +242,7 @@ def test_a_still_scene_idles_after_its_settle_steps_and_wakes_on_change(
     [
         ({"idle_after": 0}, r"idle_after is 0; expected an integer >= 1"),
         ({"idle_below": "low"}, r"idle_below is 'low'; expected a number"),
+        ({"keyframe_gap": 0}, r"keyframe_gap is 0; expected an integer >= 1"),
     ],
 )
 def test_bad_idle_settings_are_named(
