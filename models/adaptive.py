@@ -47,12 +47,15 @@ class AdaptiveSettings:
     never idle."""
     idle_after: int = 8
     """Still steps computed before the node idles (two segments of the shipped K = 4)."""
-    keyframe_gap: int = 1
+    keyframe_gap: int = 3
     """Most segments between two ANN passes (1: a pass per key frame, the fixed schedule)."""
-    keyframe_change: float = 0.03
+    keyframe_change: float = 0.08
     """Mean absolute change of a key frame (in [0, 1] units) that calls for an ANN pass."""
-    keyframe_confidence: float = 0.5
-    """A last prediction less confident than this calls for an ANN pass."""
+    keyframe_confidence: float = 0.4
+    """A last prediction less confident than this calls for an ANN pass.
+
+    The key-frame defaults were chosen on the synthetic validation split (bench/RESULTS.md,
+    "Key frames on demand"): about half the ANN passes at the same accuracy."""
 
     def __post_init__(self) -> None:
         def number(name: str) -> float:

@@ -49,7 +49,7 @@ def test_still_steps_are_computed_until_settled_then_held_until_change() -> None
 
 
 def test_a_key_frame_is_reused_only_while_still_against_the_last_one_computed() -> None:
-    reuse = KeyframePolicy(AdaptiveSettings(idle_below=0.02))  # still: mean change <= 0.005
+    reuse = KeyframePolicy(AdaptiveSettings(idle_below=0.02, keyframe_gap=1))  # still: <= 0.005
     base = torch.rand(1, 3, 16, 16)
     assert reuse.lookup(base) is None
     reuse.keep(base, "context")
@@ -75,7 +75,7 @@ def test_key_frames_on_demand_run_the_ann_on_change_low_confidence_or_a_full_gap
     assert policy.lookup(small + 0.05 / 0.225, confidence=0.9) is None, "the scene changed"
     assert policy.lookup(small, confidence=0.9) == "second"
     assert (policy.passes, policy.reused) == (2, 3)
-    fixed = KeyframePolicy(AdaptiveSettings(idle_below=-1.0))  # keyframe_gap 1
+    fixed = KeyframePolicy(AdaptiveSettings(idle_below=-1.0, keyframe_gap=1))
     fixed.keep(base, "first")
     assert fixed.lookup(base, confidence=1.0) is None, "the fixed schedule: a pass every key frame"
 
