@@ -27,15 +27,17 @@ from typing import Any, TypeVar, cast, get_args
 import cv2
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 
 from respike.events.inputs import InputSpec, KeyResidual, SNNInput, parse_size
 from respike.models.adaptive import AdaptiveSettings
 from respike.models.ann import ANNConfig
-from respike.models.checkpoint import resolve_checkpoint, save_checkpoint
+from respike.models.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from respike.models.datasets import (
     TRAINING_SCENE,
     DataOptions,
     DvsRandomisation,
+    open_dataset,
     parse_data_spec,
 )
 from respike.models.evaluation import (
@@ -43,10 +45,12 @@ from respike.models.evaluation import (
     confusion_image,
     evaluate_checkpoint,
     format_report,
+    trained_data_options,
 )
 from respike.models.fusion import FusionConfig
 from respike.models.hybrid import MODES
 from respike.models.neurons import LIFConfig
+from respike.models.quant import FLOOR_QUANTILE, MEMBRANE_BITS, WEIGHT_BITS, quantized
 from respike.models.registry import list_models
 from respike.models.snn import SNNConfig
 from respike.models.training import TrainConfig, train
@@ -585,6 +589,79 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# respike quantize
+
+
+def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``respike quantize CHECKPOINT --out PATH``."""
+    parser.add_argument("checkpoint", help="checkpoint path or shipped name")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the checkpoint")
+    parser.add_argument(
+        "--weight-bits",
+        type=int,
+        choices=WEIGHT_BITS,
+        help="integer width of the SNN's weights (default: float32)",
+    )
+    parser.add_argument(
+        "--membrane-bits",
+        type=int,
+        choices=MEMBRANE_BITS,
+        help="integer width of the SNN's membranes (default: float32)",
+    )
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        help="data SPEC whose training split calibrates the membranes' floors (synthetic: "
+        "rendered like the checkpoint's training data)",
+    )
+    parser.add_argument("--clips", type=int, default=32, help="calibration clips")
+    parser.add_argument(
+        "--floor-quantile",
+        type=float,
+        default=FLOOR_QUANTILE,
+        help="quantile of each cell's float membranes that becomes its floor",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing --out file")
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    """``respike quantize``: the checkpoint with its SNN branch at the given precision."""
+    if args.out.exists() and not args.force:
+        raise ValueError(f"{args.out} exists; pass --force to replace it")
+    if args.weight_bits is None and args.membrane_bits is None:
+        raise ValueError("give --weight-bits and/or --membrane-bits (nothing to quantise)")
+    loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    calibration = open_dataset(
+        args.data,
+        loaded.input_spec,
+        options=replace(trained_data_options(loaded), split="train", clips=args.clips),
+        class_names=loaded.class_names,
+    )
+    batches = ((k, s) for k, s, _ in DataLoader(calibration, batch_size=8, shuffle=False))
+    model = quantized(
+        loaded.model,
+        weight_bits=args.weight_bits,
+        membrane_bits=args.membrane_bits,
+        calibration=batches,
+        quantile=args.floor_quantile,
+    )
+    precision = {
+        "weight_bits": args.weight_bits,
+        "membrane_bits": args.membrane_bits,
+        "floor_quantile": args.floor_quantile,
+        "calibration": f"{args.data}, {args.clips} training clips",
+    }
+    extra = {**loaded.extra, "quantized": {**precision, "command": args.command_line}}
+    save_checkpoint(args.out, model, loaded.class_names, extra=extra)
+    print(
+        f"{args.out}: SNN weights {args.weight_bits or 32}-bit"
+        f"{'' if args.weight_bits else ' float'}, membranes {args.membrane_bits or 32}-bit"
+        f"{'' if args.membrane_bits else ' float'}"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # respike teach
 
 
@@ -748,11 +825,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_eval_arguments(eval_parser)
     calibrate_parser = commands.add_parser("calibrate", help="fit a checkpoint's no-action rule")
     add_calibrate_arguments(calibrate_parser)
+    quantize_parser = commands.add_parser("quantize", help="integer SNN weights/membranes")
+    add_quantize_arguments(quantize_parser)
     teach_parser = commands.add_parser("teach", help="teach actions from a few examples")
     add_teach_arguments(teach_parser)
     args = parser.parse_args(argv)
     args.command_line = " ".join(["python -m respike.models.cli", *argv])
-    runs = {"train": run_train, "eval": run_eval, "calibrate": run_calibrate, "teach": run_teach}
+    runs = {
+        "train": run_train,
+        "eval": run_eval,
+        "calibrate": run_calibrate,
+        "quantize": run_quantize,
+        "teach": run_teach,
+    }
     return runs[args.command](args)
 
 

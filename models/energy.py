@@ -10,6 +10,14 @@ fan-out at a pixel being ``out_channels / groups`` times the number of output po
 window covers it (fewer at the borders and with stride) — measured on the actual spikes.
 Normalisation, activation, pooling and softmax are not counted (nor by the field).
 
+Precision (:mod:`respike.models.quant`). An accumulate with integer weights is a 32-bit
+integer add, 0.1 pJ (Horowitz, ISSCC 2014, 45 nm), against 0.9 pJ in float. Memory traffic is
+counted apart from the arithmetic, in bits: one weight read per MAC and per accumulate at the
+weight's width (an upper bound: no reuse from registers), and each LIF membrane read and
+written once per step at the membrane's width; a bit costs 10/64 pJ (a 64-bit read of an 8 KB
+SRAM, 10 pJ, same source). ``energy_pj`` stays the arithmetic (the field's convention);
+``memory_pj`` is the traffic.
+
 Counts are hooks on the modules (:class:`OpCounter`), so they follow whatever the model runs.
 The hooks are plain Python meant for eager execution, so :func:`measure_energy` steps the model
 eagerly even after ``enable_compile``.
@@ -27,6 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from norse.torch.module.lif_box import LIFBoxCell
 from torch import nn
 
 from respike.models.fusion import ScaledDotProduct
@@ -35,6 +44,9 @@ from respike.models.motion import MotionDetectors
 
 ENERGY_PER_MAC_PJ = 4.6
 ENERGY_PER_AC_PJ = 0.9
+ENERGY_PER_INT_AC_PJ = 0.1
+ENERGY_PER_BIT_PJ = 10.0 / 64.0
+FLOAT_BITS = 32
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -78,10 +90,13 @@ def spike_acs(module: nn.Conv2d, x: torch.Tensor, fan_out: torch.Tensor | None =
 
 @dataclass(frozen=True)
 class OpCounts:
-    """MACs and ACs per category (e.g. ``snn``, ``ann``, ``fusion``, ``head``)."""
+    """MACs, ACs (float weights), integer-weight ACs and memory bits moved, per category
+    (e.g. ``snn``, ``ann``, ``fusion``, ``head``)."""
 
     macs: Mapping[str, float] = field(default_factory=dict)
     acs: Mapping[str, float] = field(default_factory=dict)
+    int_acs: Mapping[str, float] = field(default_factory=dict)
+    memory_bits: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def total_macs(self) -> float:
@@ -90,35 +105,46 @@ class OpCounts:
 
     @property
     def total_acs(self) -> float:
-        """ACs of every category."""
-        return float(sum(self.acs.values()))
+        """ACs of every category, float and integer weights."""
+        return float(sum(self.acs.values()) + sum(self.int_acs.values()))
 
     def energy_pj(self) -> float:
-        """``4.6 pJ x MACs + 0.9 pJ x ACs``."""
-        return ENERGY_PER_MAC_PJ * self.total_macs + ENERGY_PER_AC_PJ * self.total_acs
+        """The arithmetic: ``4.6 pJ x MACs + 0.9 pJ x float ACs + 0.1 pJ x integer ACs``."""
+        return (
+            ENERGY_PER_MAC_PJ * self.total_macs
+            + ENERGY_PER_AC_PJ * sum(self.acs.values())
+            + ENERGY_PER_INT_AC_PJ * sum(self.int_acs.values())
+        )
+
+    def memory_pj(self) -> float:
+        """The memory traffic: ``10/64 pJ`` per bit moved."""
+        return ENERGY_PER_BIT_PJ * float(sum(self.memory_bits.values()))
+
+    def _fields(self) -> tuple[Mapping[str, float], ...]:
+        return (self.macs, self.acs, self.int_acs, self.memory_bits)
 
     def scaled(self, factor: float) -> OpCounts:
         """Every count times ``factor`` (per sample, per step, amortised)."""
-        return OpCounts(
-            {k: v * factor for k, v in self.macs.items()},
-            {k: v * factor for k, v in self.acs.items()},
-        )
+        return OpCounts(*({k: v * factor for k, v in f.items()} for f in self._fields()))
 
     def __add__(self, other: OpCounts) -> OpCounts:
-        macs = dict(self.macs)
-        acs = dict(self.acs)
-        for k, v in other.macs.items():
-            macs[k] = macs.get(k, 0.0) + v
-        for k, v in other.acs.items():
-            acs[k] = acs.get(k, 0.0) + v
-        return OpCounts(macs, acs)
+        merged = []
+        for mine, theirs in zip(self._fields(), other._fields(), strict=True):
+            total = dict(mine)
+            for k, v in theirs.items():
+                total[k] = total.get(k, 0.0) + v
+            merged.append(total)
+        return OpCounts(*merged)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts and energy."""
+        """JSON-ready counts and energies."""
         return {
             "macs": dict(self.macs),
             "acs": dict(self.acs),
+            "int_acs": dict(self.int_acs),
+            "memory_bits": dict(self.memory_bits),
             "energy_pj": self.energy_pj(),
+            "memory_pj": self.memory_pj(),
         }
 
 
@@ -153,12 +179,16 @@ class OpCounter:
         self.category = category
         self._macs: defaultdict[str, int] = defaultdict(int)
         self._acs: defaultdict[str, int] = defaultdict(int)
+        self._int_acs: defaultdict[str, int] = defaultdict(int)
+        self._bits: defaultdict[str, int] = defaultdict(int)
         self._fan_out: dict[tuple[int, int, int], torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> OpCounter:
         for name, module in self.model.named_modules():
-            if isinstance(module, (*_CONVS, nn.Linear, ScaledDotProduct, MotionDetectors)):
+            if isinstance(
+                module, (*_CONVS, nn.Linear, ScaledDotProduct, MotionDetectors, LIFBoxCell)
+            ):
                 self._handles.append(module.register_forward_hook(self._hook(self.category(name))))
         return self
 
@@ -174,16 +204,26 @@ class OpCounter:
 
     def _hook(self, bucket: str) -> Callable[[nn.Module, tuple[Any, ...], Any], None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            if isinstance(module, nn.Conv2d) and id(module) in self.spike_driven:
+            weight_bits = getattr(module, "weight_bits", None)
+            if isinstance(module, LIFBoxCell):  # the membrane, read and written
+                bits = getattr(module, "membrane_bits", None) or FLOAT_BITS
+                self._bits[bucket] += 2 * output[0].numel() * bits
+            elif isinstance(module, nn.Conv2d) and id(module) in self.spike_driven:
                 x = inputs[0]
                 key = (id(module), x.shape[-2], x.shape[-1])
                 if key not in self._fan_out:
                     self._fan_out[key] = fan_out_map(module, x.shape[-2], x.shape[-1])
-                self._acs[bucket] += spike_acs(module, x, self._fan_out[key])
+                acs = spike_acs(module, x, self._fan_out[key])
+                (self._acs if weight_bits is None else self._int_acs)[bucket] += acs
+                self._bits[bucket] += acs * (weight_bits or FLOAT_BITS)
             elif isinstance(module, _CONVS):
-                self._macs[bucket] += conv_macs(module, output)
+                macs = conv_macs(module, output)
+                self._macs[bucket] += macs
+                self._bits[bucket] += macs * (weight_bits or FLOAT_BITS)
             elif isinstance(module, nn.Linear):
-                self._macs[bucket] += linear_macs(module, output)
+                macs = linear_macs(module, output)
+                self._macs[bucket] += macs
+                self._bits[bucket] += macs * FLOAT_BITS
             elif isinstance(module, ScaledDotProduct):
                 self._macs[bucket] += attention_macs(*inputs)
             elif isinstance(module, MotionDetectors):
@@ -196,14 +236,16 @@ class OpCounter:
     def counts(self) -> OpCounts:
         """Everything counted since the last :meth:`reset`."""
         return OpCounts(
-            {k: float(v) for k, v in self._macs.items()},
-            {k: float(v) for k, v in self._acs.items()},
+            *(
+                {k: float(v) for k, v in counts.items()}
+                for counts in (self._macs, self._acs, self._int_acs, self._bits)
+            )
         )
 
     def reset(self) -> None:
         """Forget the counts (the hooks stay)."""
-        self._macs.clear()
-        self._acs.clear()
+        for counts in (self._macs, self._acs, self._int_acs, self._bits):
+            counts.clear()
 
 
 @dataclass(frozen=True)
@@ -239,6 +281,8 @@ class EnergyReport:
             "steps_measured": self.steps_measured,
             "pj_per_mac": ENERGY_PER_MAC_PJ,
             "pj_per_ac": ENERGY_PER_AC_PJ,
+            "pj_per_int_ac": ENERGY_PER_INT_AC_PJ,
+            "pj_per_memory_bit": ENERGY_PER_BIT_PJ,
         }
 
 
@@ -331,6 +375,8 @@ def r3d18_reference(
 
 __all__ = [
     "ENERGY_PER_AC_PJ",
+    "ENERGY_PER_BIT_PJ",
+    "ENERGY_PER_INT_AC_PJ",
     "ENERGY_PER_MAC_PJ",
     "EnergyMeter",
     "EnergyReport",

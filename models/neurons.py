@@ -19,6 +19,8 @@ from norse.torch.functional.reset import reset_value
 from norse.torch.module.lif_box import LIFBoxCell
 from norse.torch.module.snn import SNNCell
 
+from respike.models.quant import MEMBRANE_BITS, check_bits, default_floor, quantize_membrane
+
 #: Surrogate names Norse's ``threshold`` understands, plus our ``"atan"``.
 SURROGATES = ("atan", "super", "tanh", "triangle", "circ", "heavi_erfc", "heaviside")
 
@@ -87,7 +89,8 @@ class LIFConfig:
     """Settings of every LIF cell in the SNN branch; the defaults are ReSpike's.
 
     ``decay`` is the fraction of the membrane kept per step (``v <- decay*v + (1-decay)*x``),
-    ``surrogate`` one of :data:`SURROGATES`, ``alpha`` its width parameter.
+    ``surrogate`` one of :data:`SURROGATES`, ``alpha`` its width parameter, ``membrane_bits``
+    the integer width of the membrane (None: float32; see :mod:`respike.models.quant`).
     """
 
     decay: float = 0.25
@@ -95,8 +98,10 @@ class LIFConfig:
     v_reset: float = 0.0
     surrogate: str = "atan"
     alpha: float = 2.0
+    membrane_bits: int | None = None
 
     def __post_init__(self) -> None:
+        check_bits("membrane_bits", self.membrane_bits, MEMBRANE_BITS)
         if not 0.0 <= self.decay < 1.0:
             raise ValueError(f"LIF decay must be in [0, 1), got {self.decay}")
         if self.surrogate not in SURROGATES:
@@ -125,10 +130,18 @@ class LIFConfig:
 
 
 def make_lif_cell(config: LIFConfig) -> LIFBoxCell:
-    """A Norse LIF-box cell for ``config``: Norse's own step, or ours for the ATan surrogate."""
+    """A Norse LIF-box cell for ``config``: Norse's own step, or ours for the ATan surrogate;
+    :func:`lif_step` rounds its membrane to ``config.membrane_bits``."""
     if config.surrogate == "atan":
-        return LIFBoxATanCell(config.parameters(), dt=STEP_DT)
-    return LIFBoxCell(config.parameters(), dt=STEP_DT)
+        cell: LIFBoxCell = LIFBoxATanCell(config.parameters(), dt=STEP_DT)
+    else:
+        cell = LIFBoxCell(config.parameters(), dt=STEP_DT)
+    cell.membrane_bits = config.membrane_bits
+    cell.membrane_v_th = config.v_th
+    if config.membrane_bits is not None:  # calibrated per cell, saved with the weights
+        floor = default_floor(config.v_th, config.membrane_bits)
+        cell.register_buffer("membrane_floor", torch.tensor(floor))
+    return cell
 
 
 def lif_step(
@@ -142,8 +155,13 @@ def lif_step(
     if state is None:
         state = LIFBoxFeedForwardState(v=torch.zeros_like(x))
     if not (torch.is_grad_enabled() or cell._forward_hooks or torch.compiler.is_compiling()):
-        return _lif_inference_step(cell, x, state)
-    z, new_state = cell(x, state)
+        z, new_state = _lif_inference_step(cell, x, state)
+    else:
+        z, new_state = cell(x, state)
+    bits = getattr(cell, "membrane_bits", None)
+    if bits is not None:
+        v = quantize_membrane(new_state.v, cell.membrane_v_th, cell.membrane_floor, bits)
+        new_state = LIFBoxFeedForwardState(v=v)
     return z, new_state
 
 

@@ -29,6 +29,7 @@ from torch import nn
 from respike.models.ann import init_resnet_weights
 from respike.models.motion import MotionDetectors, MotionState
 from respike.models.neurons import LIFConfig, lif_step, make_lif_cell
+from respike.models.quant import WEIGHT_BITS, check_bits
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class SNNConfig:
     things move and where each stage fires, for a taught head); (0, 0): none."""
     grid_stages: tuple[int, ...] = ()
     """Stages (0-based) whose spikes are also averaged on ``head_grid``."""
+    weight_bits: int | None = None
+    """Integer width of the convolution weights (None: float32; see
+    :mod:`respike.models.quant`, which rounds them)."""
 
     @property
     def feature_widths(self) -> tuple[int, ...]:
@@ -101,6 +105,7 @@ class SNNConfig:
             raise ValueError(
                 f"SNN grid_stages {self.grid_stages} must name stages 0..{len(self.widths) - 1}"
             )
+        check_bits("weight_bits", self.weight_bits, WEIGHT_BITS)
         if self.stem_stride not in (1, 2, 4):
             raise ValueError(f"SNN stem_stride must be 1, 2 or 4, got {self.stem_stride}")
 
@@ -248,6 +253,9 @@ class SpikingResNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.lif_out = make_lif_cell(config.lif)
         init_resnet_weights(self)
+        for conv in self.modules():  # the width the energy count reads each weight at
+            if isinstance(conv, nn.Conv2d):
+                conv.__dict__["weight_bits"] = config.weight_bits
 
     @property
     def widths(self) -> tuple[int, ...]:

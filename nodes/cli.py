@@ -177,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("train", "train a model (`respike train --help`)"),
         ("eval", "evaluate a checkpoint (`respike eval --help`)"),
         ("calibrate", "fit a checkpoint's `no action` rule (`respike calibrate --help`)"),
+        ("quantize", "a checkpoint with integer SNN weights/membranes (`respike quantize --help`)"),
         ("teach", "teach your own actions from a few examples (`respike teach --help`)"),
     ):
         commands.add_parser(name, help=summary, add_help=False)
@@ -197,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     compile_step.add_argument("checkpoint", help="checkpoint path or shipped name")
 
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("train", "eval", "calibrate", "teach"):
+    if rest and args.command not in TRAINING_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
@@ -230,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 checkpoint=args.checkpoint,
                 teach=args.teach,
             )
-        if args.command in ("train", "eval", "calibrate", "teach"):
+        if args.command in TRAINING_COMMANDS:
             return _training(args.command, rest)
         if args.command == "export":
             return _export(args.checkpoint, args.nir, args.onnx)
@@ -541,6 +542,10 @@ def _export(checkpoint: str, nir: Path | None, onnx: Path | None) -> int:
     return 0
 
 
+TRAINING_COMMANDS = ("train", "eval", "calibrate", "quantize", "teach")
+"""Commands of :mod:`respike.models.cli`, parsed there (they import torch)."""
+
+
 def _training(command: str, rest: Sequence[str]) -> int:
     """``respike train|eval``: parsed here so torch is imported only by these commands."""
     from respike.models import cli
@@ -549,6 +554,7 @@ def _training(command: str, rest: Sequence[str]) -> int:
         "train": (cli.add_train_arguments, cli.run_train),
         "eval": (cli.add_eval_arguments, cli.run_eval),
         "calibrate": (cli.add_calibrate_arguments, cli.run_calibrate),
+        "quantize": (cli.add_quantize_arguments, cli.run_quantize),
         "teach": (cli.add_teach_arguments, cli.run_teach),
     }[command]
     parser = argparse.ArgumentParser(prog=f"respike {command}")
