@@ -246,6 +246,25 @@ def export_nir(checkpoint: CheckpointLike, path: str | PathLike[str]) -> Path:
     return _write_atomically(Path(path), lambda tmp: nir.write(str(tmp), graph))
 
 
+def nir_coverage(checkpoint: CheckpointLike) -> list[str]:
+    """What a NIR export of ``checkpoint`` leaves out or changes, one line each (none for a
+    float SNN): NIR has no integer types, so integer weights go as the float values they
+    stand for, and integer membranes go as float LIF nodes."""
+    config = _as_checkpoint(checkpoint).config.snn
+    notes = []
+    if config.weight_bits is not None:
+        notes.append(
+            f"weights: the {config.weight_bits}-bit weights' float values (integer times the "
+            "channel's scale); NIR has no integer type"
+        )
+    if config.lif.membrane_bits is not None:
+        notes.append(
+            f"membranes: float LIF nodes; the {config.lif.membrane_bits}-bit membrane levels "
+            "and their calibrated floors are not expressible in NIR"
+        )
+    return notes
+
+
 def export_onnx(checkpoint: CheckpointLike, path: str | PathLike[str], *, opset: int = 17) -> Path:
     """Write the ANN branch of ``checkpoint`` to the ONNX file ``path`` and check it.
 

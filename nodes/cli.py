@@ -530,13 +530,15 @@ def _export(checkpoint: str, nir: Path | None, onnx: Path | None) -> int:
     if nir is not None and onnx is not None and nir.resolve() == onnx.resolve():
         raise ValueError(f"--nir and --onnx both name {nir}; expected two files")
     from respike.models.checkpoint import load_checkpoint, resolve_checkpoint
-    from respike.models.export import check_export, export_nir, export_onnx
+    from respike.models.export import check_export, export_nir, export_onnx, nir_coverage
 
     loaded = load_checkpoint(resolve_checkpoint(checkpoint))
     requested = [name for name, target in (("nir", nir), ("onnx", onnx)) if target is not None]
     check_export(loaded, requested, name=checkpoint)
     if nir is not None:
         print(f"SNN branch -> {export_nir(loaded, nir)}")
+        for note in nir_coverage(loaded):
+            print(f"  not in NIR as run: {note}")
     if onnx is not None:
         print(f"ANN branch -> {export_onnx(loaded, onnx)}")
     return 0

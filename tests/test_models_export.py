@@ -195,3 +195,26 @@ def test_a_failed_export_leaves_the_old_file_and_no_partial_one(
         export_onnx(ckpt, target)
     assert target.read_bytes() == b"an earlier export", "a failed export replaced the old file"
     assert sorted(p.name for p in target.parent.iterdir()) == ["ann.onnx"], "partial file left"
+
+
+def test_a_quantized_snn_exports_its_weights_and_says_what_nir_cannot_hold(
+    tmp_path: Path,
+) -> None:
+    from respike.models.export import nir_coverage
+    from respike.models.quant import quantized
+
+    torch.manual_seed(0)
+    model = get_model("respike_tiny", num_classes=2).eval()
+    float_ckpt = save_checkpoint(tmp_path / "float.pt", model, ["a", "b"])
+    assert nir_coverage(float_ckpt) == []
+    low = quantized(model, weight_bits=8, membrane_bits=4)
+    ckpt = save_checkpoint(tmp_path / "low.pt", low, ["a", "b"])
+    notes = nir_coverage(ckpt)
+    assert len(notes) == 2 and "8-bit" in notes[0] and "4-bit membrane levels" in notes[1]
+    graph = nir.read(str(export_nir(ckpt, tmp_path / "low.nir")))
+    weights = [n for n in graph.nodes.values() if isinstance(n, nir.Conv2d)]
+    per_channel = [
+        np.unique(np.abs(w.weight[c])).size for w in weights for c in range(len(w.weight))
+    ]
+    assert max(per_channel) <= 128, "at most 128 magnitudes a channel: 8-bit integers times a scale"
+    assert max(per_channel) > 16, "not rounded coarser than asked"
