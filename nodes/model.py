@@ -218,7 +218,8 @@ class ModelNode(Node):
             kept = self._keyframes.lookup(frame, confidence)
             if kept is None:
                 with self._torch.no_grad(), self._energy.measure("keyframe"):
-                    kept = (self.model.encode_keyframe(frame), self._energy.last["keyframe"], 1)
+                    context = self.model.encode_keyframe(frame)
+                kept = (context, self._energy.last["keyframe"], 1)  # counted as the block ends
                 self._keyframes.keep(frame, kept)
             else:
                 kept = (kept[0], 0.0, 0)  # no ANN pass for this one

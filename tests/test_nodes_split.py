@@ -53,7 +53,8 @@ def test_split_nodes_predict_what_the_model_node_predicts(
         "energy_every": 1,  # every step counted, so the energies compare exactly
     }
 
-    single = MockIO(ModelNode, "model", ModelNode.Params(**params))  # type: ignore[arg-type]
+    fixed = {"keyframe_gap": 1, "idle_below": -1.0}  # the split nodes do not follow the scene
+    single = MockIO(ModelNode, "model", ModelNode.Params(**params, **fixed))  # type: ignore[arg-type]
     for port, message in stream:
         single.send("keyframes" if port == "keyframes" else "steps", message)
 
