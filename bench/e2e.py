@@ -799,26 +799,31 @@ def print_tables(summary: dict[str, Any]) -> None:
         print(f"model steps input queue: {summary['steps_queue']}")
     rows = summary["rates"]
     print(
-        f"\n{'fps':>5} {'achieved':>8} {'frames in':>9} {'preds out':>9} {'lost':>5} "
+        f"\n{'scene':>6} {'fps':>5} {'achieved':>8} {'frames in':>9} {'preds out':>9} {'lost':>5} "
         f"{'drops+gaps':>10} {'drop steps':>10} {'e2e p50':>8} {'e2e p99':>8} {'sustained':>9} "
-        f"{'load':>9}"
+        f"{'load':>9} {'pipeline cpu':>12}"
     )
     for r in rows:
+        scene = r.get("scene", "moving")
         if "error" in r:
-            print(f"{r['rate']:>5g} error: {r['error']}")
+            print(f"{scene:>6} {r['rate']:>5g} error: {r['error']}")
             continue
         e2e = r["latency_ms"]["e2e"]
         print(
-            f"{r['rate']:>5g} {r['achieved_fps']:>8.1f} {r['frames_in']:>9} "
+            f"{scene:>6} {r['rate']:>5g} {r['achieved_fps']:>8.1f} {r['frames_in']:>9} "
             f"{r['predictions_out']:>9} {r['lost']:>5} {r['node_drops_and_gaps']:>10} "
             f"{int(r['model_dropped_steps']):>10} {e2e['p50']:>8.1f} {e2e['p99']:>8.1f} "
             f"{'yes' if r['sustained'] else 'no':>9} "
-            f"{r['load_before']:>4.1f}-{r['load_after']:<4.1f}"
+            f"{r['load_before']:>4.1f}-{r['load_after']:<4.1f} "
+            f"{r.get('pipeline_cpu', 0.0) * 100:>11.0f}%"
         )
     for r in rows:
         if "error" in r:
             continue
-        print(f"\nlatency at {r['rate']:g} fps (ms; {r['predictions_out']} predictions)")
+        print(
+            f"\nlatency, {r.get('scene', 'moving')} scene at {r['rate']:g} fps "
+            f"(ms; {r['predictions_out']} predictions)"
+        )
         print(f"{'stage':>10} {'p50':>8} {'p99':>8} {'mean':>8} {'max':>8}")
         for stage, p in r["latency_ms"].items():
             if p:

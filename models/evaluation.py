@@ -440,8 +440,8 @@ def evaluate_checkpoint(
     checkpoint's training data (scene, framing, emulator settings, clip length). ``ood`` is a
     data SPEC holding none of the classes: its :class:`RejectionReport` goes in the description
     as ``"ood"``. ``adaptive`` streams the clips as the model node does with those settings
-    too: its :class:`AdaptiveReport` goes in the description as ``"adaptive"``. Returns the report and a
-    description of what was evaluated.
+    too: its :class:`AdaptiveReport` goes in the description as ``"adaptive"``. Returns the
+    report and a description of what was evaluated.
     """
     path = resolve_checkpoint(checkpoint)
     loaded = load_checkpoint(path)

@@ -137,7 +137,7 @@ def make_lif_cell(config: LIFConfig) -> LIFBoxCell:
     else:
         cell = LIFBoxCell(config.parameters(), dt=STEP_DT)
     cell.membrane_bits = config.membrane_bits
-    cell.membrane_v_th = config.v_th
+    cell.membrane_v_th = config.v_th  # a number, which a compiled step takes as a constant
     if config.membrane_bits is not None:  # calibrated per cell, saved with the weights
         floor = default_floor(config.v_th, config.membrane_bits)
         cell.register_buffer("membrane_floor", torch.tensor(floor))

@@ -103,13 +103,9 @@ class ModelNode(Node):
             self.adaptive()
 
         def adaptive(self) -> AdaptiveSettings:
-            return AdaptiveSettings(
-                self.idle_below,
-                self.idle_after,
-                self.keyframe_gap,
-                self.keyframe_change,
-                self.keyframe_confidence,
-            )
+            """The parameters of :class:`AdaptiveSettings`' names, as its settings."""
+            names = (f.name for f in dataclasses.fields(AdaptiveSettings))
+            return AdaptiveSettings(**{name: getattr(self, name) for name in names})
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
