@@ -18,6 +18,11 @@ on ``--size`` px event frames, full-width ResNet-18 key-frame ANN at 112 px) or 
   (:mod:`respike.models.compiled`, what the model node runs), built into the cache first when
   it is not there (``build_s``), its load time, and its ratio to the same arithmetic;
 
+- ``placements``: the hybrid step and the energy of a prediction with ``late`` and with
+  ``inline`` fusion (issue 20), the same weights rebuilt both ways, their steps timed
+  interleaved (in-line fusion runs the same blocks, but on the SNN's stage outputs, so the
+  stages after them spike differently);
+
 each ``eager`` and, unless ``--no-compile``, through ``torch.compile`` (inductor, static shapes;
 compile time reported apart). ``ratio`` is SNN step / convolutions alone (target <= 1.5x with
 compile), the median of per-call ratios of a step and its convolutions (eager in both columns)
@@ -43,6 +48,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +67,7 @@ from respike.models import (
 )
 from respike.models.checkpoint import resolve_checkpoint
 from respike.models.energy import r3d18_reference
+from respike.models.fusion import PLACEMENTS
 from respike.models.snn import ConvBN, SNNState, SpikingResNet
 
 
@@ -243,6 +250,35 @@ def compiled_step_times(
     return result
 
 
+def placement_rows(
+    model: HybridReSpike, x: torch.Tensor, frame: torch.Tensor, clip: Clip, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Eager step time (interleaved) and energy per prediction of ``model``'s weights with late
+    and with in-line fusion."""
+    models = {
+        placement: model.rebuilt(
+            replace(model.config, fusion=replace(model.config.fusion, placement=placement))
+        )
+        for placement in PLACEMENTS
+    }
+    steppers = []
+    for variant in models.values():
+        state = variant.set_keyframe(frame)
+        _, state = variant.step(x, state)
+        steppers.append(Stepper(variant.step, x, state))
+    times = interleaved_times(steppers, args.steps, args.warmup)
+    rows = {}
+    for (placement, variant), seconds in zip(models.items(), times, strict=True):
+        prediction = measure_energy(variant, clip).prediction
+        rows[placement] = {
+            "hybrid_step_ms": 1e3 * statistics.median(seconds),
+            "energy_per_prediction_pj": prediction.energy_pj(),
+            "snn_acs": float(prediction.acs.get("snn", 0)),
+            "fusion_macs": float(prediction.macs.get("fusion", 0)),
+        }
+    return rows
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -281,6 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         eager["hybrid_step"] = median_ms(Stepper(model.step, x, state), args.steps, args.warmup)
         eager["hybrid_arithmetic"] = arithmetic_ms(Stepper(model.step, x, state), args.steps)
         eager["hybrid_ratio"] = eager["hybrid_step"] / eager["hybrid_arithmetic"]
+        results["placements"] = placement_rows(model, x, frame, clip, args)
         results["compiled_step"] = compiled_step_times(
             model, x, state, args, eager["hybrid_arithmetic"]
         )
@@ -368,6 +405,11 @@ def print_table(results: dict[str, Any]) -> None:
             f"compiled step (AOTInductor, {built}loaded in {step['load_s'] * 1e3:.0f} ms): "
             f"hybrid_step {step['hybrid_step']:.2f} ms, {step['hybrid_ratio']:.2f}x the "
             f"arithmetic, logits within {step['max_logit_difference']:.1e} of eager"
+        )
+    for placement, row in results["placements"].items():
+        print(
+            f"{placement} fusion: hybrid_step {row['hybrid_step_ms']:.2f} ms (eager), "
+            f"{row['energy_per_prediction_pj'] / 1e6:.2f} uJ a prediction"
         )
     energy = results["energy"]
     pred = energy["per_prediction"]

@@ -47,7 +47,7 @@ from respike.models.evaluation import (
     format_report,
     trained_data_options,
 )
-from respike.models.fusion import FusionConfig
+from respike.models.fusion import PLACEMENTS, FusionConfig
 from respike.models.hybrid import MODES
 from respike.models.neurons import LIFConfig
 from respike.models.quant import FLOOR_QUANTILE, MEMBRANE_BITS, WEIGHT_BITS, quantized
@@ -104,7 +104,11 @@ _SNN_FIELDS = {
     "snn_motion_delays": "motion_delays",
 }
 _ANN_FIELDS = {"ann_widths": "widths", "ann_blocks": "blocks"}
-_FUSION_FIELDS = {"fusion_stages": "stages", "fusion_head_dim": "head_dim"}
+_FUSION_FIELDS = {
+    "fusion_stages": "stages",
+    "fusion_head_dim": "head_dim",
+    "fusion_placement": "placement",
+}
 _SCENE_FIELDS = {"fps": "fps", "framing": "framing"}
 _DVS_FIELDS = {
     "dvs_threshold": "threshold_range",
@@ -282,6 +286,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                 None,
             ),
             ("--fusion-head-dim", int, "", fusion.head_dim),
+            (
+                "--fusion-placement",
+                PLACEMENTS,
+                "late: fused features go to the head; inline (ReSpike's): they feed the SNN's "
+                "next stage",
+                fusion.placement,
+            ),
         ],
     )
     _add_flags(

@@ -123,11 +123,19 @@ def _conv_out(size: tuple[int, int], conv: nn.Conv2d) -> tuple[int, int]:
     )
 
 
-def snn_to_nir(snn: SpikingResNet, input_size: tuple[int, int], *, dt: float = 1.0) -> nir.NIRGraph:
+def snn_to_nir(
+    snn: SpikingResNet,
+    input_size: tuple[int, int],
+    *,
+    dt: float = 1.0,
+    stages: int | None = None,
+) -> nir.NIRGraph:
     """NIR graph of ``snn`` for ``(H, W)`` inputs, one step lasting ``dt`` seconds.
 
     Node names follow the modules (``stage2_block0_conv1``); the input is ``input``
-    (``(C, H, W)``), the output the last stage's spikes.
+    (``(C, H, W)``), the output the last stage's spikes. With ``stages``, the graph stops after
+    that stage and its output is the stage's output current, before the next neurons (what an
+    in-line fusion block reads).
     """
     import nir
 
@@ -176,6 +184,8 @@ def snn_to_nir(snn: SpikingResNet, input_size: tuple[int, int], *, dt: float = 1
     residual = ["stem"]
     channels = snn.widths[0]
     for i, stage in enumerate(snn.blocks(), start=1):
+        if stages is not None and i > stages:
+            break
         for j, block in enumerate(stage):
             prefix = f"stage{i}_block{j}"
             add_lif(f"{prefix}_lif1", (channels, *size), residual)
@@ -189,9 +199,17 @@ def snn_to_nir(snn: SpikingResNet, input_size: tuple[int, int], *, dt: float = 1
             else:
                 residual = [f"{prefix}_conv2", *residual]
             size = out_size
-    add_lif("lif_out", (channels, *size), residual)
+    if stages is None:
+        add_lif("lif_out", (channels, *size), residual)
+        last = "lif_out"
+    else:  # a 1x1 sum pool: the node where the block and its shortcut add up
+        last = f"stage{stages}_output"
+        nodes[last] = nir.SumPool2d(
+            kernel_size=np.array([1, 1]), stride=np.array([1, 1]), padding=np.array([0, 0])
+        )
+        edges.extend((src, last) for src in residual)
     nodes["output"] = nir.Output(output_type={"output": np.array([channels, *size])})
-    edges.append(("lif_out", "output"))
+    edges.append((last, "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"source": "respike", "dt": dt})
 
 
@@ -242,16 +260,30 @@ def export_nir(checkpoint: CheckpointLike, path: str | PathLike[str]) -> Path:
     model = ckpt.model.eval()
     assert model.snn is not None
     spec = ckpt.input_spec
-    graph = snn_to_nir(model.snn, spec.snn_size, dt=spec.time_bin_us * 1e-6)
+    stages = min(ckpt.config.fusion.stages) if model.inline else None
+    graph = snn_to_nir(model.snn, spec.snn_size, dt=spec.time_bin_us * 1e-6, stages=stages)
     return _write_atomically(Path(path), lambda tmp: nir.write(str(tmp), graph))
 
 
 def nir_coverage(checkpoint: CheckpointLike) -> list[str]:
-    """What a NIR export of ``checkpoint`` leaves out or changes, one line each (none for a
-    float SNN): NIR has no integer types, so integer weights go as the float values they
-    stand for, and integer membranes go as float LIF nodes."""
-    config = _as_checkpoint(checkpoint).config.snn
+    """What a NIR export of ``checkpoint`` covers and leaves out or changes, one line each (none
+    for a float SNN alone): where fusion meets the SNN; NIR has no integer types, so integer
+    weights go as the float values they stand for, and integer membranes go as float LIF nodes."""
+    ckpt = _as_checkpoint(checkpoint)
+    config = ckpt.config.snn
     notes = []
+    if ckpt.model.inline:
+        first = min(ckpt.config.fusion.stages)
+        notes.append(
+            f"in-line fusion: the graph is the stem and stages 1-{first}, ending at stage "
+            f"{first}'s output current, which the host fuses with the key frame (attention is "
+            "not a NIR primitive); the stages after it read that fusion and are not in the graph"
+        )
+    elif ckpt.model.fusion:
+        notes.append(
+            "late fusion: the graph is the whole SNN, input to the last stage's spikes; the "
+            "fusion blocks and the head read its spikes on the host"
+        )
     if config.weight_bits is not None:
         notes.append(
             f"weights: the {config.weight_bits}-bit weights' float values (integer times the "

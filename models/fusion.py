@@ -9,17 +9,25 @@ plain SNN features.
 
 Keys and values depend only on the key frame: :meth:`FusionBlock.context` computes them once per
 key frame and every SNN step until the next key frame reuses them.
+
+Where a block sits is :attr:`FusionConfig.placement`: ``late`` fuses the SNN's spike features on
+their way to the head and never feeds the SNN (the SNN is independent of the key frame, so it
+can run on another host); ``inline`` is ReSpike's own code: the fused map replaces the SNN
+stage's output, so the next stage's neurons spike on it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Placement = Literal["late", "inline"]
+PLACEMENTS: tuple[Placement, ...] = ("late", "inline")
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,8 @@ class FusionConfig:
     head_dim: int = 32
     ff_mult: int = 4
     norm_groups: int = 32
+    placement: Placement = "late"
+    """``late``: fused features go to the head only; ``inline``: they feed the SNN's next stage."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(sorted(int(s) for s in self.stages)))
@@ -41,6 +51,10 @@ class FusionConfig:
             raise ValueError(f"fusion stages must be distinct 1-based indices, got {self.stages}")
         if self.head_dim < 1 or self.ff_mult < 1 or self.norm_groups < 1:
             raise ValueError("fusion head_dim, ff_mult and norm_groups must be positive")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(
+                f"fusion placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}"
+            )
 
 
 class KeyValue(NamedTuple):
@@ -129,7 +143,8 @@ class FusionBlock(nn.Module):
         return self.cross_attn.keys_values(self.context_norm(tokens))
 
     def forward(self, x: torch.Tensor, kv: KeyValue) -> torch.Tensor:
-        """Fuse SNN features ``x`` of shape ``(T, B, C, H, W)`` with one key frame's ``kv``.
+        """Fuse SNN maps ``x`` of shape ``(T, B, C, H, W)`` with one key frame's ``kv``: spike
+        features (``late``) or a stage's output before the next stage's neurons (``inline``).
 
         Self-attention stays within each step; cross-attention treats the ``T`` steps as more
         queries of the same key frame, so the cached keys and values are never copied.
@@ -146,4 +161,13 @@ class FusionBlock(nn.Module):
         return x + self.proj_out(h).unflatten(0, (steps, batch))
 
 
-__all__ = ["GEGLU", "Attention", "FusionBlock", "FusionConfig", "KeyValue", "ScaledDotProduct"]
+__all__ = [
+    "GEGLU",
+    "PLACEMENTS",
+    "Attention",
+    "FusionBlock",
+    "FusionConfig",
+    "KeyValue",
+    "Placement",
+    "ScaledDotProduct",
+]

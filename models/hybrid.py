@@ -19,9 +19,13 @@ Streaming runs the same code one step at a time with explicit state::
 
 :meth:`HybridReSpike.forward` is exactly that loop with ``K`` steps per call, so both give the
 same logits. Modes ``hybrid``, ``snn`` and ``ann`` are this one class with branches left out:
-``snn`` has no ANN and no fusion blocks, ``ann`` no SNN. Fusion is late (on the SNN's spike
-features, not fed back into the SNN), so the SNN, the ANN and the fusion can run on different
-hosts as separate pipeline nodes.
+``snn`` has no ANN and no fusion blocks, ``ann`` no SNN.
+
+Fusion is ``late`` or ``inline`` (:attr:`FusionConfig.placement`). Late fusion reads the SNN's
+spike features and never feeds the SNN, so the SNN, the ANN and the fusion can run on different
+hosts as separate pipeline nodes, and the SNN can run across segments in one pass. In-line
+fusion (ReSpike's code) puts each fused map in place of the SNN stage's output, so the SNN's
+later stages spike on what the key frame shows: a step needs its key frame's context first.
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ class ModelConfig:
                 "SNN motion detectors need residual input (events are changes already), "
                 f"got snn_input={self.input_spec.snn_input!r}"
             )
+        if self.fusion.placement == "inline" and not self.head_fused:
+            raise ValueError("in-line fusion feeds the SNN, so the head cannot read it unfused")
         if self.head_window < 0 or (self.head_window and self.mode == "ann"):
             raise ValueError(f"head_window {self.head_window} needs an SNN and must be ≥ 0")
         rule = self.open_set
@@ -232,6 +238,11 @@ class HybridReSpike(nn.Module):
         return self.config.mode
 
     @property
+    def inline(self) -> bool:
+        """Whether fusion feeds the SNN (``inline``), so its steps need the key frame's context."""
+        return self.config.fusion.placement == "inline" and bool(self.fusion)
+
+    @property
     def keyframe_interval(self) -> int:
         """``K``: SNN steps per key frame."""
         return self.config.input_spec.keyframe_interval
@@ -310,7 +321,10 @@ class HybridReSpike(nn.Module):
 
         SNN membranes carry over; the segment average of SNN features restarts.
         """
-        context = self.encode_keyframe(frame)
+        return self._segment(state, self.encode_keyframe(frame))
+
+    def _segment(self, state: ModelState | None, context: KeyframeContext) -> ModelState:
+        """``state`` at the start of a segment on ``context``: membranes carried over."""
         snn_state = state.snn if state is not None else None
         head = self._segment_start(state.head if state is not None else None)
         return ModelState(snn=snn_state, context=context, head=head)
@@ -337,16 +351,13 @@ class HybridReSpike(nn.Module):
         and :meth:`steps` segment by segment, but the SNN runs over all ``T`` steps in one pass
         (fusion is late, so the SNN never needs the context): a node that fell behind catches up
         with one batched convolution per layer instead of ``T``. A single segment goes through
-        the (possibly compiled) step path.
+        the (possibly compiled) step path, and so does each segment with in-line fusion (the
+        SNN needs each segment's context).
         """
         new_segments = dict(new_segments)
         context = new_segments.pop(0, None)
         if context is not None:
-            state = ModelState(
-                snn=state.snn if state is not None else None,
-                context=context,
-                head=self._segment_start(state.head if state is not None else None),
-            )
+            state = self._segment(state, context)
         if state is None or state.context is None:
             raise RuntimeError("no key frame yet: the first step needs a context in new_segments")
         if not new_segments:
@@ -355,10 +366,12 @@ class HybridReSpike(nn.Module):
         steps = x.shape[1]
         if not all(0 < t < steps for t in new_segments):
             raise ValueError(f"segment starts {sorted(new_segments)} outside steps 1..{steps - 1}")
+        bounds = [0, *sorted(new_segments), steps]
+        if self.inline:
+            return self._steps_per_segment(x, state, new_segments, bounds)
         features, snn_state = None, state.snn
         if self.snn is not None:
             features, snn_state = self.snn.forward_sequence(x.transpose(0, 1), snn_state)
-        bounds = [0, *sorted(new_segments), steps]
         context, head = state.context, state.head
         logits = []
         for begin, end in itertools.pairwise(bounds):
@@ -368,6 +381,23 @@ class HybridReSpike(nn.Module):
             segment_logits, head = self.fuse(part, context, head, steps=end - begin)
             logits.append(segment_logits)
         return torch.cat(logits).transpose(0, 1), ModelState(snn_state, context, head)
+
+    def _steps_per_segment(
+        self,
+        x: torch.Tensor,
+        state: ModelState,
+        new_segments: Mapping[int, KeyframeContext],
+        bounds: Sequence[int],
+    ) -> tuple[torch.Tensor, ModelState]:
+        """:meth:`steps_across` one segment at a time (in-line fusion: the SNN needs each
+        segment's context)."""
+        logits = []
+        for begin, end in itertools.pairwise(bounds):
+            if begin in new_segments:
+                state = self._segment(state, new_segments[begin])
+            segment_logits, state = self.steps(x[:, begin:end], state)
+            logits.append(segment_logits)
+        return torch.cat(logits, dim=1), state
 
     def _run(
         self, fn: StepFn, x: torch.Tensor, state: ModelState
@@ -386,11 +416,35 @@ class HybridReSpike(nn.Module):
     def _steps_impl(self, x: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
         """The one code path of every mode: time-major ``x (T, B, C, h, w)`` to ``(T, B, n)``."""
         assert state.context is not None
-        features, snn_state = None, state.snn
-        if self.snn is not None:
-            features, snn_state = self.snn.forward_sequence(x, snn_state)
+        features, snn_state = self._snn(x, state.snn, state.context)
         logits, head = self.fuse(features, state.context, state.head, steps=x.shape[0])
         return logits, ModelState(snn=snn_state, context=state.context, head=head)
+
+    def _snn(
+        self, x: torch.Tensor, state: SNNState | None, context: KeyframeContext
+    ) -> tuple[tuple[torch.Tensor, ...] | None, SNNState | None]:
+        """The SNN over time-major ``x`` (fused in line with ``context`` when so configured):
+        its per-stage spike features and new state; ``(None, state)`` without an SNN."""
+        if self.snn is None:
+            return None, state
+        if not self.inline:
+            return self.snn.forward_sequence(x, state)
+        fused = self._fusion_blocks(context)
+
+        def fuse(stage: int, output: torch.Tensor) -> torch.Tensor:
+            if stage not in fused:
+                return output
+            block, kv = fused[stage]
+            return block(output, kv)
+
+        return self.snn.forward_sequence(x, state, fuse)
+
+    def _fusion_blocks(self, context: KeyframeContext) -> dict[int, tuple[FusionBlock, KeyValue]]:
+        """Each fused stage's block and its keys/values from ``context``."""
+        return {
+            int(key): (cast(FusionBlock, block), kv)
+            for (key, block), kv in zip(self.fusion.items(), context.kv, strict=True)
+        }
 
     def fuse(
         self,
@@ -425,11 +479,8 @@ class HybridReSpike(nn.Module):
         stats = self.statistics(features, context, steps) if reads_stats else None
         parts: list[torch.Tensor] = []
         if features is not None:
-            blocks = self.fusion.items() if self.config.head_fused else ()
-            fused = {
-                int(key): (cast(FusionBlock, block), kv)
-                for (key, block), kv in zip(blocks, context.kv, strict=True)
-            }
+            late = self.config.head_fused and not self.inline
+            fused = self._fusion_blocks(context) if late else {}
             pooled = []
             for stage, f in enumerate(features, start=1):
                 if stage in fused:
@@ -519,9 +570,7 @@ class HybridReSpike(nn.Module):
         head: HeadState | None = None
         for s in range(segments):
             x = inputs[:, s * k : (s + 1) * k].transpose(0, 1)
-            features = None
-            if self.snn is not None:
-                features, snn_state = self.snn.forward_sequence(x, snn_state)
+            features, snn_state = self._snn(x, snn_state, contexts[s])
             out = self.fuse_with_stats(features, contexts[s], self._segment_start(head), steps=k)
             stats = (
                 out.stats if out.stats is not None else self.statistics(features, contexts[s], k)

@@ -72,7 +72,7 @@ def calibrate_floors(
     model: HybridReSpike, quantized_model: HybridReSpike, clips: Iterable[Any], quantile: float
 ) -> dict[str, float]:
     """Run the float ``model``'s SNN on ``clips`` (``(keyframes, steps)`` batches; the SNN
-    does not read the key frames), take the ``quantile`` of each LIF cell's membranes after
+    reads the key frames only with in-line fusion), take the ``quantile`` of each LIF cell's membranes after
     its steps (up to 20,000 a call, drawn with a fixed seed), and make it that cell's floor in
     ``quantized_model`` (never above its default floor). Returns the floors by cell name."""
     from norse.torch.module.lif_box import LIFBoxCell
@@ -92,8 +92,11 @@ def calibrate_floors(
 
             handles.append(cell.register_forward_hook(record))
     try:
-        for _, steps in clips:
-            model.snn.forward_sequence(steps.transpose(0, 1), None)
+        for keyframes, steps in clips:
+            if model.inline:  # its SNN's later stages spike on the fused maps
+                model((keyframes, steps))
+            else:
+                model.snn.forward_sequence(steps.transpose(0, 1), None)
     finally:
         for handle in handles:
             handle.remove()

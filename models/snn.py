@@ -110,6 +110,10 @@ class SNNConfig:
             raise ValueError(f"SNN stem_stride must be 1, 2 or 4, got {self.stem_stride}")
 
 
+StageFusion = Callable[[int, torch.Tensor], torch.Tensor]
+"""``fuse(stage, output)``: a stage's output ``(T, B, C, h, w)`` as the next stage should see it."""
+
+
 class SNNState(NamedTuple):
     """Membrane state of every LIF cell, in :meth:`SpikingResNet.cells` order, and the motion
     detectors' memory (``None`` without them)."""
@@ -286,11 +290,16 @@ class SpikingResNet(nn.Module):
         return convs
 
     def forward_sequence(
-        self, x: torch.Tensor, state: SNNState | None = None
+        self,
+        x: torch.Tensor,
+        state: SNNState | None = None,
+        fuse: StageFusion | None = None,
     ) -> tuple[tuple[torch.Tensor, ...], SNNState]:
         """Run ``x`` of shape ``(T, B, C, H, W)``; returns per-stage spikes ``(T, B, C_i, h, w)``.
 
         ``state=None`` starts every membrane at zero; the returned state continues the run.
+        ``fuse(stage, output)`` (1-based stage), when given, replaces each stage's output before
+        the next stage's neurons read it (in-line fusion).
         """
         if x.dim() != 5 or x.shape[2] != self.in_channels:
             raise ValueError(
@@ -316,6 +325,8 @@ class SpikingResNet(nn.Module):
                 new.extend([st1, st2])
                 if b == 0 and index > 0:
                     features.append(s1)
+            if fuse is not None:
+                r = fuse(index + 1, r)
         spikes, st = lif_sequence(self.lif_out, r, old[len(new)])
         new.append(st)
         features.append(spikes)
@@ -345,6 +356,7 @@ __all__ = [
     "SNNConfig",
     "SNNState",
     "SpikingResNet",
+    "StageFusion",
     "lif_sequence",
     "over_time",
 ]

@@ -234,6 +234,27 @@ def keyframe_input(message: Message, spec: InputSpec) -> Any:
     return torch.from_numpy(keyframe_tensor(message.arrays["frame"], size, "rgb"))[None]
 
 
+def ann_maps(message: Message, widths: tuple[int, ...]) -> list[Any]:
+    """A ``keyframe`` node's ``features`` message as the ANN's stage maps ``(1, C_i, h, w)``;
+    ValueError naming the message when a stage is missing or has other than ``widths[i]``
+    channels."""
+    import torch
+
+    maps = []
+    for i, width in enumerate(widths, start=1):
+        array = message.arrays.get(f"stage{i}")
+        if array is None or array.ndim != 3 or array.shape[0] != width:
+            shape = None if array is None else array.shape
+            raise ValueError(
+                f"{message.topic}: key-frame features stage{i} has shape {shape}; "
+                f"expected ({width}, h, w) from this checkpoint's ANN"
+            )
+        maps.append(
+            torch.tensor(array, dtype=torch.float32)[None]
+        )  # a copy: wire buffers are read-only
+    return maps
+
+
 class KeyframeAligner(Generic[C, S]):
     """Pairs each step with the context of its key frame, in step order.
 

@@ -42,6 +42,7 @@ from respike.nodes.inference import (
     PredictionPublisher,
     StepInputs,
     StepQueue,
+    ann_maps,
     black_keyframe,
     keyframe_input,
     load_model,
@@ -61,7 +62,9 @@ class ModelNode(Node):
 
     Inputs: ``steps`` takes ``residual`` messages (``arrays["residual"]`` (C, h, w) float32 at
     the model's SNN size) or ``events`` messages (``arrays["events"]`` with ``width``/``height``
-    in meta); ``keyframes`` takes ``frame`` messages (RGB uint8), needed in hybrid and ann mode.
+    in meta); ``keyframes`` takes ``frame`` messages (RGB uint8), needed in hybrid and ann mode,
+    or a ``keyframe`` node's ``features`` (the ANN on another host: how a checkpoint with in-line
+    fusion is split, the SNN and fusion here).
     """
 
     @dataclass(frozen=True)
@@ -206,7 +209,9 @@ class ModelNode(Node):
             self.model.step(torch.zeros(1, spec.snn_channels, *spec.snn_size), state)
 
     def on_message(self, port: str, message: Message) -> None:
-        if port == "keyframes":
+        if port == "keyframes" and message.kind == kinds.Features.KIND:
+            ready = self._remote_keyframe(message)
+        elif port == "keyframes":
             if self.model.config.mode == "snn":
                 return
             frame = keyframe_input(message, self.spec).to(self.params.device)
@@ -239,6 +244,16 @@ class ModelNode(Node):
                 errors.append(error)
         if errors:
             raise errors[0]
+
+    def _remote_keyframe(self, message: Message) -> list[tuple[Message, Any, bool]]:
+        """A key frame whose ANN ran on another host (a ``keyframe`` node's ``features``): its
+        context from the maps, paired with the steps that waited for it."""
+        meta = kinds.Features.read(message)
+        maps = [m.to(self.params.device) for m in ann_maps(message, self.model.config.ann.widths)]
+        with self._torch.no_grad(), self._energy.measure("context"):
+            context = self.model.context_from_features(maps)
+        kept = (context, meta.energy_pj + self._energy.last["context"], 1)
+        return self._aligner.add_context(meta.key_index, kept)
 
     def flush(self) -> None:
         """Run the waiting steps, at most ``batch`` at a time, and publish their predictions;

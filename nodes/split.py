@@ -2,6 +2,9 @@
 different hosts (the neuromorphic + edge split). Together they give the `model` node's
 predictions: the fusion node pairs steps and key frames with the same aligner and runs the same
 fusion and head on the features the other two send.
+
+A checkpoint with in-line fusion cannot be cut there (its SNN reads the key frame's context
+inside every step): the SNN host runs a `model` node fed by the `keyframe` node's features.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from respike.nodes.inference import (
     RuntimeParams,
     StepInputs,
     StepQueue,
+    ann_maps,
     black_keyframe,
     keyframe_input,
     load_model,
@@ -38,6 +42,12 @@ class _CheckpointNode(Node):
 
         self._torch = torch
         self.model, self.classes, self.spec = load_model(self.params)
+        if self.model.inline and self.kind != "keyframe":
+            raise ValueError(
+                f"checkpoint {self.params.checkpoint!r} fuses in line (its SNN reads the key "
+                "frame's features), so its SNN and fusion cannot run apart: run a `model` node "
+                "with a `keyframe` node's features on its keyframes input"
+            )
         self._energy = EnergyMeter(self.model, self.params.energy_every, spike_driven=spike_driven)
 
     def _features(
@@ -155,10 +165,8 @@ class FusionNode(_CheckpointNode):
     def on_message(self, port: str, message: Message) -> None:
         torch = self._torch
         if port == "keyframes":
-            maps = [
-                torch.tensor(message.arrays[f"stage{i}"])[None].to(self.params.device)
-                for i in range(1, 5)
-            ]
+            widths = self.model.config.ann.widths
+            maps = [m.to(self.params.device) for m in ann_maps(message, widths)]
             with torch.no_grad(), self._energy.measure("context"):
                 context = self.model.context_from_features(maps)
             features = kinds.Features.read(message)

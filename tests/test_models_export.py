@@ -206,10 +206,10 @@ def test_a_quantized_snn_exports_its_weights_and_says_what_nir_cannot_hold(
     torch.manual_seed(0)
     model = get_model("respike_tiny", num_classes=2).eval()
     float_ckpt = save_checkpoint(tmp_path / "float.pt", model, ["a", "b"])
-    assert nir_coverage(float_ckpt) == []
+    assert [note.split(":")[0] for note in nir_coverage(float_ckpt)] == ["late fusion"]
     low = quantized(model, weight_bits=8, membrane_bits=4)
     ckpt = save_checkpoint(tmp_path / "low.pt", low, ["a", "b"])
-    notes = nir_coverage(ckpt)
+    notes = nir_coverage(ckpt)[1:]
     assert len(notes) == 2 and "8-bit" in notes[0] and "4-bit membrane levels" in notes[1]
     graph = nir.read(str(export_nir(ckpt, tmp_path / "low.nir")))
     weights = [n for n in graph.nodes.values() if isinstance(n, nir.Conv2d)]
@@ -218,3 +218,38 @@ def test_a_quantized_snn_exports_its_weights_and_says_what_nir_cannot_hold(
     ]
     assert max(per_channel) <= 128, "at most 128 magnitudes a channel: 8-bit integers times a scale"
     assert max(per_channel) > 16, "not rounded coarser than asked"
+
+
+def test_inline_fusion_exports_the_snn_up_to_its_first_fused_stage(tmp_path: Path) -> None:
+    """The graph ends at the output current the host fuses; its steps match the model's."""
+    from respike.models import FusionConfig
+    from respike.models.export import nir_coverage
+
+    torch.manual_seed(0)
+    fusion = FusionConfig(stages=(3, 4), head_dim=8, placement="inline")
+    model = excited(get_model("respike_tiny", num_classes=2, fusion=fusion)).double()
+    assert model.snn is not None and model.ann is not None
+    ckpt = save_checkpoint(tmp_path / "inline.pt", model.float(), ["a", "b"])
+    (note,) = nir_coverage(ckpt)
+    assert note.startswith("in-line fusion: the graph is the stem and stages 1-3")
+    graph = nir.read(str(export_nir(ckpt, tmp_path / "inline.nir")))
+    assert not any(name.startswith("stage4") or name == "lif_out" for name in graph.nodes)
+    module = nir_to_torch(graph, dt=model.config.input_spec.time_bin_us * 1e-6)
+    context = model.encode_keyframe(torch.randn(1, 3, 32, 32))
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(4, 1, 2, 32, 32, generator=gen) < 0.3).float()
+    seen: list[torch.Tensor] = []
+
+    def keep(stage: int, output: torch.Tensor) -> torch.Tensor:
+        if stage == 3:
+            seen.append(output[0])
+        return output
+
+    state, snn_state = None, None
+    with torch.no_grad():
+        for t in range(4):
+            out, state = module(x[t], state)
+            _, snn_state = model.snn.forward_sequence(x[t : t + 1], snn_state, keep)
+            torch.testing.assert_close(out, seen[-1], rtol=1e-5, atol=1e-5)
+    assert any(float(s.abs().sum()) > 0 for s in seen), "stage 3 must carry current"
+    assert model.inline and context.kv, "the model fuses in line"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from respike.models import Clip, HybridReSpike, get_model, measure_energy
+from respike.models import Clip, FusionConfig, HybridReSpike, ModelConfig, get_model, measure_energy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,10 +52,22 @@ def stream(model: HybridReSpike, clip: Clip) -> torch.Tensor:
     return torch.cat(per_sample)
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "snn", "ann"])
+INLINE = FusionConfig(stages=(2, 3, 4), head_dim=8, placement="inline")
+
+
+def inline_model(num_classes: int = 4) -> HybridReSpike:
+    """``respike_tiny`` with ReSpike's in-line fusion, excited."""
+    return excited(get_model("respike_tiny", num_classes=num_classes, fusion=INLINE))
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "snn", "ann", "inline"])
 def test_step_equals_forward(mode: str) -> None:
     torch.manual_seed(0)
-    model = excited(get_model("respike_tiny", num_classes=5, mode=mode))
+    model = (
+        inline_model(5)
+        if mode == "inline"
+        else excited(get_model("respike_tiny", num_classes=5, mode=mode))
+    )
     clip = make_clip(model)
     with torch.no_grad():
         out = model(clip)
@@ -109,14 +121,19 @@ def test_modes_are_one_code_path() -> None:
     torch.testing.assert_close(parts, total, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "snn"])
+@pytest.mark.parametrize("mode", ["hybrid", "snn", "inline"])
 def test_steps_across_segments_equal_step_by_step(mode: str) -> None:
-    """One SNN pass over steps spanning key frames gives the streaming logits and state."""
+    """Steps spanning key frames (one SNN pass, or a pass per segment with in-line fusion)
+    give the streaming logits and state."""
     torch.manual_seed(0)
-    model = excited(get_model("respike_tiny", num_classes=4, mode=mode))
+    model = (
+        inline_model()
+        if mode == "inline"
+        else excited(get_model("respike_tiny", num_classes=4, mode=mode))
+    )
     clip = make_clip(model, batch=1, segments=3)
     k = model.keyframe_interval
-    frames = clip.keyframes[:, :, None] if mode == "hybrid" else [[None] * 3]
+    frames = clip.keyframes[:, :, None] if mode != "snn" else [[None] * 3]
     contexts = [model.encode_keyframe(f) for f in frames[0]]
     with torch.no_grad():
         expected = stream(model, clip)
@@ -270,6 +287,33 @@ def test_compiled_step_matches_eager() -> None:
     torch.testing.assert_close(torch.stack([a, b], 1), eager, rtol=1e-5, atol=1e-6)
     reference = measure_energy(model, Clip(clip.keyframes.float(), clip.steps.float()))
     assert counted == reference, "energy counting must step eagerly even when compiled"
+
+
+def test_inline_fusion_feeds_the_snn_and_late_fusion_does_not() -> None:
+    """In line, the key frame changes what the SNN's later stages spike; late, never."""
+    torch.manual_seed(0)
+    clip = None
+    for placement in ("late", "inline"):
+        fusion = FusionConfig(stages=(2, 3, 4), head_dim=8, placement=placement)
+        model = excited(get_model("respike_tiny", num_classes=3, fusion=fusion))
+        assert model.inline == (placement == "inline")
+        clip = clip or make_clip(model, batch=1, segments=2)
+        a, b = (model.encode_keyframe(clip.keyframes[:, s]) for s in range(2))
+        x = clip.steps[:, :2].transpose(0, 1)
+        with torch.no_grad():
+            (first, _), (second, _) = model._snn(x, None, a), model._snn(x, None, b)
+        changed = [not torch.equal(f, g) for f, g in zip(first, second, strict=True)]
+        assert changed == ([False, True, True, True] if placement == "inline" else [False] * 4)
+
+
+def test_fusion_placement_is_checked_and_old_configs_load_as_late() -> None:
+    config = get_model("respike_tiny", num_classes=3).config.to_dict()
+    del config["fusion"]["placement"]  # as checkpoints before in-line fusion wrote it
+    assert ModelConfig.from_dict(config).fusion.placement == "late"
+    with pytest.raises(ValueError, match="fusion placement must be one of late, inline"):
+        FusionConfig(placement="early")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="in-line fusion feeds the SNN"):
+        ModelConfig(num_classes=3, fusion=INLINE, head_fused=False)
 
 
 def test_split_nodes_give_the_same_logits() -> None:

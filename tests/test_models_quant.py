@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from respike.models import get_model, measure_energy
+from respike.models import FusionConfig, get_model, measure_energy
 from respike.models.checkpoint import load_checkpoint, save_checkpoint
 from respike.models.neurons import LIFConfig
 from respike.models.quant import default_floor, quantize_membrane, quantize_weights_, quantized
@@ -38,11 +38,15 @@ def test_weights_become_integers_times_a_scale_per_output_channel() -> None:
     assert integers.abs().max() <= 127 + 1e-4
 
 
-@pytest.mark.parametrize(("weight_bits", "membrane_bits"), [(8, 8), (8, 4), (None, 4)])
+@pytest.mark.parametrize(
+    ("weight_bits", "membrane_bits", "placement"),
+    [(8, 8, "late"), (8, 4, "late"), (None, 4, "late"), (8, 4, "inline")],
+)
 def test_a_quantized_model_streams_as_it_runs_on_clips(
-    weight_bits: int | None, membrane_bits: int | None, tmp_path: Path
+    weight_bits: int | None, membrane_bits: int | None, placement: str, tmp_path: Path
 ) -> None:
-    model = excited(get_model("respike_tiny", num_classes=5))
+    fusion = FusionConfig(stages=(2, 3, 4), head_dim=8, placement=placement)  # type: ignore[arg-type]
+    model = excited(get_model("respike_tiny", num_classes=5, fusion=fusion))
     clip = make_clip(model, batch=1, segments=3)
     low = quantized(
         model,

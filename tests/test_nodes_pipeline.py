@@ -174,7 +174,19 @@ def test_shipped_pipelines_feed_their_model_what_its_checkpoint_was_trained_on()
                     f"{path.name}: residual node {node.name!r} does not fit {consumer.name!r}"
                 )
                 checked += 1
-    assert checked >= 4, "demo, video, webcam and split-hosts each feed a model residuals"
+    assert checked >= 5, "demo, video, webcam and both split-hosts each feed a model residuals"
+
+
+def test_shipped_pipelines_split_a_model_only_where_its_fusion_allows() -> None:
+    """An `snn` or `fusion` node cannot run a checkpoint whose fusion feeds its SNN (in line)."""
+    from respike.models.checkpoint import load_checkpoint
+
+    folder = Path(__file__).resolve().parents[1] / "pipelines"
+    for path in sorted(folder.glob("*.toml")):
+        for node in load_pipeline(path).nodes:
+            if node.kind in ("snn", "fusion"):
+                model = load_checkpoint(resolve_checkpoint(node.params.checkpoint)).model
+                assert not model.inline, f"{path.name}: {node.name} cannot run an in-line model"
 
 
 def test_residual_settings_beside_a_checkpoint_must_agree_with_it() -> None:

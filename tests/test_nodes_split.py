@@ -90,3 +90,71 @@ def test_split_nodes_predict_what_the_model_node_predicts(
             assert b.meta["energy_uj"] == pytest.approx(a.meta["energy_uj"], rel=1e-6)
     assert got[0].meta["truth"] == "wave"
     assert {"snn", "fusion", "residual"} <= set(got[0].meta["latency_ms"])
+
+
+def test_an_inline_checkpoint_splits_as_a_model_node_fed_by_keyframe_features(
+    tmp_path: Path,
+) -> None:
+    """In-line fusion: the SNN reads the key frame's context, so the SNN host runs a `model`
+    node on the `keyframe` node's features; it predicts what a `model` node on frames does."""
+    import torch
+
+    from respike.models import FusionConfig, get_model
+    from respike.models.checkpoint import save_checkpoint
+    from respike.models.hybrid import InputSpec
+
+    torch.manual_seed(0)
+    spec = InputSpec(
+        snn_size=(32, 32),
+        snn_input="residual",
+        snn_channels=1,
+        keyframe_size=(32, 32),
+        keyframe_interval=2,
+    )
+    fusion = FusionConfig(stages=(2, 3, 4), head_dim=8, placement="inline")
+    model = get_model("respike_tiny", num_classes=3, input_spec=spec, fusion=fusion)
+    with torch.no_grad():
+        for block in model.fusion.values():  # fusion that changes what the SNN sees
+            block.proj_out.weight.normal_(0.0, 0.5)
+    checkpoint = tmp_path / "inline.pt"
+    save_checkpoint(checkpoint, model, ("wave", "clap", "none"))
+    frames = render_clip(
+        "right_hand_wave", seed=5, num_frames=8, config=SceneConfig(width=64, height=48)
+    )
+    stream = residual_stream(frames)
+    params = ModelNode.Params(
+        checkpoint=str(checkpoint),
+        alpha=1.0,
+        enter=0.0,
+        margin=0.0,
+        threshold=0.0,
+        energy_every=1,
+        keyframe_gap=1,
+        idle_below=-1.0,
+    )
+    single = MockIO(ModelNode, "model", params)
+    ann = MockIO(KeyframeNode, "ann", KeyframeNode.Params(checkpoint=str(checkpoint)))
+    apart = MockIO(ModelNode, "snn-host", params)
+    for port, message in stream:
+        if port == "keyframes":
+            single.send("keyframes", message)
+            ann.send("keyframes", message)
+            apart.send("keyframes", wire(ann.outputs[-1][1]))
+        else:
+            single.send("steps", message)
+            apart.send("steps", message)
+    expected = [m for _, m in single.outputs]
+    got = [m for _, m in apart.outputs]
+    assert len(got) == len(expected) == 8
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(b.arrays["probs"], a.arrays["probs"], rtol=1e-5, atol=1e-6)
+    for kind in (SnnNode, FusionNode):
+        with pytest.raises(ValueError, match="fuses in line"):
+            MockIO(kind, kind.__name__, kind.Params(checkpoint=str(checkpoint)))
+
+
+def test_keyframe_features_of_another_checkpoint_are_named(checkpoints: dict[str, Path]) -> None:
+    node = MockIO(ModelNode, "model", ModelNode.Params(checkpoint=str(checkpoints["residual"])))
+    bad = Message("ann/features", "features", 1, {"stage1": np.zeros((3, 8, 8), np.float32)}, {})
+    with pytest.raises(ValueError, match=r"stage1 has shape \(3, 8, 8\); expected \(8, h, w\)"):
+        node.node.on_message("keyframes", bad)
