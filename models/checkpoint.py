@@ -228,6 +228,22 @@ def resolve_checkpoint(name_or_path: str | PathLike[str]) -> Path:
     )
 
 
+def teach_base(name_or_path: str | PathLike[str]) -> str:
+    """The checkpoint teach mode teaches on for a pipeline running ``name_or_path``: itself,
+    unless it fuses in line (teach mode reads the SNN's spikes before fusion), then its shipped
+    late-fusion sibling ``NAME-late`` (``actions`` -> ``actions-late``). Read without torch."""
+    config = read_checkpoint_info(resolve_checkpoint(name_or_path)).config
+    if config.get("mode") != "hybrid" or config["fusion"].get("placement") != "inline":
+        return str(name_or_path)
+    sibling = f"{Path(name_or_path).stem}-late"
+    if not (SHIPPED_DIR / f"{sibling}.pt").is_file():
+        raise CheckpointError(
+            f"{name_or_path}: fuses in line, so teach mode cannot read its SNN alone, and "
+            f"there is no shipped {sibling}; give a late-fusion base"
+        )
+    return sibling
+
+
 def load_checkpoint(
     path: str | PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> Checkpoint:
@@ -272,4 +288,5 @@ __all__ = [
     "read_checkpoint_info",
     "resolve_checkpoint",
     "save_checkpoint",
+    "teach_base",
 ]

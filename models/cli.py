@@ -680,9 +680,9 @@ def add_teach_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``respike teach --source VIDEO --segment LABEL=START:END ... --out PATH``."""
     parser.add_argument(
         "--base",
-        default="actions",
+        default="actions-late",
         help="the network to teach on: a shipped name or a checkpoint, a taught one to add to "
-        "or remove from (default actions)",
+        "or remove from (default actions-late: teach mode needs late fusion)",
     )
     parser.add_argument(
         "--source",

@@ -92,6 +92,12 @@ def teachable(model: HybridReSpike, settings: TeachSettings | None = None) -> Hy
     windowed head (a taught one) is returned as it is."""
     if model.config.head_window or model.config.mode == "ann":
         return model
+    if model.inline:
+        raise ValueError(
+            "teach mode reads the SNN's spikes before fusion, but this base fuses in line (the "
+            "key frame reaches its SNN's later stages): teach on a late-fusion base such as "
+            "actions-late"
+        )
     settings = settings or TeachSettings()
     snn = model.config.snn
     stages = tuple(s for s in settings.grid_stages if s < len(snn.widths))

@@ -141,7 +141,10 @@ def demo_pipeline(
         models = [n for n in nodes if n.kind == "model"]
         if not viewer or not models:
             raise ValueError("--teach needs the viewer (its Teach panel) and a model node")
+        from respike.models.checkpoint import teach_base
+
         base = teach if Path(teach).is_file() else checkpoint or models[0].params.checkpoint
+        base = teach_base(base)
         for node in nodes:
             if node.kind == "viewer":
                 overrides.setdefault(node.name, {}).update(teach=teach, teach_base=base)

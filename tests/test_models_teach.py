@@ -88,7 +88,7 @@ def fake(label: str, n: int = 20, offset: float = 0.0, dims: int = 8) -> Example
 
 
 def test_teach_refuses_examples_that_cannot_make_a_model() -> None:
-    base = load_checkpoint(resolve_checkpoint("actions"))
+    base = load_checkpoint(resolve_checkpoint("actions-late"))
     with pytest.raises(ValueError, match="no examples recorded"):
         teach(base, [])
     with pytest.raises(ValueError, match="only background"):
@@ -111,7 +111,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_taught_model_tells_the_taught_actions_and_no_action_on_new_footage(
     videos: dict[str, Path], one_torch_thread: None
 ) -> None:
-    base = load_checkpoint(resolve_checkpoint("actions"))
+    base = load_checkpoint(resolve_checkpoint("actions-late"))
     segments = [Segment.parse(s) for s in SEGMENTS]
     examples = video_examples(teachable(base.model), videos["teach"], segments)
     assert [e.label for e in examples] == [
@@ -135,7 +135,7 @@ def test_taught_model_tells_the_taught_actions_and_no_action_on_new_footage(
 
 
 def test_a_segment_past_the_end_of_the_video_is_an_error(videos: dict[str, Path]) -> None:
-    base = load_checkpoint(resolve_checkpoint("actions"))
+    base = load_checkpoint(resolve_checkpoint("actions-late"))
     with pytest.raises(ValueError, match=r"ends at 12.00 s, inside segment clap=8.0:13.0"):
         video_examples(teachable(base.model), videos["teach"], [Segment.parse("clap=8:13")])
 
@@ -190,7 +190,7 @@ def test_teach_cli_adds_removes_and_refuses_without_losing_a_file(
     less = load_checkpoint(tmp_path / "less.pt")
     assert less.class_names == ("wave",)
     assert {e.label for e in stored_examples(less)} == {"wave", "background"}
-    assert less.extra["teach"]["base"] == "actions"
+    assert less.extra["teach"]["base"] == "actions-late"
 
     (tmp_path / "labels.csv").write_text(
         f"file,label,start,end\n{videos['teach']},wave,0,4\n{videos['teach']},idle,4,8\n"
@@ -303,3 +303,16 @@ def test_an_event_recording_teaches_an_event_base_and_not_a_frame_base(
     assert refused.returncode == 2
     assert "holds events; this base takes residual frames" in refused.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_teach_mode_teaches_an_inline_model_on_its_late_sibling() -> None:
+    """Taught heads read the SNN's spikes before fusion, which in-line fusion does not have."""
+    from respike.models import FusionConfig, get_model
+    from respike.models.checkpoint import teach_base
+
+    assert teach_base("actions") == "actions-late", "the shipped actions fuses in line"
+    assert teach_base("actions-late") == "actions-late"
+    assert teach_base("gestures-dvs") == "gestures-dvs"
+    inline = FusionConfig(stages=(2, 3, 4), head_dim=8, placement="inline")
+    with pytest.raises(ValueError, match="teach on a late-fusion base such as actions-late"):
+        teachable(get_model("respike_tiny", num_classes=3, fusion=inline))

@@ -113,7 +113,7 @@ def wait_idle(teacher: Teacher, timeout: float = 60) -> dict:
 
 
 def test_the_teacher_refuses_bad_requests_and_says_why_a_fit_fails(tmp_path: Path) -> None:
-    teacher = Teacher("actions", tmp_path / "mine.pt")
+    teacher = Teacher("actions-late", tmp_path / "mine.pt")
     try:
         with pytest.raises(ValueError, match="name the action"):
             teacher.record("  ")
@@ -146,7 +146,7 @@ def test_the_panel_does_not_replace_a_checkpoint_it_did_not_teach(tmp_path: Path
     out = tmp_path / "trained.pt"
     shutil.copy(resolve_checkpoint("nmnist"), out)  # a checkpoint, but not a taught one
     before = out.read_bytes()
-    teacher = Teacher("actions", out)
+    teacher = Teacher("actions-late", out)
     try:
         teacher.record("wave", count=1, seconds=0.5, countdown=0)
         frames = render_clip("right_hand_wave", 3, 60, SceneConfig(width=160, height=120))

@@ -47,7 +47,9 @@ class ViewerNode(Node):
         teach: str = param(
             "", "a Teach panel on the page writes the taught checkpoint here (empty: no panel)"
         )
-        teach_base: str = param("actions", "the network the Teach panel teaches on")
+        teach_base: str = param(
+            "actions-late", "the network the Teach panel teaches on (late fusion)"
+        )
 
         def __post_init__(self) -> None:
             if not 0 <= self.port <= 65535:

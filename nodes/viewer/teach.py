@@ -243,7 +243,7 @@ class Teacher:
         if takes != got:
             raise ValueError(
                 f"{self.base_name} takes {takes} but the viewer received {got}; teach a base "
-                f"for this source ({'gestures-dvs' if got == 'events' else 'actions'})"
+                f"for this source ({'gestures-dvs' if got == 'events' else 'actions-late'})"
             )
         source = f"viewer {time.strftime('%H:%M:%S')}"
         if window.events is not None:
