@@ -459,7 +459,8 @@ class HybridReSpike(nn.Module):
         ``features`` are the SNN's per-stage spikes, time-major ``(T, B, C_i, h_i, w_i)`` (a
         split ``fusion`` node adds ``T = 1`` to what the ``snn`` node sends); ``None`` in ``ann``
         mode, where ``steps`` gives ``T``. ``head`` carries the segment's running feature sum.
-        With an open-set rule the logits are its log-probabilities (classes, then no action).
+        With in-line fusion the SNN fused them already, and only the head runs here. With an
+        open-set rule the logits are its log-probabilities (classes, then no action).
         """
         out = self.fuse_with_stats(features, context, head, steps=steps)
         return out.logits, out.head

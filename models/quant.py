@@ -72,9 +72,10 @@ def calibrate_floors(
     model: HybridReSpike, quantized_model: HybridReSpike, clips: Iterable[Any], quantile: float
 ) -> dict[str, float]:
     """Run the float ``model``'s SNN on ``clips`` (``(keyframes, steps)`` batches; the SNN
-    reads the key frames only with in-line fusion), take the ``quantile`` of each LIF cell's membranes after
-    its steps (up to 20,000 a call, drawn with a fixed seed), and make it that cell's floor in
-    ``quantized_model`` (never above its default floor). Returns the floors by cell name."""
+    reads the key frames only with in-line fusion), take the ``quantile`` of each LIF cell's
+    membranes after its steps (up to 20,000 a call, drawn with a fixed seed), and make it that
+    cell's floor in ``quantized_model`` (never above its default floor). Returns the floors by
+    cell name."""
     from norse.torch.module.lif_box import LIFBoxCell
 
     if not 0.0 <= quantile < 0.5:

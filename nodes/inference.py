@@ -249,9 +249,8 @@ def ann_maps(message: Message, widths: tuple[int, ...]) -> list[Any]:
                 f"{message.topic}: key-frame features stage{i} has shape {shape}; "
                 f"expected ({width}, h, w) from this checkpoint's ANN"
             )
-        maps.append(
-            torch.tensor(array, dtype=torch.float32)[None]
-        )  # a copy: wire buffers are read-only
+        # torch.tensor copies: a received message's buffers are read-only
+        maps.append(torch.tensor(array, dtype=torch.float32)[None])
     return maps
 
 
