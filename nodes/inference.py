@@ -9,6 +9,7 @@ step and each key frame with ``key_index`` (the residual node's frame count at t
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import numpy as np
 
 from respike.events.inputs import InputSpec
+from respike.models.adaptive import AdaptiveSettings
 from respike.nodes.base import Node, param
 from respike.nodes.rolling import RollingState, Smoothing, roll
 from respike.stream import kinds
@@ -33,7 +35,8 @@ class RuntimeParams:
     """Parameters of every node that runs a checkpoint."""
 
     checkpoint: str = param(
-        "actions", "checkpoint path or shipped name (actions, gestures-dvs, nmnist)"
+        "actions",
+        "checkpoint path or shipped name (actions, actions-late, gestures-dvs, nmnist)",
     )
     threads: int = param(1, "torch CPU threads")
     device: str = param("cpu", "torch device (cpu, cuda)")
@@ -61,6 +64,39 @@ class BatchParams(RuntimeParams):
         super().__post_init__()
         if self.batch < 1:
             raise ValueError("batch must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class IdleParams:
+    """How a node that steps the SNN idles on a still scene (:class:`AdaptiveSettings`)."""
+
+    idle_below: float = param(
+        AdaptiveSettings.idle_below,
+        "inputs within this of zero are still, and key frames within a quarter of it "
+        "on average (negative: never idle)",
+    )
+    idle_after: int = param(AdaptiveSettings.idle_after, "still steps before the node idles")
+
+
+@dataclass(frozen=True)
+class KeyframeParams:
+    """When a node runs the ANN on a key frame (:class:`AdaptiveSettings`)."""
+
+    keyframe_gap: int = param(
+        AdaptiveSettings.keyframe_gap,
+        "most segments between two ANN passes (1: a pass on every key frame not still)",
+    )
+    keyframe_change: float = param(
+        AdaptiveSettings.keyframe_change,
+        "mean change of a key frame (0-1 units) that calls for an ANN pass",
+    )
+
+
+def adaptive_settings(params: object) -> AdaptiveSettings:
+    """The :class:`AdaptiveSettings` of a node's parameters: those it has, the defaults for the
+    rest (a ``keyframe`` node has no prediction, so no confidence to read)."""
+    names = (f.name for f in dataclasses.fields(AdaptiveSettings))
+    return AdaptiveSettings(**{n: getattr(params, n) for n in names if hasattr(params, n)})
 
 
 class StepQueue(Generic[Q]):

@@ -37,11 +37,14 @@ from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     BatchParams,
     CheckpointWatch,
+    IdleParams,
     KeyframeAligner,
+    KeyframeParams,
     PredictionParams,
     PredictionPublisher,
     StepInputs,
     StepQueue,
+    adaptive_settings,
     ann_maps,
     black_keyframe,
     keyframe_input,
@@ -68,7 +71,7 @@ class ModelNode(Node):
     """
 
     @dataclass(frozen=True)
-    class Params(PredictionParams, BatchParams):
+    class Params(PredictionParams, BatchParams, IdleParams, KeyframeParams):
         compile: bool = param(False, "torch.compile the step (costs seconds at start)")
         compiled_step: str = param(
             "auto",
@@ -82,20 +85,6 @@ class ModelNode(Node):
         watch: str = param(
             "", "switch to this checkpoint file whenever it is written (the viewer's Teach panel)"
         )
-        idle_below: float = param(
-            AdaptiveSettings.idle_below,
-            "inputs within this of zero are still, and key frames within a quarter of it "
-            "on average (negative: never idle)",
-        )
-        idle_after: int = param(AdaptiveSettings.idle_after, "still steps before the node idles")
-        keyframe_gap: int = param(
-            AdaptiveSettings.keyframe_gap,
-            "most segments between two ANN passes (1: a pass on every key frame not still)",
-        )
-        keyframe_change: float = param(
-            AdaptiveSettings.keyframe_change,
-            "mean change of a key frame (0-1 units) that calls for an ANN pass",
-        )
         keyframe_confidence: float = param(
             AdaptiveSettings.keyframe_confidence,
             "a prediction less confident than this calls for an ANN pass",
@@ -103,12 +92,7 @@ class ModelNode(Node):
 
         def __post_init__(self) -> None:
             super().__post_init__()
-            self.adaptive()
-
-        def adaptive(self) -> AdaptiveSettings:
-            """The parameters of :class:`AdaptiveSettings`' names, as its settings."""
-            names = (f.name for f in dataclasses.fields(AdaptiveSettings))
-            return AdaptiveSettings(**{name: getattr(self, name) for name in names})
+            adaptive_settings(self)
 
     inputs = ("steps", "keyframes")
     optional_inputs = frozenset({"keyframes"})
@@ -159,9 +143,10 @@ class ModelNode(Node):
         self._energy = EnergyMeter(self.model, self.params.energy_every)
         self._pending: StepQueue[_Ready] = StepQueue(self._batch, lambda item: len(item.steps))
         self._state: Any = None
-        self._gate = IdleGate(self.params.adaptive())
-        self._keyframes = KeyframePolicy(self.params.adaptive())
+        self._gate = IdleGate(adaptive_settings(self.params))
+        self._keyframes = KeyframePolicy(adaptive_settings(self.params))
         self._last_probs: np.ndarray | None = None
+        self._remote: Any = None  # the last context from a keyframe node's features
         if self.model.config.mode == "snn":  # no key frames: one empty context for every step
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0, 0))
 
@@ -249,10 +234,16 @@ class ModelNode(Node):
         """A key frame whose ANN ran on another host (a ``keyframe`` node's ``features``): its
         context from the maps, paired with the steps that waited for it."""
         meta = kinds.Features.read(message)
-        maps = [m.to(self.params.device) for m in ann_maps(message, self.model.config.ann.widths)]
-        with self._torch.no_grad(), self._energy.measure("context"):
-            context = self.model.context_from_features(maps)
-        kept = (context, meta.energy_pj + self._energy.last["context"], 1)
+        if meta.skipped:  # the keyframe node reused its last pass
+            if self._remote is None:
+                raise ValueError(f"{message.topic}: a skipped key frame before any computed one")
+            kept = (self._remote, 0.0, 0)
+        else:
+            widths = self.model.config.ann.widths
+            maps = [m.to(self.params.device) for m in ann_maps(message, widths)]
+            with self._torch.no_grad(), self._energy.measure("context"):
+                self._remote = self.model.context_from_features(maps)
+            kept = (self._remote, meta.energy_pj + self._energy.last["context"], 1)
         return self._aligner.add_context(meta.key_index, kept)
 
     def flush(self) -> None:

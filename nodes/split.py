@@ -3,6 +3,12 @@ different hosts (the neuromorphic + edge split). Together they give the `model` 
 predictions: the fusion node pairs steps and key frames with the same aligner and runs the same
 fusion and head on the features the other two send.
 
+They follow the scene as the `model` node does (:mod:`respike.models.adaptive`): the `snn`
+node holds still steps after ``idle_after`` and the `keyframe` node reuses key frames that did
+not call for a pass; each sends a ``skipped`` features message instead, and the `fusion` node
+repeats its last prediction or context. The `keyframe` node has no prediction to read, so only
+change and ``keyframe_gap`` call for its passes (the `model` node also reads confidence).
+
 A checkpoint with in-line fusion cannot be cut there (its SNN reads the key frame's context
 inside every step): the SNN host runs a `model` node fed by the `keyframe` node's features.
 """
@@ -10,19 +16,24 @@ inside every step): the SNN host runs a `model` node fed by the `keyframe` node'
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from respike.nodes.base import Node, register
+from respike.models.adaptive import AdaptiveSettings, IdleGate, KeyframePolicy
+from respike.nodes.base import Node, param, register
 from respike.nodes.inference import (
     BatchParams,
+    IdleParams,
     KeyframeAligner,
+    KeyframeParams,
     PredictionParams,
     PredictionPublisher,
     RuntimeParams,
     StepInputs,
     StepQueue,
+    adaptive_settings,
     ann_maps,
     black_keyframe,
     keyframe_input,
@@ -51,13 +62,21 @@ class _CheckpointNode(Node):
         self._energy = EnergyMeter(self.model, self.params.energy_every, spike_driven=spike_driven)
 
     def _features(
-        self, meta: kinds.Frame | kinds.Step, stage_ms: float, energy_pj: float
+        self,
+        meta: kinds.Frame | kinds.Step,
+        stage_ms: float,
+        energy_pj: float,
+        skipped: bool = False,
     ) -> kinds.Features:
         """The meta of features made from a message with ``meta``: its origin and key index
         carried on, this stage's time added to its latencies."""
         latency = {**(getattr(meta, "latency_ms", None) or {}), self.kind: round(stage_ms, 3)}
         return kinds.Features(
-            **meta.origin(), key_index=meta.key_index, energy_pj=energy_pj, latency_ms=latency
+            **meta.origin(),
+            key_index=meta.key_index,
+            energy_pj=energy_pj,
+            latency_ms=latency,
+            skipped=skipped,
         )
 
 
@@ -66,10 +85,13 @@ class SnnNode(_CheckpointNode):
     """Steps the checkpoint's SNN on residual/event messages; publishes per-stage spikes.
 
     ``features`` carries ``stage1``..``stage4`` as uint8 spikes ``(T, C, h, w)`` and the spike
-    ACs of the steps as ``energy_pj``.
+    ACs of the steps as ``energy_pj``; a held still step sends ``skipped`` features instead.
     """
 
-    Params = BatchParams
+    @dataclass(frozen=True)
+    class Params(BatchParams, IdleParams):
+        pass
+
     inputs = ("steps",)
     outputs = ("features",)
 
@@ -85,14 +107,30 @@ class SnnNode(_CheckpointNode):
             self.params.batch, lambda item: len(item[1])
         )
         self._state: Any = None
+        self._gate = IdleGate(adaptive_settings(self.params))
 
     def on_message(self, port: str, message: Message) -> None:
         self._pending.append((message, self._inputs(message)))
 
     def flush(self) -> None:
-        """Step the SNN over the waiting messages, at most ``batch`` steps per pass."""
+        """Step the SNN over the waiting messages, at most ``batch`` steps per pass; still steps
+        the idle gate holds are sent as ``skipped``."""
         for batch in self._pending.batches():
-            self._run(batch)
+            computed: list[tuple[Message, Any]] = []
+            for message, steps in batch:
+                if self._gate.admit(steps, None, False, self._state is not None)[0]:
+                    computed.append((message, steps))
+                    continue
+                if computed:
+                    self._run(computed)
+                    computed = []
+                meta = self._features(kinds.read_step(message), 0.0, 0.0, skipped=True)
+                self.publish("features", meta, message.t, {})
+            if computed:
+                self._run(computed)
+
+    def stats(self) -> dict[str, float]:
+        return {"held_steps": float(self._gate.held)}
 
     def _run(self, batch: list[tuple[Message, Any]]) -> None:
         torch = self._torch
@@ -118,9 +156,15 @@ class SnnNode(_CheckpointNode):
 
 @register("keyframe")
 class KeyframeNode(_CheckpointNode):
-    """Runs the checkpoint's key-frame ANN; publishes its four stage maps (float32) per key frame."""
+    """Runs the checkpoint's key-frame ANN; publishes its four stage maps (float32) per key frame,
+    or ``skipped`` features for a key frame that did not call for a pass."""
 
-    Params = RuntimeParams
+    @dataclass(frozen=True)
+    class Params(RuntimeParams, KeyframeParams):
+        idle_below: float = param(
+            AdaptiveSettings.idle_below, "key frames within a quarter of this on average are still"
+        )
+
     inputs = ("keyframes",)
     outputs = ("features",)
 
@@ -132,15 +176,28 @@ class KeyframeNode(_CheckpointNode):
             )
         with self._torch.no_grad():  # the first frame should not wait for imports
             self.model.ann(keyframe_input(black_keyframe(self.spec), self.spec))
+        self._policy = KeyframePolicy(adaptive_settings(self.params))
 
     def on_message(self, port: str, message: Message) -> None:
         begin = time.perf_counter()
+        frame = keyframe_input(message, self.spec).to(self.params.device)
+        if self._policy.lookup(frame) is not None:
+            meta = self._features(kinds.Frame.read(message), 0.0, 0.0, skipped=True)
+            self.publish("features", meta, message.t, {})
+            return
+        self._policy.keep(frame, True)  # the context itself lives in the fusion node
         with self._torch.no_grad(), self._energy.measure("ann"):
-            maps = self.model.ann(keyframe_input(message, self.spec).to(self.params.device))
+            maps = self.model.ann(frame)
         arrays = {f"stage{i}": m[0].float().cpu().numpy() for i, m in enumerate(maps, start=1)}
         stage_ms = (time.perf_counter() - begin) * 1000
         meta = self._features(kinds.Frame.read(message), stage_ms, self._energy.last["ann"])
         self.publish("features", meta, message.t, arrays)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "ann_passes": float(self._policy.passes),
+            "reused_keyframes": float(self._policy.reused),
+        }
 
 
 @register("fusion")
@@ -159,18 +216,28 @@ class FusionNode(_CheckpointNode):
         )
         self._aligner: KeyframeAligner[tuple[Any, float], Message] = KeyframeAligner()
         self._head: Any = None
+        self._context: Any = None
+        self._last_probs: Any = None
+        self._held_segment = False
+        self.held_steps = 0
         if self.model.config.mode == "snn":
             self._aligner.add_context(None, (self.model.encode_keyframe(None), 0.0))
 
     def on_message(self, port: str, message: Message) -> None:
         torch = self._torch
-        if port == "keyframes":
+        if port == "keyframes" and kinds.Features.read(message).skipped:
+            if self._context is None:
+                raise ValueError(f"{message.topic}: a skipped key frame before any computed one")
+            key_index = kinds.Features.read(message).key_index
+            ready = self._aligner.add_context(key_index, (self._context, 0.0))
+        elif port == "keyframes":
             widths = self.model.config.ann.widths
             maps = [m.to(self.params.device) for m in ann_maps(message, widths)]
             with torch.no_grad(), self._energy.measure("context"):
                 context = self.model.context_from_features(maps)
             features = kinds.Features.read(message)
             keyframe_pj = features.energy_pj + self._energy.last["context"]
+            self._context = context
             ready = self._aligner.add_context(features.key_index, (context, keyframe_pj))
         else:
             ready = self._aligner.add_step(kinds.Features.read(message).key_index, message)
@@ -178,6 +245,16 @@ class FusionNode(_CheckpointNode):
             self._fuse(step, context, keyframe_pj, new_segment)
 
     def _fuse(self, message: Message, context: Any, keyframe_pj: float, new_segment: bool) -> None:
+        """Fusion and head on one features message (its steps), or the last prediction again
+        for a held still step, whose new segment (if it starts one) begins on the next."""
+        if kinds.Features.read(message).skipped:
+            if self._last_probs is None:
+                raise ValueError(f"{message.topic}: a held step before any computed one")
+            self.held_steps += 1
+            self._held_segment = self._held_segment or new_segment
+            self._predictions.publish(message, self._last_probs, 0.0, 0.0, keyframe_pj, 0)
+            return
+        new_segment, self._held_segment = new_segment or self._held_segment, False
         torch = self._torch
         begin = time.perf_counter()
         features = [
@@ -191,6 +268,10 @@ class FusionNode(_CheckpointNode):
             )
         energy_pj = (kinds.Features.read(message).energy_pj + self._energy.last["fusion"]) / steps
         probs = torch.softmax(logits[-1, 0].float(), dim=0).cpu().numpy()
+        self._last_probs = probs
         self._predictions.publish(
-            message, probs, (time.perf_counter() - begin) * 1000, energy_pj, keyframe_pj
+            message, probs, (time.perf_counter() - begin) * 1000, energy_pj, keyframe_pj, steps
         )
+
+    def stats(self) -> dict[str, float]:
+        return {"held_steps": float(self.held_steps)}

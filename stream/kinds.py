@@ -166,6 +166,9 @@ class Features(Origin):
     energy_pj: float = 0.0
     """Energy of what made these features."""
     latency_ms: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
+    """The sender skipped the work for this input (a still step, a still key frame): no
+    arrays; the receiver repeats what it had (the last prediction, the last context)."""
 
 
 @dataclass(frozen=True)

@@ -53,14 +53,22 @@ def test_split_nodes_predict_what_the_model_node_predicts(
         "energy_every": 1,  # every step counted, so the energies compare exactly
     }
 
-    fixed = {"keyframe_gap": 1, "idle_below": -1.0}  # the split nodes do not follow the scene
+    fixed = {"keyframe_gap": 1, "idle_below": -1.0}  # every step and key frame computed
     single = MockIO(ModelNode, "model", ModelNode.Params(**params, **fixed))  # type: ignore[arg-type]
     for port, message in stream:
         single.send("keyframes" if port == "keyframes" else "steps", message)
 
-    snn = MockIO(SnnNode, "snn", SnnNode.Params(checkpoint=params["checkpoint"], energy_every=1))
+    snn = MockIO(
+        SnnNode,
+        "snn",
+        SnnNode.Params(checkpoint=params["checkpoint"], energy_every=1, idle_below=-1.0),
+    )
     ann = MockIO(
-        KeyframeNode, "ann", KeyframeNode.Params(checkpoint=params["checkpoint"], energy_every=1)
+        KeyframeNode,
+        "ann",
+        KeyframeNode.Params(
+            checkpoint=params["checkpoint"], energy_every=1, keyframe_gap=1, idle_below=-1.0
+        ),
     )
     for port, message in stream:
         if port == "keyframes":
@@ -133,7 +141,11 @@ def test_an_inline_checkpoint_splits_as_a_model_node_fed_by_keyframe_features(
         idle_below=-1.0,
     )
     single = MockIO(ModelNode, "model", params)
-    ann = MockIO(KeyframeNode, "ann", KeyframeNode.Params(checkpoint=str(checkpoint)))
+    ann = MockIO(
+        KeyframeNode,
+        "ann",
+        KeyframeNode.Params(checkpoint=str(checkpoint), keyframe_gap=1, idle_below=-1.0),
+    )
     apart = MockIO(ModelNode, "snn-host", params)
     for port, message in stream:
         if port == "keyframes":
@@ -158,3 +170,44 @@ def test_keyframe_features_of_another_checkpoint_are_named(checkpoints: dict[str
     bad = Message("ann/features", "features", 1, {"stage1": np.zeros((3, 8, 8), np.float32)}, {})
     with pytest.raises(ValueError, match=r"stage1 has shape \(3, 8, 8\); expected \(8, h, w\)"):
         node.node.on_message("keyframes", bad)
+
+
+def test_split_nodes_follow_a_still_scene_as_the_model_node_does(
+    checkpoints: dict[str, Path],
+) -> None:
+    """Still steps are held by the snn node and still key frames reused by the keyframe node
+    (sent as ``skipped`` features); the fusion node then predicts what the model node does."""
+    moving = render_clip(
+        "right_hand_wave", seed=5, num_frames=8, config=SceneConfig(width=64, height=48)
+    )
+    frames = np.concatenate([np.repeat(moving[:1], 12, axis=0), moving])
+    stream = residual_stream(frames)
+    checkpoint = str(checkpoints["residual"])
+    rolling = {"alpha": 1.0, "enter": 0.0, "margin": 0.0, "threshold": 0.0}
+    adaptive = {"idle_after": 4, "keyframe_gap": 1}  # passes on change only: no confidence
+    single = MockIO(
+        ModelNode, "model", ModelNode.Params(checkpoint=checkpoint, **rolling, **adaptive)
+    )
+    snn = MockIO(SnnNode, "snn", SnnNode.Params(checkpoint=checkpoint, idle_after=4))
+    ann = MockIO(KeyframeNode, "ann", KeyframeNode.Params(checkpoint=checkpoint, keyframe_gap=1))
+    fusion = MockIO(FusionNode, "fusion", FusionNode.Params(checkpoint=checkpoint, **rolling))
+    for port, message in stream:
+        single.send("keyframes" if port == "keyframes" else "steps", message)
+        if port == "keyframes":
+            ann.send("keyframes", message)
+            fusion.send("keyframes", wire(ann.outputs[-1][1]))
+        else:
+            snn.send("steps", message)
+            fusion.send("snn", wire(snn.outputs[-1][1]))
+    expected = [m for _, m in single.outputs]
+    got = [m for _, m in fusion.outputs]
+    assert len(got) == len(expected) == 20
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(b.arrays["probs"], a.arrays["probs"], rtol=1e-5, atol=1e-6)
+        assert a.meta["snn_steps"] == b.meta["snn_steps"]
+    held = single.node.stats()["held_steps"]
+    assert held >= 6, "the still run is held after its settle steps"
+    assert snn.node.stats()["held_steps"] == fusion.node.stats()["held_steps"] == held
+    assert ann.node.stats()["reused_keyframes"] == single.node.stats()["reused_keyframes"] >= 5
+    skipped = [m for _, m in snn.outputs if m.meta.get("skipped")]
+    assert len(skipped) == held and all(not m.arrays for m in skipped), "held: nothing sent"
