@@ -140,10 +140,11 @@ TINY_CLASSES = ("clap", "wave", "drum")
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny untrained hybrid checkpoints (residual and event input) for node tests."""
+    """Tiny untrained hybrid checkpoints for node tests: residual and event input, and
+    ``inline``, residual input with in-line fusion that changes what the SNN sees."""
     import torch
 
-    from respike.models import get_model
+    from respike.models import FusionConfig, get_model
     from respike.models.checkpoint import save_checkpoint
     from respike.models.hybrid import InputSpec
 
@@ -167,6 +168,13 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         save_checkpoint(
             paths[kind], get_model("respike_tiny", num_classes=3, input_spec=spec), TINY_CLASSES
         )
+    fusion = FusionConfig(stages=(2, 3, 4), head_dim=8, placement="inline")
+    inline = get_model("respike_tiny", num_classes=3, input_spec=specs["residual"], fusion=fusion)
+    with torch.no_grad():
+        for block in inline.fusion.values():  # a new block is the identity: make it fuse
+            block.proj_out.weight.normal_(0.0, 0.5)
+    paths["inline"] = folder / "inline.pt"
+    save_checkpoint(paths["inline"], inline, TINY_CLASSES)
     return paths
 
 

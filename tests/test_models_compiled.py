@@ -274,28 +274,15 @@ def test_a_stopping_node_leaves_its_build_running_and_a_swap_stops_it(tmp_path: 
             build.wait()
 
 
-def test_an_inline_model_compiles_its_step_with_the_fusion_inside(tmp_path: Path) -> None:
+def test_an_inline_model_compiles_its_step_with_the_fusion_inside(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
     """In-line fusion runs inside the SNN's step: the artifact takes the key frame's keys and
     values with the state and gives the eager step's logits."""
-    from respike.models import FusionConfig, get_model
-    from respike.models.checkpoint import save_checkpoint
-    from respike.models.hybrid import InputSpec
-
     need_compiler()
-    torch.manual_seed(0)
-    spec = InputSpec(
-        snn_size=(32, 32),
-        snn_input="residual",
-        snn_channels=1,
-        keyframe_size=(32, 32),
-        keyframe_interval=2,
-    )
-    fusion = FusionConfig(stages=(2, 3, 4), head_dim=8, placement="inline")
-    model = get_model("respike_tiny", num_classes=3, input_spec=spec, fusion=fusion).eval()
-    with torch.no_grad():
-        for block in model.fusion.values():
-            block.proj_out.weight.normal_(0.0, 0.5)
-    path = save_checkpoint(tmp_path / "inline.pt", model, ("a", "b", "c"))
+    path = checkpoints["inline"]
+    model = load_checkpoint(path).model.eval()
+    assert model.inline
     eager = stream(model, seed=3)
     compiler = StepCompiler("build", path, cache=tmp_path / "compiled-steps")
     compiler.attach(model)

@@ -101,31 +101,11 @@ def test_split_nodes_predict_what_the_model_node_predicts(
 
 
 def test_an_inline_checkpoint_splits_as_a_model_node_fed_by_keyframe_features(
-    tmp_path: Path,
+    checkpoints: dict[str, Path],
 ) -> None:
     """In-line fusion: the SNN reads the key frame's context, so the SNN host runs a `model`
     node on the `keyframe` node's features; it predicts what a `model` node on frames does."""
-    import torch
-
-    from respike.models import FusionConfig, get_model
-    from respike.models.checkpoint import save_checkpoint
-    from respike.models.hybrid import InputSpec
-
-    torch.manual_seed(0)
-    spec = InputSpec(
-        snn_size=(32, 32),
-        snn_input="residual",
-        snn_channels=1,
-        keyframe_size=(32, 32),
-        keyframe_interval=2,
-    )
-    fusion = FusionConfig(stages=(2, 3, 4), head_dim=8, placement="inline")
-    model = get_model("respike_tiny", num_classes=3, input_spec=spec, fusion=fusion)
-    with torch.no_grad():
-        for block in model.fusion.values():  # fusion that changes what the SNN sees
-            block.proj_out.weight.normal_(0.0, 0.5)
-    checkpoint = tmp_path / "inline.pt"
-    save_checkpoint(checkpoint, model, ("wave", "clap", "none"))
+    checkpoint = checkpoints["inline"]
     frames = render_clip(
         "right_hand_wave", seed=5, num_frames=8, config=SceneConfig(width=64, height=48)
     )
@@ -191,20 +171,25 @@ def test_split_nodes_follow_a_still_scene_as_the_model_node_does(
     snn = MockIO(SnnNode, "snn", SnnNode.Params(checkpoint=checkpoint, idle_after=4))
     ann = MockIO(KeyframeNode, "ann", KeyframeNode.Params(checkpoint=checkpoint, keyframe_gap=1))
     fusion = MockIO(FusionNode, "fusion", FusionNode.Params(checkpoint=checkpoint, **rolling))
+    remote = MockIO(  # the ANN on another host, the in-line split's layout
+        ModelNode, "snn-host", ModelNode.Params(checkpoint=checkpoint, **rolling, **adaptive)
+    )
     for port, message in stream:
         single.send("keyframes" if port == "keyframes" else "steps", message)
         if port == "keyframes":
             ann.send("keyframes", message)
             fusion.send("keyframes", wire(ann.outputs[-1][1]))
+            remote.send("keyframes", wire(ann.outputs[-1][1]))
         else:
             snn.send("steps", message)
             fusion.send("snn", wire(snn.outputs[-1][1]))
+            remote.send("steps", message)
     expected = [m for _, m in single.outputs]
-    got = [m for _, m in fusion.outputs]
-    assert len(got) == len(expected) == 20
-    for a, b in zip(expected, got, strict=True):
-        np.testing.assert_allclose(b.arrays["probs"], a.arrays["probs"], rtol=1e-5, atol=1e-6)
-        assert a.meta["snn_steps"] == b.meta["snn_steps"]
+    for got in ([m for _, m in fusion.outputs], [m for _, m in remote.outputs]):
+        assert len(got) == len(expected) == 20
+        for a, b in zip(expected, got, strict=True):
+            np.testing.assert_allclose(b.arrays["probs"], a.arrays["probs"], rtol=1e-5, atol=1e-6)
+            assert a.meta["snn_steps"] == b.meta["snn_steps"]
     held = single.node.stats()["held_steps"]
     assert held >= 6, "the still run is held after its settle steps"
     assert snn.node.stats()["held_steps"] == fusion.node.stats()["held_steps"] == held
