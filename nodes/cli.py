@@ -538,7 +538,7 @@ def _export(checkpoint: str, nir: Path | None, onnx: Path | None) -> int:
     if nir is not None:
         print(f"SNN branch -> {export_nir(loaded, nir)}")
         for note in nir_coverage(loaded):
-            print(f"  not in NIR as run: {note}")
+            print(f"  {note}")
     if onnx is not None:
         print(f"ANN branch -> {export_onnx(loaded, onnx)}")
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -64,6 +64,29 @@ class BatchParams(RuntimeParams):
         super().__post_init__()
         if self.batch < 1:
             raise ValueError("batch must be ≥ 1")
+
+
+def run_gated(
+    batch: Sequence[Q],
+    admit: Callable[[Q], Q | None],
+    run: Callable[[list[Q]], None],
+    hold: Callable[[Q], None],
+) -> None:
+    """Compute the items of ``batch`` that ``admit`` lets through (as it returns them) in runs,
+    and ``hold`` the others, in arrival order: a run is computed before the held item after
+    it, so the held item repeats what that run predicted."""
+    computed: list[Q] = []
+    for item in batch:
+        admitted = admit(item)
+        if admitted is not None:
+            computed.append(admitted)
+            continue
+        if computed:
+            run(computed)
+            computed = []
+        hold(item)
+    if computed:
+        run(computed)
 
 
 @dataclass(frozen=True)

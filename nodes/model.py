@@ -49,6 +49,7 @@ from respike.nodes.inference import (
     black_keyframe,
     keyframe_input,
     load_model,
+    run_gated,
 )
 from respike.stream import kinds
 from respike.stream.messages import Message
@@ -250,23 +251,21 @@ class ModelNode(Node):
         """Run the waiting steps, at most ``batch`` at a time, and publish their predictions;
         steps the idle gate holds repeat the last prediction instead."""
         for batch in self._pending.batches():
-            computed: list[_Ready] = []
-            for item in batch:
-                run, context, new_segment = self._gate.admit(
-                    item.steps, item.context, item.new_segment, self._last_probs is not None
-                )
-                if run:
-                    computed.append(item._replace(context=context, new_segment=new_segment))
-                    continue
-                if computed:
-                    self._run(computed)
-                    computed = []
-                assert self._last_probs is not None  # repeat the last prediction
-                self._predictions.publish(
-                    item.message, self._last_probs, 0.0, 0.0, item.keyframe_pj, 0, item.ann_passes
-                )
-            if computed:
-                self._run(computed)
+            run_gated(batch, self._admit, self._run, self._hold)
+
+    def _admit(self, item: _Ready) -> _Ready | None:
+        """``item`` to compute (continuing the segment the gate says), or None to hold it."""
+        run, context, new_segment = self._gate.admit(
+            item.steps, item.context, item.new_segment, self._last_probs is not None
+        )
+        return item._replace(context=context, new_segment=new_segment) if run else None
+
+    def _hold(self, item: _Ready) -> None:
+        """A held still step: the last prediction again, no step computed."""
+        assert self._last_probs is not None
+        self._predictions.publish(
+            item.message, self._last_probs, 0.0, 0.0, item.keyframe_pj, 0, item.ann_passes
+        )
 
     def _run(self, batch: list[_Ready]) -> None:
         torch = self._torch

@@ -38,6 +38,7 @@ from respike.nodes.inference import (
     black_keyframe,
     keyframe_input,
     load_model,
+    run_gated,
 )
 from respike.stream import kinds
 from respike.stream.messages import Message
@@ -116,18 +117,15 @@ class SnnNode(_CheckpointNode):
         """Step the SNN over the waiting messages, at most ``batch`` steps per pass; still steps
         the idle gate holds are sent as ``skipped``."""
         for batch in self._pending.batches():
-            computed: list[tuple[Message, Any]] = []
-            for message, steps in batch:
-                if self._gate.admit(steps, None, False, self._state is not None)[0]:
-                    computed.append((message, steps))
-                    continue
-                if computed:
-                    self._run(computed)
-                    computed = []
-                meta = self._features(kinds.read_step(message), 0.0, 0.0, skipped=True)
-                self.publish("features", meta, message.t, {})
-            if computed:
-                self._run(computed)
+            run_gated(batch, self._admit, self._run, self._hold)
+
+    def _admit(self, item: tuple[Message, Any]) -> tuple[Message, Any] | None:
+        return item if self._gate.admit(item[1], None, False, self._state is not None)[0] else None
+
+    def _hold(self, item: tuple[Message, Any]) -> None:
+        message = item[0]
+        meta = self._features(kinds.read_step(message), 0.0, 0.0, skipped=True)
+        self.publish("features", meta, message.t, {})
 
     def stats(self) -> dict[str, float]:
         return {"held_steps": float(self._gate.held)}
@@ -225,11 +223,10 @@ class FusionNode(_CheckpointNode):
 
     def on_message(self, port: str, message: Message) -> None:
         torch = self._torch
-        if port == "keyframes" and kinds.Features.read(message).skipped:
+        if port == "keyframes" and (meta := kinds.Features.read(message)).skipped:
             if self._context is None:
                 raise ValueError(f"{message.topic}: a skipped key frame before any computed one")
-            key_index = kinds.Features.read(message).key_index
-            ready = self._aligner.add_context(key_index, (self._context, 0.0))
+            ready = self._aligner.add_context(meta.key_index, (self._context, 0.0))
         elif port == "keyframes":
             widths = self.model.config.ann.widths
             maps = [m.to(self.params.device) for m in ann_maps(message, widths)]
