@@ -189,9 +189,11 @@ def video_pipeline(
     model_params: dict[str, Any],
     steps_queue: int = 4,
     loop: bool = True,
+    camera_params: dict[str, Any] | None = None,
 ) -> Path:
     """camera (``video`` at ``rate``, looping unless ``loop`` is false) → residual → model;
     played once, a ``jsonl`` sink prints the predictions (``--runtimes``)."""
+    camera = {"source": video, "fps": rate, "loop": loop, **(camera_params or {})}
     sink = {
         "print": {
             "kind": "jsonl",
@@ -203,7 +205,7 @@ def video_pipeline(
         folder / f"e2e-{rate:g}{'' if loop else '-once'}.toml",
         f"e2e-{rate:g}",
         {
-            "camera": {"kind": "camera", "params": {"source": video, "fps": rate, "loop": loop}},
+            "camera": {"kind": "camera", "params": camera},
             "residual": {
                 "kind": "residual",
                 "inputs": {"frames": "camera/frames"},
@@ -475,7 +477,9 @@ def still_video(video: Path, noise: float, fps: float, folder: Path) -> Path:
 
 
 def measure_video(folder: Path, video: Path, ckpt: Path, rate: float, args: Any) -> dict[str, Any]:
-    path = video_pipeline(folder, video, ckpt, rate, args.model_params, args.steps_queue)
+    path = video_pipeline(
+        folder, video, ckpt, rate, args.model_params, args.steps_queue, True, args.camera_params
+    )
     window = VideoWindow(args.warmup, args.seconds, args.drain)
     load_before = loadavg()
     c = run_pipeline(path, window, args.startup_timeout + args.warmup + args.seconds + 10)
@@ -485,7 +489,11 @@ def measure_video(folder: Path, video: Path, ckpt: Path, rate: float, args: Any)
         return row
     start, end = window.start, window.end
     seconds = (end.t - start.t) / 1e6
-    frames = int(end.stats.extra["frames"] - start.stats.extra["frames"])
+    read = int(end.stats.extra["frames"] - start.stats.extra["frames"])
+    held = end.stats.extra.get("still_frames_held", 0) - start.stats.extra.get(
+        "still_frames_held", 0
+    )
+    frames = read - int(held)
     inside = [p for p in c.predictions if start.t < p.t <= end.t]
     out = len({p.t for p in inside})
     seqs = sorted(p.seq for p in inside)
@@ -496,7 +504,8 @@ def measure_video(folder: Path, video: Path, ckpt: Path, rate: float, args: Any)
         {
             "seconds": seconds,
             "frames_in": frames,
-            "achieved_fps": frames / seconds,
+            "frames_held_still": read - frames,
+            "achieved_fps": read / seconds,
             "predictions_out": out,
             "lost": frames - out,
             "node_drops_and_gaps": dropped,
@@ -771,6 +780,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra model node parameter, e.g. energy=false, compile=true, threads=2",
     )
     parser.add_argument(
+        "--camera-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="camera node parameter; default: the still_* ones of pipelines/webcam.toml "
+        "(still_below=-1: send every frame)",
+    )
+    parser.add_argument(
         "--runtimes",
         default="",
         help="instead of the sweep: the video pipeline played once (--seconds at the first of "
@@ -781,13 +798,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tables", type=Path, help="only print the tables of a saved --json summary"
     )
     args = parser.parse_args(argv)
-    args.model_params = {}
-    for item in args.model_param:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--model-param {item!r}: expected NAME=VALUE")
-        args.model_params[name] = value
+    args.model_params, args.camera_params = {}, webcam_still_params()
+    for flag, items, params in (
+        ("--model-param", args.model_param, args.model_params),
+        ("--camera-param", args.camera_param, args.camera_params),
+    ):
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"{flag} {item!r}: expected NAME=VALUE")
+            params[name] = value
     return args
+
+
+def webcam_still_params() -> dict[str, Any]:
+    """The camera's ``still_*`` parameters in ``pipelines/webcam.toml``: the bench's camera goes
+    quiet before a still scene as the live demo's does."""
+    import tomllib
+
+    pipeline = tomllib.loads((ROOT / "pipelines" / "webcam.toml").read_text())
+    params = pipeline["nodes"]["source"]["params"]
+    return {name: value for name, value in params.items() if name.startswith("still_")}
 
 
 def print_tables(summary: dict[str, Any]) -> None:
@@ -795,6 +826,8 @@ def print_tables(summary: dict[str, Any]) -> None:
     print(f"{summary['date']}, load average {' '.join(summary['load_start'])} at the start")
     if summary["model_params"]:
         print(f"model node parameters: {summary['model_params']}")
+    if summary.get("camera_params"):
+        print(f"camera node parameters: {summary['camera_params']}")
     if summary.get("steps_queue", 1) != 1:
         print(f"model steps input queue: {summary['steps_queue']}")
     rows = summary["rates"]
@@ -912,6 +945,7 @@ def main(argv: list[str] | None = None) -> None:
         "cpus": os.cpu_count(),
         "load_start": Path("/proc/loadavg").read_text().split()[:3],
         "model_params": args.model_params,
+        "camera_params": args.camera_params,
         "steps_queue": args.steps_queue,
         "rates": [],
         "dvs": [],

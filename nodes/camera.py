@@ -1,8 +1,18 @@
-"""`camera`: OpenCV capture from a device index, a video file or a URL, as timestamped RGB frames."""
+"""`camera`: OpenCV capture from a device index, a video file or a URL, as timestamped RGB frames.
+
+A camera before a still scene can go quiet (``still_below``): a frame whose grey 8x8-pixel
+block means all stay within ``still_below`` of the last frame that changed is still, and after
+``still_after`` still frames in a row the camera sends only one every ``still_heartbeat``
+seconds until the scene moves. Everything downstream (residuals, SNN steps, key frames, the
+messages between them) then rests with it, which an idle model node alone cannot do: its inputs
+still arrive at the frame rate. Like a DVS pixel, the comparison is with the last frame that
+changed, not the previous one, so a slow drift adds up until it is sent.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,32 +87,49 @@ class CameraNode(Node):
             1.0, "files: playback speed factor; 0 = as fast as consumers take frames"
         )
         loop: bool = param(False, "files: start again at the end instead of sending `end`")
+        still_below: float = param(
+            -1.0,
+            "a frame whose grey 8x8 block means stay within this (0-1 units) of the last frame "
+            "that changed is still; negative: send every frame",
+        )
+        still_after: int = param(
+            12,
+            "still frames in a row sent before the camera goes quiet (a model node's "
+            "idle_after of 8 plus a segment of 4: it holds its prediction by then)",
+        )
+        still_heartbeat: float = param(1.0, "seconds between the frames sent while quiet")
 
         def __post_init__(self) -> None:
             if self.width < 0 or self.height < 0 or (self.width == 0) != (self.height == 0):
                 raise ValueError("width and height must both be 0 (source size) or both positive")
             if self.fps < 0 or self.speed < 0:
                 raise ValueError("fps and speed must be ≥ 0")
+            if self.still_below >= 1:
+                raise ValueError(f"still_below is {self.still_below}; expected < 1 (0-1 units)")
+            if self.still_after < 0 or self.still_heartbeat <= 0:
+                raise ValueError("still_after must be ≥ 0 and still_heartbeat > 0")
 
     outputs = ("frames",)
 
     def start(self) -> None:
+        import cv2
+
         self._kind = source_kind(self.params.source)
         self._capture = open_capture(
             self.params.source, self.params.width, self.params.height, self.params.fps
         )
         self._index = 0
         self._failures = 0
+        p = self.params
+        self._still = StillFilter(p.still_below, p.still_after, p.still_heartbeat)
         self._reopen = False
+        self._file_fps = self.params.fps or self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         self._period = self._frame_period()
 
     def _frame_period(self) -> float:
-        import cv2
-
         if self._kind != "file" or self.params.speed == 0:
             return 0.0  # devices and streams deliver at their own pace; read() blocks
-        fps = self.params.fps or self._capture.get(cv2.CAP_PROP_FPS) or 30.0
-        return 1.0 / (fps * self.params.speed)
+        return 1.0 / (self._file_fps * self.params.speed)
 
     def produce(self) -> float | None:
         if self._reopen:
@@ -120,10 +147,18 @@ class CameraNode(Node):
         if not ok:
             return self._on_read_failure()
         self._failures = 0
-        meta = kinds.Frame(index=self._index, source=self.params.source)
-        self.publish("frames", meta, now_us(), {"frame": self._to_rgb(frame)})
+        if self._still.send(frame, self._clock()):
+            meta = kinds.Frame(index=self._index, source=self.params.source)
+            self.publish("frames", meta, now_us(), {"frame": self._to_rgb(frame)})
         self._index += 1
         return self._pacer.delay_until(self._index * self._period)
+
+    def _clock(self) -> float:
+        """Seconds on the source's clock: a file's own frame times (whatever its playback
+        speed), a device's or stream's wall time."""
+        if self._kind == "file":
+            return self._index / self._file_fps
+        return time.monotonic()
 
     def _to_rgb(self, frame: np.ndarray) -> np.ndarray:
         import cv2
@@ -156,7 +191,55 @@ class CameraNode(Node):
         return backoff
 
     def stats(self) -> dict[str, float]:
-        return {"frames": float(self._index)}
+        return {"frames": float(self._index), "still_frames_held": float(self._still.held)}
 
     def finish(self) -> None:
         self._capture.release()
+
+
+class StillFilter:
+    """Which frames a camera before a still scene sends (see the module docstring).
+
+    ``below`` < 0 sends every frame. Frames are compared as grey 8x8-pixel block means, where
+    sensor noise and codec artefacts average out (2-3 grey levels at most, against 12-24 for a
+    moving edge) and a moving object does not; a frame of another size always changes.
+    """
+
+    BLOCK = 8
+
+    def __init__(self, below: float, after: int, heartbeat_s: float) -> None:
+        self._below = below * 255
+        self._after = after
+        self._heartbeat_s = heartbeat_s
+        self._reference: np.ndarray | None = None
+        self._still_run = 0
+        self._last_sent = 0.0
+        self.held = 0
+        """Frames not sent."""
+
+    def send(self, frame: np.ndarray, now: float) -> bool:
+        """Whether to send ``frame`` (as decoded, any channel order), read at ``now`` seconds."""
+        if self._below < 0:
+            return True
+        import cv2
+
+        height, width = frame.shape[:2]
+        size = (max(1, width // self.BLOCK), max(1, height // self.BLOCK))
+        blocks = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        if blocks.ndim == 3:
+            blocks = cv2.cvtColor(blocks, cv2.COLOR_BGR2GRAY)
+        reference = self._reference
+        if (
+            reference is None
+            or reference.shape != blocks.shape
+            or cv2.absdiff(blocks, reference).max() > self._below
+        ):
+            self._reference, self._still_run = blocks, 0
+        else:
+            self._still_run += 1
+            quiet = self._still_run > self._after
+            if quiet and now - self._last_sent < self._heartbeat_s:
+                self.held += 1
+                return False
+        self._last_sent = now
+        return True
