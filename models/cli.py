@@ -86,6 +86,8 @@ _RUN_FIELDS = (
     "threads",
     "save_every",
     "init",
+    "stale_keyframes",
+    "stale_gap",
 )
 _SPEC_FIELDS = (
     "snn_size",
@@ -331,6 +333,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             ("--workers", int, "DataLoader worker processes", run("workers")),
             ("--threads", int, "torch threads, 0: torch's default", run("threads")),
             ("--save-every", int, "keep epoch-NNN.pt every N epochs", run("save_every")),
+            (
+                "--stale-keyframes",
+                float,
+                "share of clips whose segments reuse earlier key frames (key frames on demand)",
+                run("stale_keyframes"),
+            ),
+            ("--stale-gap", int, "most segments a stale key frame is reused", run("stale_gap")),
         ],
     )
     opt.add_argument(

@@ -66,7 +66,9 @@ class TrainConfig:
     ``batch_size`` is per process. ``lr`` peaks after ``warmup`` of the first epoch's steps,
     then follows a cosine to zero at the end of ``epochs``. ``init`` lists checkpoints whose
     weights start the model wherever names and shapes match (e.g. a hybrid started from its
-    trained ``snn`` and ``ann`` ablations).
+    trained ``snn`` and ``ann`` ablations). ``stale_keyframes`` is the share of training clips
+    whose segments reuse an earlier segment's key frame, at most ``stale_gap`` segments apart
+    (:func:`stale_keyframes`): what key frames on demand feed the model when they skip passes.
     """
 
     data: str
@@ -101,6 +103,8 @@ class TrainConfig:
     threads: int = 0
     save_every: int = 0
     init: tuple[Path, ...] = ()
+    stale_keyframes: float = 0.0
+    stale_gap: int = 3
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -114,6 +118,10 @@ class TrainConfig:
             raise ValueError("lr and grad_clip must be positive, weight_decay and step_loss >= 0")
         if self.workers < 0 or self.threads < 0 or self.save_every < 0:
             raise ValueError("workers, threads and save_every must be >= 0")
+        if not 0 <= self.stale_keyframes <= 1:
+            raise ValueError(f"stale_keyframes must be in [0, 1], got {self.stale_keyframes}")
+        if self.stale_gap < 1:
+            raise ValueError(f"stale_gap must be >= 1, got {self.stale_gap}")
         parse_data_spec(self.data)
         if self.val_data is not None:
             parse_data_spec(self.val_data)
@@ -273,6 +281,33 @@ def clip_loss(
             step_logits.flatten(0, 1), labels.repeat_interleave(steps)
         )
     return loss
+
+
+def stale_keyframes(
+    keyframes: torch.Tensor, share: float, gap: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Key frames ``(B, S, ...)`` where a ``share`` of the clips reuse earlier segments' frames.
+
+    In a chosen clip the first segment always has its own key frame (a stream's first key frame
+    is always computed); each later one gets a fresh key frame with probability 1/2, and always
+    once ``gap`` segments have passed since the last fresh one; the others reuse the last fresh
+    frame. That is the spread of schedules :class:`respike.models.adaptive.KeyframePolicy`
+    gives a stream (the change and confidence triggers add passes between the gap's), so the
+    model learns to predict from a context a few segments old.
+    """
+    batch, segments = keyframes.shape[:2]
+    if share <= 0 or segments < 2:
+        return keyframes
+    stale = torch.rand(batch, generator=generator) < share
+    fresh = torch.rand(batch, segments, generator=generator) < 1 / 3
+    source = torch.zeros(batch, segments, dtype=torch.long)
+    last = torch.zeros(batch, dtype=torch.long)
+    for segment in range(1, segments):
+        due = fresh[:, segment] | (segment - last >= gap) | ~stale
+        last = torch.where(due, torch.full_like(last, segment), last)
+        source[:, segment] = last
+    index = source.view(batch, segments, *([1] * (keyframes.dim() - 2)))
+    return torch.gather(keyframes, 1, index.expand_as(keyframes))
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -443,12 +478,16 @@ def _train_epoch(
             generator=generator,
             num_workers=config.workers,
         )
+    stale_generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 7)
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     bar = progress_bar(
         loader, enabled=progress and info.main, total=len(loader), desc=f"epoch {epoch + 1}"
     )
     for keyframes, steps, labels in bar:
+        keyframes = stale_keyframes(
+            keyframes, config.stale_keyframes, config.stale_gap, stale_generator
+        )
         output = model(Clip(keyframes, steps))
         loss = clip_loss(output.logits, output.step_logits, labels, config.step_loss)
         optimizer.zero_grad(set_to_none=True)

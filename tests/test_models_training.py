@@ -15,7 +15,14 @@ import torch.multiprocessing as mp
 from respike.models import InputSpec, load_checkpoint
 from respike.models.checkpoint import SHIPPED, CheckpointError, resolve_checkpoint
 from respike.models.cli import main
-from respike.models.training import TrainConfig, TrainResult, build_model, replica_checksum, train
+from respike.models.training import (
+    TrainConfig,
+    TrainResult,
+    build_model,
+    replica_checksum,
+    stale_keyframes,
+    train,
+)
 
 TINY_EVENTS = InputSpec(
     snn_size=(32, 32),
@@ -206,3 +213,29 @@ def test_resolve_checkpoint_names(tmp_path: Path) -> None:
     assert resolve_checkpoint(path) == path
     with pytest.raises(CheckpointError, match="actions"):
         resolve_checkpoint("no-such-model")
+
+
+def test_stale_keyframes_reuse_earlier_frames_within_the_gap() -> None:
+    batch, segments, gap = 400, 6, 3
+    keyframes = torch.arange(segments, dtype=torch.float32).expand(batch, segments)[..., None]
+    generator = torch.Generator().manual_seed(0)
+    source = stale_keyframes(keyframes, 0.5, gap, generator)[..., 0].long()
+    assert (source[:, 0] == 0).all(), "a stream's first key frame is always its own"
+    steps = source[:, 1:] - source[:, :-1]
+    assert ((steps == 0) | (source[:, 1:] == torch.arange(1, segments))).all(), (
+        "a segment has its own key frame or the previous segment's"
+    )
+    assert (torch.arange(segments) - source < gap).all(), f"never more than {gap - 1} old"
+    stale = (source != torch.arange(segments)).any(dim=1).float().mean()
+    assert 0.4 < stale < 0.6, f"about half the clips have stale key frames ({stale:.2f})"
+    assert torch.equal(stale_keyframes(keyframes, 0.0, gap, generator), keyframes)
+    assert torch.equal(stale_keyframes(keyframes, 1.0, 1, generator), keyframes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"stale_keyframes": 1.5}, "stale_keyframes must be in"), ({"stale_gap": 0}, "stale_gap")],
+)
+def test_bad_stale_settings_are_named(changes: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data="synthetic", **changes)  # type: ignore[arg-type]
