@@ -41,8 +41,14 @@ def source_kind(source: str) -> str:
     return "file"
 
 
-def open_capture(source: str, width: int = 0, height: int = 0, fps: float = 0.0) -> Any:
-    """Open ``source`` with OpenCV and apply the requested mode; raise :class:`CaptureError`."""
+def open_capture(
+    source: str, width: int = 0, height: int = 0, fps: float = 0.0, decode_threads: int = 0
+) -> Any:
+    """Open ``source`` with OpenCV and apply the requested mode; raise :class:`CaptureError`.
+
+    ``decode_threads`` sets FFmpeg's decoder threads for files and streams (0: its default,
+    one per core); devices deliver decoded frames and ignore it.
+    """
     import cv2
 
     from respike.recorders.video import quiet_opencv
@@ -51,7 +57,14 @@ def open_capture(source: str, width: int = 0, height: int = 0, fps: float = 0.0)
     if kind == "file" and not Path(source).is_file():
         raise CaptureError(f"video file {source!r} does not exist")
     with quiet_opencv():
-        capture = cv2.VideoCapture(int(source) if kind == "device" else source)
+        if kind == "device":
+            capture = cv2.VideoCapture(int(source))
+        elif decode_threads:
+            capture = cv2.VideoCapture(
+                source, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, decode_threads]
+            )
+        else:
+            capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         what = {"device": "camera device", "url": "video stream", "file": "video file"}[kind]
         raise CaptureError(
@@ -98,6 +111,11 @@ class CameraNode(Node):
             "idle_after of 8 plus a segment of 4: it holds its prediction by then)",
         )
         still_heartbeat: float = param(1.0, "seconds between the frames sent while quiet")
+        threads: int = param(
+            1,
+            "OpenCV's threads in this node, and FFmpeg's decoding a file or stream (0: one per "
+            "core); one frame at a time, more threads cost more CPU waking each other",
+        )
 
         def __post_init__(self) -> None:
             if self.width < 0 or self.height < 0 or (self.width == 0) != (self.height == 0):
@@ -108,16 +126,18 @@ class CameraNode(Node):
                 raise ValueError(f"still_below is {self.still_below}; expected < 1 (0-1 units)")
             if self.still_after < 0 or self.still_heartbeat <= 0:
                 raise ValueError("still_after must be ≥ 0 and still_heartbeat > 0")
+            if self.threads < 0:
+                raise ValueError(f"threads is {self.threads}; expected ≥ 0")
 
     outputs = ("frames",)
 
     def start(self) -> None:
         import cv2
 
+        if self.params.threads:  # idle workers of OpenCV's pool spin between frames
+            cv2.setNumThreads(self.params.threads)
         self._kind = source_kind(self.params.source)
-        self._capture = open_capture(
-            self.params.source, self.params.width, self.params.height, self.params.fps
-        )
+        self._capture = self._open()
         self._index = 0
         self._failures = 0
         p = self.params
@@ -125,6 +145,10 @@ class CameraNode(Node):
         self._reopen = False
         self._file_fps = self.params.fps or self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         self._period = self._frame_period()
+
+    def _open(self) -> Any:
+        p = self.params
+        return open_capture(p.source, p.width, p.height, p.fps, p.threads)
 
     def _frame_period(self) -> float:
         if self._kind != "file" or self.params.speed == 0:
@@ -135,9 +159,7 @@ class CameraNode(Node):
         if self._reopen:
             self._reopen = False
             try:
-                self._capture = open_capture(
-                    self.params.source, self.params.width, self.params.height, self.params.fps
-                )
+                self._capture = self._open()
             except CaptureError as exc:
                 log.warning("%s: %s", self.name, exc)
                 return self._on_read_failure()
@@ -225,9 +247,8 @@ class StillFilter:
 
         height, width = frame.shape[:2]
         size = (max(1, width // self.BLOCK), max(1, height // self.BLOCK))
-        blocks = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-        if blocks.ndim == 3:
-            blocks = cv2.cvtColor(blocks, cv2.COLOR_BGR2GRAY)
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        blocks = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)  # half the CPU in grey
         reference = self._reference
         if (
             reference is None

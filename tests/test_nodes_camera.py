@@ -160,6 +160,7 @@ def test_the_camera_skips_still_frames_of_a_file_and_keeps_their_indices(tmp_pat
         ({"still_below": 1.5}, "still_below is 1.5; expected < 1"),
         ({"still_after": -1}, "still_after must be ≥ 0"),
         ({"still_heartbeat": 0.0}, "still_heartbeat > 0"),
+        ({"threads": -1}, "threads is -1; expected ≥ 0"),
     ],
 )
 def test_bad_still_settings_are_named(params: dict[str, float], message: str) -> None:
