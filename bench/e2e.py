@@ -50,7 +50,10 @@ time. Run from the repository root (about 6-8 minutes with the defaults)::
     python bench/e2e.py --tables e2e.json       # the tables of a saved --json summary
 
 Variations for diagnosis (the defaults are the ready pipeline as it is): ``--model-param
-NAME=VALUE`` sets a ``model`` node parameter (``energy=false``, ``compile=true``), ``--steps-queue
+NAME=VALUE`` sets a ``model`` node parameter (``energy=false``, ``compile=true``),
+``--camera-param NAME=VALUE`` a ``camera`` one (its ``still_*`` settings default to
+``pipelines/webcam.toml``'s, so the camera goes quiet before a still scene as the live demo's
+does; ``still_below=-1`` sends every frame), ``--steps-queue
 N`` the live queue of its ``steps`` input, ``--dvs-window-us`` the replay packet (one prediction
 per packet; several SNN time bins per packet run as one call).
 """
