@@ -289,7 +289,7 @@ def stale_keyframes(
     """Key frames ``(B, S, ...)`` where a ``share`` of the clips reuse earlier segments' frames.
 
     In a chosen clip the first segment always has its own key frame (a stream's first key frame
-    is always computed); each later one gets a fresh key frame with probability 1/2, and always
+    is always computed); each later one gets a fresh key frame with probability 1/3, and always
     once ``gap`` segments have passed since the last fresh one; the others reuse the last fresh
     frame. That is the spread of schedules :class:`respike.models.adaptive.KeyframePolicy`
     gives a stream (the change and confidence triggers add passes between the gap's), so the

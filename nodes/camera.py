@@ -223,8 +223,8 @@ class StillFilter:
     """Which frames a camera before a still scene sends (see the module docstring).
 
     ``below`` < 0 sends every frame. Frames are compared as grey 8x8-pixel block means, where
-    sensor noise and codec artefacts average out (2-3 grey levels at most, against 12-24 for a
-    moving edge) and a moving object does not; a frame of another size always changes.
+    sensor noise and codec artefacts average out (2-3 grey levels on the clips measured, against
+    12-24 where an edge moves); a frame of another size always changes.
     """
 
     BLOCK = 8
