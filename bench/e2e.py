@@ -10,11 +10,12 @@ process subscribed to ``model/predictions`` in place of the ``jsonl`` node:
   ``fps`` parameter paces the file), residuals at the checkpoint's SNN size, the ``model`` node
   on the ``--checkpoint``. After the first prediction and ``--warmup`` seconds, a window of
   ``--seconds`` is measured between two of the camera's stats messages: the camera counts the
-  frames it published before each, and each frame carries its capture time ``t``, so *frames
-  in* is exact and *predictions out* is the number of predictions whose ``t`` falls in the
-  window (collected for ``--drain`` seconds more). ``lost`` = frames in − predictions out;
-  the nodes' own stats (per-input ``dropped`` by the live queues, sequence ``gaps``, the
-  model's ``dropped_steps`` of key frames that never came) say where. Latency is each
+  frames it read and those it held as still before each, and each frame carries its capture
+  time ``t``, so *frames in* (read, less held) is exact and *predictions out* is the number
+  of predictions whose ``t`` falls in the window (collected for ``--drain`` seconds more).
+  ``lost`` = frames in − predictions out; the nodes' own stats (per-input ``dropped`` by the
+  live queues, sequence ``gaps``, the model's ``dropped_steps`` of key frames that never
+  came) say where. Latency is each
   prediction's ``latency_ms``: ``residual`` (kernel), ``upstream`` (capture → residual
   published: camera publish, the hop, the queue, residual kernel, key-frame publish), ``hop``
   (residual published → model started the step: transfer, queue, key-frame ANN passes before
@@ -835,7 +836,8 @@ def print_tables(summary: dict[str, Any]) -> None:
         print(f"model steps input queue: {summary['steps_queue']}")
     rows = summary["rates"]
     print(
-        f"\n{'scene':>6} {'fps':>5} {'achieved':>8} {'frames in':>9} {'preds out':>9} {'lost':>5} "
+        f"\n{'scene':>6} {'fps':>5} {'achieved':>8} {'frames in':>9} {'held':>5} {'preds out':>9} "
+        f"{'lost':>5} "
         f"{'drops+gaps':>10} {'drop steps':>10} {'e2e p50':>8} {'e2e p99':>8} {'sustained':>9} "
         f"{'load':>9} {'pipeline cpu':>12}"
     )
@@ -847,6 +849,7 @@ def print_tables(summary: dict[str, Any]) -> None:
         e2e = r["latency_ms"]["e2e"]
         print(
             f"{scene:>6} {r['rate']:>5g} {r['achieved_fps']:>8.1f} {r['frames_in']:>9} "
+            f"{r.get('frames_held_still', 0):>5} "
             f"{r['predictions_out']:>9} {r['lost']:>5} {r['node_drops_and_gaps']:>10} "
             f"{int(r['model_dropped_steps']):>10} {e2e['p50']:>8.1f} {e2e['p99']:>8.1f} "
             f"{'yes' if r['sustained'] else 'no':>9} "
