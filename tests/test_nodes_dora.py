@@ -7,6 +7,7 @@ pipeline under ``respike run`` on the same video.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -222,7 +223,13 @@ def test_dora_run_predicts_what_respike_run_predicts(
     )
     assert respike.returncode == 0, respike.stderr[-3000:]
     under_respike = [json.loads(line) for line in respike.stdout.splitlines()]
-    assert len(under_dora) == len(under_respike) == 90
+    times = [p["t"] for p in under_dora]
+    gaps = [(i, b - a) for i, (a, b) in enumerate(itertools.pairwise(times)) if b - a > 50_000]
+    assert len(under_dora) == len(under_respike) == 90, (
+        f"{len(under_dora)} predictions under dora, {len(under_respike)} under respike; "
+        f"dora's sequence numbers {[p['seq'] for p in under_dora[:3]]}..., capture-time gaps "
+        f"over 50 ms after these predictions (index, µs): {gaps}"
+    )
     # Both runtimes batch the steps that wait when the model falls behind, maybe differently:
     # a batch's arithmetic can differ in the last float bits, and scores are printed rounded.
     for i, (a, b) in enumerate(zip(under_dora, under_respike, strict=True)):
