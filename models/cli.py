@@ -339,7 +339,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                 "share of clips whose segments reuse earlier key frames (key frames on demand)",
                 run("stale_keyframes"),
             ),
-            ("--stale-gap", int, "most segments a stale key frame is reused", run("stale_gap")),
+            (
+                "--stale-gap",
+                int,
+                "a fresh key frame at least every this many segments",
+                run("stale_gap"),
+            ),
         ],
     )
     opt.add_argument(

@@ -114,7 +114,7 @@ class CameraNode(Node):
         threads: int = param(
             1,
             "OpenCV's threads in this node, and FFmpeg's decoding a file or stream (0: one per "
-            "core); one decodes 1080p mp4 in 3.4 ms a frame here, and more cost CPU waking "
+            "core); one decodes 1080p MPEG-4 in 3.4 ms a frame here, and more cost CPU waking "
             "each other (4K at 30 fps may need more)",
         )
 
